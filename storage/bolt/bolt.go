@@ -1,0 +1,184 @@
+// Package bolt is the embedded, single-file storage backend of Rapport, on
+// go.etcd.io/bbolt. It is the default store of crm.Open.
+//
+// # Basics
+//
+// [Open] creates or opens the database file and takes an exclusive lock on
+// it: one process at a time. Every committed Update is on disk (fsync)
+// before it returns. Reads run in MVCC snapshots and do not block writes;
+// writes are serialised.
+//
+// # Caveats
+//
+// A second process that opens a file already open elsewhere waits at most
+// Options.Timeout (one second by default) and then fails with an error that
+// wraps storage.ErrLocked. Do not run a View inside an Update on the same
+// goroutine: bbolt may deadlock when it grows the file.
+package bolt
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/rapportcrm/rapport/storage"
+	"github.com/rapportcrm/rapport/storage/internal/kvstore"
+)
+
+// Options configures Open. The zero value means the defaults below.
+type Options struct {
+	// Timeout is how long Open waits for the file lock held by another
+	// process. Defaults to 1s; a negative value means fail at once.
+	Timeout time.Duration
+	// NoSync skips fsync on commit: faster, but a crash can lose recent
+	// commits. Defaults to false. Only for tests and bulk loads you can redo.
+	NoSync bool
+	// Mode is the permission of a new file. Defaults to 0600.
+	Mode os.FileMode
+}
+
+// Store is a storage.Store on a bbolt file.
+type Store struct {
+	*kvstore.Store
+	db   *bbolt.DB
+	path string
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database file at path.
+func Open(path string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if path == "" {
+		return nil, fmt.Errorf("bolt: %w: empty path", storage.ErrInvalid)
+	}
+	switch {
+	case o.Timeout == 0:
+		o.Timeout = time.Second
+	case o.Timeout < 0:
+		o.Timeout = time.Nanosecond
+	}
+	if o.Mode == 0 {
+		o.Mode = 0o600
+	}
+	db, err := bbolt.Open(path, o.Mode, &bbolt.Options{Timeout: o.Timeout, NoSync: o.NoSync, FreelistType: bbolt.FreelistMapType})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("bolt: open %s: %w (waited %s)", path, storage.ErrLocked, o.Timeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	return &Store{Store: kvstore.New(boltDB{db}, "bolt"), db: db, path: path}, nil
+}
+
+// Path returns the file the store was opened on.
+func (s *Store) Path() string { return s.path }
+
+// Check verifies the consistency of the database file (bbolt's page-level
+// check) and returns every problem found, joined.
+func (s *Store) Check() error {
+	var errs []error
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		for e := range tx.Check() {
+			errs = append(errs, e)
+		}
+		return nil
+	})
+	return errors.Join(append(errs, err)...)
+}
+
+type boltDB struct{ db *bbolt.DB }
+
+func (d boltDB) View(fn func(kvstore.KVTx) error) error {
+	return d.db.View(func(tx *bbolt.Tx) error { return fn(boltTx{tx}) })
+}
+
+func (d boltDB) Update(fn func(kvstore.KVTx) error) error {
+	return d.db.Update(func(tx *bbolt.Tx) error { return fn(boltTx{tx}) })
+}
+
+func (d boltDB) Close() error { return d.db.Close() }
+
+type boltTx struct{ tx *bbolt.Tx }
+
+func (t boltTx) Bucket(name []byte) kvstore.Bucket {
+	b := t.tx.Bucket(name)
+	if b == nil {
+		return nil
+	}
+	return boltBucket{b}
+}
+
+func (t boltTx) CreateBucket(name []byte) (kvstore.Bucket, error) {
+	if b := t.tx.Bucket(name); b != nil {
+		return boltBucket{b}, nil
+	}
+	b, err := t.tx.CreateBucket(name)
+	if err != nil {
+		return nil, err
+	}
+	return boltBucket{b}, nil
+}
+
+func (t boltTx) DeleteBucket(name []byte) error {
+	err := t.tx.DeleteBucket(name)
+	if errors.Is(err, bolterrors.ErrBucketNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (t boltTx) ForEachBucket(fn func(name []byte) error) error {
+	return t.tx.ForEach(func(name []byte, _ *bbolt.Bucket) error { return fn(name) })
+}
+
+type boltBucket struct{ b *bbolt.Bucket }
+
+func (b boltBucket) Get(k []byte) []byte           { return b.b.Get(k) }
+func (b boltBucket) Put(k, v []byte) error         { return b.b.Put(k, v) }
+func (b boltBucket) Delete(k []byte) error         { return b.b.Delete(k) }
+func (b boltBucket) NextSequence() (uint64, error) { return b.b.NextSequence() }
+func (b boltBucket) Sequence() uint64              { return b.b.Sequence() }
+
+func (b boltBucket) Ascend(from []byte, fn func(k, v []byte) bool) {
+	c := b.b.Cursor()
+	var k, v []byte
+	if from == nil {
+		k, v = c.First()
+	} else {
+		k, v = c.Seek(from)
+	}
+	for ; k != nil; k, v = c.Next() {
+		if !fn(k, v) {
+			return
+		}
+	}
+}
+
+func (b boltBucket) Descend(from []byte, fn func(k, v []byte) bool) {
+	c := b.b.Cursor()
+	var k, v []byte
+	if from == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Seek(from)
+		switch {
+		case k == nil:
+			k, v = c.Last()
+		case string(k) != string(from):
+			k, v = c.Prev()
+		}
+	}
+	for ; k != nil; k, v = c.Prev() {
+		if !fn(k, v) {
+			return
+		}
+	}
+}

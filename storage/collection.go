@@ -1,0 +1,187 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Collection declares a collection and its secondary indexes.
+type Collection struct {
+	// Name is 1 to 64 characters of lower-case letters, digits and '_',
+	// starting with a letter or '_'.
+	Name string
+	// Indexes are kept consistent with the records in every transaction.
+	Indexes []Index
+}
+
+// Index declares a secondary index. An index maps each record to zero or
+// more string values, taken either from a field of the body (Field) or by a
+// function (Extract). Empty values are not indexed.
+type Index struct {
+	// Name is unique within the collection and follows the rules for
+	// collection names.
+	Name string
+	// Unique allows each value at most once per tenant and collection.
+	Unique bool
+	// Field is a dot-separated path to a field of the body, for example
+	// "email" or "address.city". A string is indexed as it is, a number or
+	// boolean as its JSON text, an array as each of its elements; null,
+	// objects and missing fields are not indexed.
+	Field string
+	// Extract computes the values instead of Field. It must be a pure
+	// function of the body. When its logic changes, change Version so that
+	// Declare rebuilds the index.
+	Extract func(body []byte) ([]string, error)
+	// Version is part of the index definition; changing it makes Declare
+	// rebuild the index from the stored records.
+	Version int
+}
+
+// Definition returns a string that identifies the index's definition; an
+// index is rebuilt by Declare when its definition changes.
+func (ix Index) Definition() string {
+	src := "field:" + ix.Field
+	if ix.Extract != nil {
+		src = "extract"
+	}
+	return fmt.Sprintf("%s unique=%t %s v%d", ix.Name, ix.Unique, src, ix.Version)
+}
+
+var nameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,63}$`)
+
+// Validate reports whether the declaration follows the rules.
+func (c Collection) Validate() error {
+	if !nameRE.MatchString(c.Name) {
+		return invalidf("collection name %q: want 1-64 of [a-z0-9_], not starting with a digit", c.Name)
+	}
+	seen := make(map[string]bool, len(c.Indexes))
+	for _, ix := range c.Indexes {
+		if !nameRE.MatchString(ix.Name) {
+			return invalidf("collection %s: index name %q: want 1-64 of [a-z0-9_], not starting with a digit", c.Name, ix.Name)
+		}
+		if seen[ix.Name] {
+			return invalidf("collection %s: index %q declared twice", c.Name, ix.Name)
+		}
+		seen[ix.Name] = true
+		if (ix.Field == "") == (ix.Extract == nil) {
+			return invalidf("collection %s: index %s: set exactly one of Field and Extract", c.Name, ix.Name)
+		}
+	}
+	return nil
+}
+
+// Index returns the index with the given name.
+func (c Collection) Index(name string) (Index, bool) {
+	for _, ix := range c.Indexes {
+		if ix.Name == name {
+			return ix, true
+		}
+	}
+	return Index{}, false
+}
+
+// IndexValues returns the values each index of c takes for body, in the
+// order of c.Indexes, deduplicated and validated. body must be a valid JSON
+// object.
+func (c Collection) IndexValues(body json.RawMessage) ([][]string, error) {
+	if len(c.Indexes) == 0 {
+		return nil, nil
+	}
+	var doc map[string]any
+	out := make([][]string, len(c.Indexes))
+	for i, ix := range c.Indexes {
+		var vals []string
+		if ix.Extract != nil {
+			v, err := ix.Extract(body)
+			if err != nil {
+				return nil, invalidf("collection %s: index %s: %v", c.Name, ix.Name, err)
+			}
+			vals = v
+		} else {
+			if doc == nil {
+				dec := json.NewDecoder(bytes.NewReader(body))
+				dec.UseNumber()
+				if err := dec.Decode(&doc); err != nil {
+					return nil, invalidf("body: %v", err)
+				}
+			}
+			vals = fieldValues(doc, ix.Field)
+		}
+		vals, err := cleanValues(vals)
+		if err != nil {
+			return nil, fmt.Errorf("collection %s: index %s: %w", c.Name, ix.Name, err)
+		}
+		out[i] = vals
+	}
+	return out, nil
+}
+
+func fieldValues(doc map[string]any, path string) []string {
+	var cur any = doc
+	for part := range strings.SplitSeq(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[part]
+	}
+	switch v := cur.(type) {
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			if s, ok := scalarString(e); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	default:
+		if s, ok := scalarString(v); ok {
+			return []string{s}
+		}
+		return nil
+	}
+}
+
+func scalarString(v any) (string, bool) {
+	switch v := v.(type) {
+	case string:
+		return v, true
+	case json.Number:
+		return v.String(), true
+	case bool:
+		return strconv.FormatBool(v), true
+	default:
+		return "", false
+	}
+}
+
+// cleanValues drops empty values and duplicates and checks the limits.
+func cleanValues(vals []string) ([]string, error) {
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	out := vals[:0:0]
+	for _, v := range vals {
+		if v == "" {
+			continue
+		}
+		if err := ValidateIndexValue(v); err != nil {
+			return nil, err
+		}
+		dup := false
+		for _, o := range out {
+			if o == v {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,182 @@
+package storagetest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rapportcrm/rapport/storage"
+)
+
+// appendEvents commits n events of type typ, one record each, in one
+// transaction per event.
+func appendEvents(t *testing.T, st storage.Store, tenant, typ string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range n {
+		id := fmt.Sprintf("%s-%03d", typ, i)
+		require.NoError(t, st.Update(ctx, tenant, func(tx storage.Tx) error {
+			if _, err := tx.Put(ctx, counters, storage.Record{ID: id, Body: body(t, map[string]int{"n": i})}); err != nil {
+				return err
+			}
+			return tx.Append(ctx, storage.Event{Type: typ, Collection: counters, RecordID: id,
+				Time: time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC), Body: body(t, map[string]int{"i": i})})
+		}))
+	}
+}
+
+func types(evs []storage.Event) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = fmt.Sprintf("%s/%s", e.Type, e.RecordID)
+	}
+	return out
+}
+
+func (s *suite) testOutbox(t *testing.T) {
+	st := s.open(t)
+	ctx := context.Background()
+	evs, err := st.ReadOutbox(ctx, "a", 10)
+	require.NoError(t, err)
+	assert.Empty(t, evs, "a new store has an empty outbox")
+
+	appendEvents(t, st, tenant, "x.made", 5)
+	// Several events in one transaction keep their order.
+	require.NoError(t, st.Update(ctx, "t2", func(tx storage.Tx) error {
+		return tx.Append(ctx, storage.Event{Type: "y.one"}, storage.Event{Type: "y.two"})
+	}))
+
+	evs, err = st.ReadOutbox(ctx, "a", 100)
+	require.NoError(t, err)
+	require.Len(t, evs, 7)
+	for i, ev := range evs {
+		assert.Equal(t, uint64(i+1), ev.Seq-evs[0].Seq+1, "sequence numbers increase by one")
+		if i > 0 {
+			assert.Greater(t, ev.Seq, evs[i-1].Seq)
+		}
+	}
+	first := evs[0]
+	assert.Equal(t, "x.made", first.Type)
+	assert.Equal(t, tenant, first.Tenant)
+	assert.Equal(t, counters, first.Collection)
+	assert.Equal(t, "x.made-000", first.RecordID)
+	assert.True(t, first.Time.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), "time %v", first.Time)
+	assert.JSONEq(t, `{"i":0}`, string(first.Body))
+	assert.Equal(t, []string{"y.one/", "y.two/"}, types(evs[5:]))
+
+	// Without an acknowledgement the same events come again.
+	again, err := st.ReadOutbox(ctx, "a", 100)
+	require.NoError(t, err)
+	assert.Equal(t, types(evs), types(again))
+
+	// Limit and acknowledgement: consumer a reads in batches.
+	batch, err := st.ReadOutbox(ctx, "a", 2)
+	require.NoError(t, err)
+	require.Len(t, batch, 2)
+	require.NoError(t, st.AckOutbox(ctx, "a", batch[1].Seq))
+	rest, err := st.ReadOutbox(ctx, "a", 100)
+	require.NoError(t, err)
+	assert.Equal(t, types(evs[2:]), types(rest))
+
+	// Consumer b is independent and still gets everything.
+	b, err := st.ReadOutbox(ctx, "b", 100)
+	require.NoError(t, err)
+	assert.Equal(t, types(evs), types(b))
+
+	// Acknowledging backwards is a no-op; beyond the end is refused.
+	require.NoError(t, st.AckOutbox(ctx, "a", batch[0].Seq))
+	rest2, err := st.ReadOutbox(ctx, "a", 100)
+	require.NoError(t, err)
+	assert.Equal(t, types(rest), types(rest2))
+	require.ErrorIs(t, st.AckOutbox(ctx, "a", evs[6].Seq+1), storage.ErrInvalid)
+
+	require.NoError(t, st.AckOutbox(ctx, "a", evs[6].Seq))
+	done, err := st.ReadOutbox(ctx, "a", 100)
+	require.NoError(t, err)
+	assert.Empty(t, done)
+	appendEvents(t, st, tenant, "z.late", 1)
+	late, err := st.ReadOutbox(ctx, "a", 100)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"z.late/z.late-000"}, types(late))
+
+	for _, bad := range []struct {
+		consumer string
+		limit    int
+	}{{"", 1}, {"a", -1}, {"a", storage.MaxScanLimit + 1}, {"bad\x00name", 1}} {
+		_, err := st.ReadOutbox(ctx, bad.consumer, bad.limit)
+		assert.ErrorIs(t, err, storage.ErrInvalid, "consumer %q limit %d", bad.consumer, bad.limit)
+	}
+}
+
+func (s *suite) testOutboxRollback(t *testing.T) {
+	st := s.open(t)
+	ctx := context.Background()
+	appendEvents(t, st, tenant, "kept", 1)
+	err := st.Update(ctx, tenant, func(tx storage.Tx) error {
+		require.NoError(t, tx.Append(ctx, storage.Event{Type: "lost"}))
+		return errBoom
+	})
+	require.ErrorIs(t, err, errBoom)
+	appendEvents(t, st, tenant, "after", 1)
+	evs, err := st.ReadOutbox(ctx, "c", 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"kept/kept-000", "after/after-000"}, types(evs))
+}
+
+func (s *suite) testOutboxSignal(t *testing.T) {
+	st := s.open(t)
+	ctx := context.Background()
+	sig := st.OutboxSignal()
+	// A commit without events does not fire.
+	put(t, st, tenant, counters, storage.Record{ID: "quiet", Body: body(t, map[string]int{})})
+	select {
+	case <-sig:
+		t.Fatal("signal fired for a commit without events")
+	default:
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-sig:
+		case <-time.After(10 * time.Second):
+			t.Error("signal did not fire after events were committed")
+		}
+	}()
+	require.NoError(t, st.Update(ctx, tenant, func(tx storage.Tx) error {
+		return tx.Append(ctx, storage.Event{Type: "ping"})
+	}))
+	<-done
+	// The next channel waits for the next commit.
+	select {
+	case <-st.OutboxSignal():
+		t.Fatal("a fresh signal channel is already closed")
+	default:
+	}
+}
+
+func (s *suite) testOutboxAfterReopen(t *testing.T) {
+	st := s.open(t)
+	ctx := context.Background()
+	appendEvents(t, st, tenant, "e", 4)
+	evs, err := st.ReadOutbox(ctx, "c", 100)
+	require.NoError(t, err)
+	require.Len(t, evs, 4)
+	require.NoError(t, st.AckOutbox(ctx, "c", evs[1].Seq))
+	// c read e-002 and e-003 but crashed before acknowledging them.
+	st = s.reopen(t, st)
+	require.NoError(t, st.Declare(ctx, Collections()...))
+	again, err := st.ReadOutbox(ctx, "c", 100)
+	require.NoError(t, err)
+	assert.Equal(t, types(evs[2:]), types(again), "unacknowledged events must come again after a restart")
+	// Sequence numbers continue after the reopen.
+	appendEvents(t, st, tenant, "f", 1)
+	all, err := st.ReadOutbox(ctx, "c", 100)
+	require.NoError(t, err)
+	require.Len(t, all, 3)
+	assert.Greater(t, all[2].Seq, evs[3].Seq)
+}

@@ -1,0 +1,144 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Record is one document in a collection.
+type Record struct {
+	// ID identifies the record within its tenant and collection.
+	ID string
+	// Version is 0 for a record that has never been stored. The store sets it
+	// to 1 on create and increments it on every update.
+	Version uint64
+	// Body is a JSON object of at most MaxBodySize bytes.
+	Body json.RawMessage
+}
+
+// Event is one entry of the outbox.
+type Event struct {
+	// Seq is the event's position in the outbox, assigned by the store when
+	// the transaction that appends it commits. Sequence numbers increase in
+	// commit order and are never reused.
+	Seq uint64
+	// Tenant is the tenant of the transaction that appended the event; the
+	// store sets it, whatever the caller passed.
+	Tenant string
+	// Type names what happened, for example "contact.created". Required.
+	Type string
+	// Collection and RecordID name the record the event is about, if any.
+	Collection string
+	RecordID   string
+	// Time is when the event happened, as the caller's clock saw it.
+	Time time.Time
+	// Body is optional JSON with the event's data.
+	Body json.RawMessage
+}
+
+// Query selects records of one collection, in order, for Tx.Scan.
+//
+// Without Index the scan runs over record IDs; with Index it runs over that
+// index's values, and records with the same value come in ID order. At most
+// one of Equal, Prefix and the Start/End range may be used. The zero Query
+// scans the whole collection.
+type Query struct {
+	// Index is the name of a declared index, or "" for the ID order.
+	Index string
+	// Equal selects the key (index value or ID) equal to this string.
+	Equal string
+	// Prefix selects keys that start with this string.
+	Prefix string
+	// Start and End select keys k with Start <= k < End. An empty Start means
+	// from the first key, an empty End means to the last.
+	Start, End string
+	// Reverse scans from the last key to the first.
+	Reverse bool
+	// Limit is the maximum number of records in a page: 0 means
+	// DefaultScanLimit, larger than MaxScanLimit is an error.
+	Limit int
+	// Cursor resumes a scan after the last record of a previous page: pass
+	// the Page.Next of that page with the same query. It stays valid across
+	// transactions; records written after the previous page was read are
+	// included if they sort after the cursor.
+	Cursor string
+}
+
+// Page is one page of a scan.
+type Page struct {
+	// Records are the records of the page, in scan order.
+	Records []Record
+	// Keys holds, for an index scan, the index value that placed each record
+	// (a record with several values appears once per matching value).
+	Keys []string
+	// Next is the cursor of the next page, or "" when the scan is complete.
+	Next string
+}
+
+// ReadTx is a read-only view of one tenant's records in a consistent
+// snapshot. A ReadTx must not be used after the function it was passed to
+// returns, nor from several goroutines at once.
+type ReadTx interface {
+	// Tenant returns the tenant the transaction is bound to.
+	Tenant() string
+	// Get returns the record with the given ID, or an error wrapping
+	// ErrNotFound.
+	Get(ctx context.Context, collection, id string) (Record, error)
+	// Scan returns one page of the records selected by q.
+	Scan(ctx context.Context, collection string, q Query) (Page, error)
+}
+
+// Tx is a read-write transaction over one tenant. Its writes become visible
+// to others, all together, only when the transaction commits.
+type Tx interface {
+	ReadTx
+	// Put creates the record if rec.Version is 0 and updates it otherwise.
+	// A create fails with ErrExists if the ID is taken; an update fails with
+	// ErrNotFound if the record does not exist and with ErrConflict if its
+	// stored version is not rec.Version. A unique index violation returns a
+	// *UniqueError. Put returns the record as stored, with its new version.
+	Put(ctx context.Context, collection string, rec Record) (Record, error)
+	// Delete removes the record and its index entries. If version is not 0
+	// it must equal the stored version, or Delete fails with ErrConflict.
+	Delete(ctx context.Context, collection, id string, version uint64) error
+	// Append adds events to the outbox. They are committed with the
+	// transaction and get their sequence numbers then.
+	Append(ctx context.Context, events ...Event) error
+}
+
+// Store is a transactional multi-tenant document store with secondary
+// indexes and an outbox. Implementations are safe for concurrent use.
+type Store interface {
+	// Declare registers collections and their indexes. Declaring a
+	// collection again with the same indexes is a no-op; an index that is
+	// new or whose definition changed is (re)built from the stored records
+	// of every tenant, and an index no longer declared is dropped. If
+	// building fails (for example a unique index meets a duplicate) nothing
+	// changes and the error says why.
+	Declare(ctx context.Context, collections ...Collection) error
+	// View runs fn in a read-only transaction bound to tenant.
+	View(ctx context.Context, tenant string, fn func(ReadTx) error) error
+	// Update runs fn in a read-write transaction bound to tenant. The
+	// transaction commits if fn returns nil and rolls back if fn returns an
+	// error or panics (the panic is then propagated). An error from fn is
+	// returned unchanged. Once Update returns nil the writes are durable (for
+	// backends that are durable at all).
+	Update(ctx context.Context, tenant string, fn func(Tx) error) error
+	// ReadOutbox returns, in order, up to limit events that follow the last
+	// event consumer has acknowledged. A consumer that has never
+	// acknowledged anything starts at the first event. Consumer names follow
+	// the rules for IDs.
+	ReadOutbox(ctx context.Context, consumer string, limit int) ([]Event, error)
+	// AckOutbox records that consumer has handled every event up to and
+	// including seq. Acknowledging a position at or before the current one
+	// is a no-op.
+	AckOutbox(ctx context.Context, consumer string, seq uint64) error
+	// OutboxSignal returns a channel that is closed when events are next
+	// committed. Take the channel before ReadOutbox so that no commit is
+	// missed; take a new one after it fires.
+	OutboxSignal() <-chan struct{}
+	// Close releases the store. It waits for running transactions and is
+	// safe to call more than once; afterwards every call fails with ErrClosed.
+	Close() error
+}
