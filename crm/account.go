@@ -1,0 +1,82 @@
+package crm
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rapportcrm/rapport/storage"
+)
+
+// AccountType says what kind of customer an account is.
+type AccountType string
+
+// Account types.
+const (
+	B2B AccountType = "b2b" // a business
+	B2C AccountType = "b2c" // a consumer household
+	B2G AccountType = "b2g" // a government body
+)
+
+// Account is a company or organisation that contacts belong to.
+//
+// Indexes for ListOptions.By: "domain" (unique per tenant), "name",
+// "owner", "tag", "industry".
+//
+// Events: account.created, account.updated, account.deleted. An account
+// that contacts refer to cannot be deleted (ErrInUse).
+type Account struct {
+	Meta
+	// Name is required.
+	Name string `json:"name"`
+	// Domain is the web domain, stored as "example.com" whatever the form
+	// given; it is unique per tenant.
+	Domain   string      `json:"domain,omitempty"`
+	Industry string      `json:"industry,omitempty"`
+	Type     AccountType `json:"type,omitempty"`
+	// Employees is the head count; it cannot be negative.
+	Employees int    `json:"employees,omitempty"`
+	Territory string `json:"territory,omitempty"`
+}
+
+const accountsCollection = "accounts"
+
+var accountKind = newKind[Account]("account",
+	storage.Collection{Name: accountsCollection, Indexes: []storage.Index{
+		{Name: "domain", Field: "domain", Unique: true},
+		{Name: "name", Field: "name"},
+		{Name: "owner", Field: "owner"},
+		{Name: "tag", Field: "tags"},
+		{Name: "industry", Field: "industry"},
+	}},
+	checkAccount, accountInUse)
+
+func checkAccount(_ context.Context, _ storage.ReadTx, a *Account, p *problems) error {
+	checkText(p, "name", &a.Name)
+	if a.Name == "" {
+		p.add("name", "is required")
+	}
+	checkDomain(p, "domain", &a.Domain)
+	checkText(p, "industry", &a.Industry)
+	checkText(p, "territory", &a.Territory)
+	switch a.Type {
+	case "", B2B, B2C, B2G:
+	default:
+		p.add("type", "%q: want b2b, b2c or b2g", a.Type)
+	}
+	if a.Employees < 0 {
+		p.add("employees", "%d is negative", a.Employees)
+	}
+	return nil
+}
+
+func accountInUse(ctx context.Context, tx storage.ReadTx, id string) error {
+	pg, err := tx.Scan(ctx, contactsCollection, storage.Query{Index: "account", Equal: id, Limit: 1})
+	if err != nil {
+		return err
+	}
+	if len(pg.Records) > 0 {
+		return fmt.Errorf("%w: account %s has contacts (for example %s); move or delete them first",
+			ErrInUse, id, pg.Records[0].ID)
+	}
+	return nil
+}

@@ -1,0 +1,82 @@
+package crm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/rapportcrm/rapport/storage"
+)
+
+// Contact is a person: a customer, a prospect, or someone at an account.
+//
+// Indexes for ListOptions.By: "email" (unique per tenant), "owner", "tag",
+// "account".
+//
+// Events: contact.created, contact.updated, contact.deleted.
+type Contact struct {
+	Meta
+	FirstName string `json:"first_name,omitempty"`
+	LastName  string `json:"last_name,omitempty"`
+	// Email is stored trimmed and in lower case; it is unique per tenant.
+	Email string `json:"email,omitempty"`
+	// Phone is stored without separators: "+44 (20) 7946-0958" becomes
+	// "+442079460958".
+	Phone string `json:"phone,omitempty"`
+	Title string `json:"title,omitempty"`
+	// AccountID refers to an Account of the same tenant.
+	AccountID string `json:"account_id,omitempty"`
+}
+
+// Name returns the contact's full name, or its email if it has no name.
+func (c Contact) Name() string {
+	if n := strings.TrimSpace(c.FirstName + " " + c.LastName); n != "" {
+		return n
+	}
+	return c.Email
+}
+
+const contactsCollection = "contacts"
+
+var contactKind = newKind[Contact]("contact",
+	storage.Collection{Name: contactsCollection, Indexes: []storage.Index{
+		{Name: "email", Field: "email", Unique: true},
+		{Name: "owner", Field: "owner"},
+		{Name: "tag", Field: "tags"},
+		{Name: "account", Field: "account_id"},
+	}},
+	checkContact, nil)
+
+func checkContact(ctx context.Context, tx storage.ReadTx, c *Contact, p *problems) error {
+	checkText(p, "first_name", &c.FirstName)
+	checkText(p, "last_name", &c.LastName)
+	checkText(p, "title", &c.Title)
+	checkEmail(p, "email", &c.Email)
+	checkPhone(p, "phone", &c.Phone)
+	if c.FirstName == "" && c.LastName == "" && c.Email == "" {
+		p.add("name", "a contact needs a first name, a last name or an email")
+	}
+	return checkRef(ctx, tx, p, "account_id", accountsCollection, "account", &c.AccountID)
+}
+
+// checkRef validates a reference to a record of the same tenant.
+func checkRef(ctx context.Context, tx storage.ReadTx, p *problems, field, collection, what string, id *string) error {
+	*id = strings.TrimSpace(*id)
+	if *id == "" {
+		return nil
+	}
+	if err := storage.ValidateID(field, *id); err != nil {
+		p.add(field, "%v", err)
+		return nil
+	}
+	_, err := tx.Get(ctx, collection, *id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		p.add(field, "no %s %q in this tenant", what, *id)
+		return nil
+	case err != nil:
+		return fmt.Errorf("checking %s: %w", field, err)
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package crm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/rapportcrm/rapport/storage"
+)
+
+// DeadLetter records an event that a subscription could not handle in
+// Options.MaxDeliveryAttempts attempts. The subscription moved on; the
+// event stays here so that nothing is lost silently.
+type DeadLetter struct {
+	ID           string          `json:"id"`
+	Subscription string          `json:"subscription"`
+	EventSeq     uint64          `json:"event_seq"`
+	EventType    string          `json:"event_type"`
+	Collection   string          `json:"collection,omitempty"`
+	RecordID     string          `json:"record_id,omitempty"`
+	EventBody    json.RawMessage `json:"event_body,omitempty"`
+	Error        string          `json:"error"`
+	Attempts     int             `json:"attempts"`
+	FailedAt     time.Time       `json:"failed_at"`
+}
+
+const deadLettersCollection = "dead_letters"
+
+var deadLetterCollection = storage.Collection{Name: deadLettersCollection, Indexes: []storage.Index{
+	{Name: "subscription", Field: "subscription"},
+}}
+
+// deadLetter stores a dead letter in the event's tenant and logs it.
+func (e *Engine) deadLetter(ctx context.Context, log *slog.Logger, sub string, se storage.Event, attempts int, cause error) {
+	log.Error("event not handled; stored as a dead letter", "err", cause, "attempts", attempts)
+	dl := DeadLetter{
+		ID:           fmt.Sprintf("%s/%020d", sub, se.Seq),
+		Subscription: sub,
+		EventSeq:     se.Seq,
+		EventType:    se.Type,
+		Collection:   se.Collection,
+		RecordID:     se.RecordID,
+		EventBody:    se.Body,
+		Error:        cause.Error(),
+		Attempts:     attempts,
+		FailedAt:     e.clock.Now().UTC(),
+	}
+	body, err := json.Marshal(dl)
+	if err == nil {
+		dctx := context.WithoutCancel(ctx)
+		err = e.store.Update(dctx, se.Tenant, func(tx storage.Tx) error {
+			_, err := tx.Put(dctx, deadLettersCollection, storage.Record{ID: dl.ID, Body: body})
+			if errors.Is(err, storage.ErrExists) {
+				return nil // stored by an earlier delivery of the same event
+			}
+			return err
+		})
+	}
+	if err != nil {
+		log.Error("storing the dead letter failed", "err", err)
+	}
+}
+
+// DeadLetters returns up to limit dead letters of the tenant, oldest
+// subscription name and event first (limit 0 means
+// storage.DefaultScanLimit).
+func (t *Tenant) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
+	if err := t.e.enter(); err != nil {
+		return nil, err
+	}
+	defer t.e.leave()
+	var out []DeadLetter
+	err := t.e.store.View(ctx, t.id, func(tx storage.ReadTx) error {
+		p, err := tx.Scan(ctx, deadLettersCollection, storage.Query{Limit: limit})
+		if err != nil {
+			return err
+		}
+		for _, r := range p.Records {
+			var dl DeadLetter
+			if err := json.Unmarshal(r.Body, &dl); err != nil {
+				return err
+			}
+			out = append(out, dl)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("crm: dead letters: %w", err)
+	}
+	return out, nil
+}

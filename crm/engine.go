@@ -1,0 +1,149 @@
+package crm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/rapportcrm/rapport/storage"
+	"github.com/rapportcrm/rapport/storage/bolt"
+)
+
+// Engine is an open Rapport engine: a store, the entities on it, and the
+// dispatcher that delivers events to subscriptions. It is safe for
+// concurrent use. Create one with Open and release it with Close.
+type Engine struct {
+	opts     Options
+	store    storage.Store
+	ownStore bool
+	log      *slog.Logger
+	clock    Clock
+	kinds    []kindInfo
+
+	mu       sync.Mutex
+	closed   bool
+	inflight sync.WaitGroup // running calls
+	subs     map[string]*subscription
+	runCtx   context.Context // cancelled by Close; dispatchers run under it
+	stop     context.CancelFunc
+	workers  sync.WaitGroup // dispatcher goroutines
+}
+
+// Open opens an engine. With no Options.Store it opens (creating if needed)
+// the bbolt file at Options.Path. Open declares the engine's collections on
+// the store, building any index that is missing.
+func Open(ctx context.Context, opts Options) (*Engine, error) {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("crm: open: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("crm: open: %w", err)
+	}
+	e := &Engine{
+		opts:  opts,
+		store: opts.Store,
+		log:   opts.Logger,
+		clock: opts.Clock,
+		kinds: allKinds(),
+		subs:  map[string]*subscription{},
+	}
+	if e.store == nil {
+		s, err := bolt.Open(opts.Path, &bolt.Options{Timeout: opts.LockTimeout})
+		if err != nil {
+			return nil, fmt.Errorf("crm: open: %w", err)
+		}
+		e.store, e.ownStore = s, true
+	}
+	cols := make([]storage.Collection, 0, len(e.kinds)+1)
+	for _, k := range e.kinds {
+		cols = append(cols, k.collection)
+	}
+	cols = append(cols, deadLetterCollection)
+	if err := e.store.Declare(ctx, cols...); err != nil {
+		return nil, errors.Join(fmt.Errorf("crm: open: %w", err), e.closeStore())
+	}
+	e.runCtx, e.stop = context.WithCancel(context.Background())
+	e.log.Debug("engine opened", "path", opts.Path, "own_store", e.ownStore)
+	return e, nil
+}
+
+// Close stops the subscriptions (cancelling the context of running
+// handlers and waiting for them to return), waits for running calls, and
+// closes the store if the engine opened it. Events not yet acknowledged
+// are delivered again by the next engine. Close is safe to call more than
+// once; later calls return nil.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.mu.Unlock()
+	e.stop()
+	e.workers.Wait()
+	e.inflight.Wait()
+	err := e.closeStore()
+	e.log.Debug("engine closed")
+	return err
+}
+
+func (e *Engine) closeStore() error {
+	if !e.ownStore {
+		return nil
+	}
+	if err := e.store.Close(); err != nil {
+		return fmt.Errorf("crm: close: %w", err)
+	}
+	return nil
+}
+
+// enter registers a running call, or fails if the engine is closed.
+func (e *Engine) enter() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	e.inflight.Add(1)
+	return nil
+}
+
+func (e *Engine) leave() { e.inflight.Done() }
+
+// Store returns the engine's store, for tools that need raw access.
+func (e *Engine) Store() storage.Store { return e.store }
+
+// Tenant returns a view of the engine scoped to one tenant. The tenant name
+// follows the rules for storage IDs; an invalid name makes every call of the
+// returned Tenant fail with an error that wraps ErrInvalid.
+func (e *Engine) Tenant(id string) *Tenant { return &Tenant{e: e, id: id} }
+
+// Default returns the tenant named by Options.DefaultTenant. The Engine's
+// own Contacts and Accounts are shortcuts for it.
+func (e *Engine) Default() *Tenant { return e.Tenant(e.opts.DefaultTenant) }
+
+// Contacts returns the contacts of the default tenant.
+func (e *Engine) Contacts() *Records[Contact] { return e.Default().Contacts() }
+
+// Accounts returns the accounts of the default tenant.
+func (e *Engine) Accounts() *Records[Account] { return e.Default().Accounts() }
+
+// Tenant is the engine scoped to one tenant: every record it reads or
+// writes belongs to that tenant and no other.
+type Tenant struct {
+	e  *Engine
+	id string
+}
+
+// ID returns the tenant's name.
+func (t *Tenant) ID() string { return t.id }
+
+// Contacts returns the tenant's contacts.
+func (t *Tenant) Contacts() *Records[Contact] { return &Records[Contact]{t: t, k: contactKind} }
+
+// Accounts returns the tenant's accounts.
+func (t *Tenant) Accounts() *Records[Account] { return &Records[Account]{t: t, k: accountKind} }

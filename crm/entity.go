@@ -1,0 +1,419 @@
+package crm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/rapportcrm/rapport/storage"
+)
+
+// Meta holds the fields every entity has. Entities embed it, so its fields
+// appear at the top level of their JSON.
+type Meta struct {
+	// ID is a time-ordered UUIDv7 assigned on create, unless the caller
+	// sets one (for example when importing). IDs follow storage.ValidateID.
+	ID string `json:"id"`
+	// Tenant is set by the engine to the tenant the record belongs to.
+	Tenant string `json:"tenant"`
+	// Owner is the ID of the user responsible for the record.
+	Owner string `json:"owner,omitempty"`
+	// Tags are free labels; the engine trims them and drops duplicates.
+	Tags []string `json:"tags,omitempty"`
+	// Custom holds custom field values by key (lower-case letters, digits
+	// and '_'); values must be JSON-encodable.
+	Custom map[string]any `json:"custom,omitempty"`
+	// CreatedAt and UpdatedAt are set by the engine from its Clock.
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Version counts the record's writes. Pass the version you read to
+	// Update; a stale version fails with ErrConflict.
+	Version uint64 `json:"version"`
+}
+
+func (m *Meta) meta() *Meta { return m }
+
+// entity is implemented by pointers to entity structs through Meta.
+type entity[T any] interface {
+	*T
+	meta() *Meta
+}
+
+// kind describes one entity type to the generic Records code: adding an
+// entity means writing its struct, its checks and one kind value.
+type kind[T any] struct {
+	name       string // "contact": event types are name + ".created", ...
+	collection storage.Collection
+	meta       func(*T) *Meta
+	// check normalises and validates the entity-specific fields, adding
+	// problems to p. It may read other records through tx (references). Its
+	// error return is for failures of the read itself.
+	check func(ctx context.Context, tx storage.ReadTx, rec *T, p *problems) error
+	// beforeDelete may refuse a delete, for example when others refer to
+	// the record.
+	beforeDelete func(ctx context.Context, tx storage.ReadTx, id string) error
+}
+
+func newKind[T any, P entity[T]](name string, c storage.Collection,
+	check func(context.Context, storage.ReadTx, *T, *problems) error,
+	beforeDelete func(context.Context, storage.ReadTx, string) error) *kind[T] {
+	return &kind[T]{name: name, collection: c, meta: func(t *T) *Meta { return P(t).meta() }, check: check, beforeDelete: beforeDelete}
+}
+
+// kindInfo is what the engine needs to know of every kind.
+type kindInfo struct {
+	name       string
+	collection storage.Collection
+}
+
+func (k *kind[T]) info() kindInfo { return kindInfo{name: k.name, collection: k.collection} }
+
+func allKinds() []kindInfo { return []kindInfo{contactKind.info(), accountKind.info()} }
+
+// Records reads and writes the entities of one kind in one tenant.
+type Records[T any] struct {
+	t *Tenant
+	k *kind[T]
+}
+
+// ListOptions selects a page of records for List.
+type ListOptions struct {
+	// By names the index to list by, for example "owner" or "tag" (each
+	// entity documents its indexes). "" lists in ID order, which is
+	// creation order for engine-assigned IDs.
+	By string
+	// Value selects the records whose By value equals it. With By set and
+	// Value empty, every record with a value is listed, in value order.
+	Value string
+	// Limit is the page size; 0 means storage.DefaultScanLimit.
+	Limit int
+	// Cursor continues after the previous page (Page.Next).
+	Cursor string
+	// Reverse lists from the last record to the first.
+	Reverse bool
+}
+
+// Page is one page of a List.
+type Page[T any] struct {
+	Items []T
+	// Next is the Cursor of the next page, or "" after the last page.
+	Next string
+}
+
+// eventBody is the JSON body of an entity event in the outbox.
+type eventBody struct {
+	Data    json.RawMessage `json:"data"`
+	Changed []string        `json:"changed,omitempty"`
+}
+
+// Get returns the record with the given ID, or an error wrapping ErrNotFound.
+func (r *Records[T]) Get(ctx context.Context, id string) (T, error) {
+	var out T
+	err := r.view(ctx, func(tx storage.ReadTx) error {
+		var err error
+		out, err = r.get(ctx, tx, id)
+		return err
+	})
+	return out, err
+}
+
+// Create stores a new record and appends a "<kind>.created" event in the
+// same transaction. It sets the ID (unless given), tenant, timestamps and
+// version, and returns the record as stored. Invalid input gives a
+// *ValidationError listing every bad field; an ID that is taken gives
+// ErrExists.
+func (r *Records[T]) Create(ctx context.Context, rec T) (T, error) {
+	var out T
+	err := r.update(ctx, func(tx storage.Tx) error {
+		var err error
+		out, err = r.create(ctx, tx, rec, r.now())
+		return err
+	})
+	return out, err
+}
+
+// CreateMany stores several new records in one transaction: all of them or,
+// if any is invalid, none. The error names the position of the bad record.
+func (r *Records[T]) CreateMany(ctx context.Context, recs []T) ([]T, error) {
+	out := make([]T, 0, len(recs))
+	err := r.update(ctx, func(tx storage.Tx) error {
+		now := r.now()
+		for i, rec := range recs {
+			stored, err := r.create(ctx, tx, rec, now)
+			if err != nil {
+				return fmt.Errorf("record %d of %d: %w", i, len(recs), err)
+			}
+			out = append(out, stored)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Update replaces a stored record with rec, which must carry the ID and the
+// Version it was read at: if the record changed since, Update fails with
+// ErrConflict. ID, tenant and creation time cannot change. An update that
+// changes nothing writes nothing and returns the stored record; otherwise a
+// "<kind>.updated" event lists the changed fields.
+func (r *Records[T]) Update(ctx context.Context, rec T) (T, error) {
+	var out T
+	err := r.update(ctx, func(tx storage.Tx) error {
+		var err error
+		out, err = r.replace(ctx, tx, rec)
+		return err
+	})
+	return out, err
+}
+
+// Delete removes the record and appends a "<kind>.deleted" event carrying
+// its last state.
+func (r *Records[T]) Delete(ctx context.Context, id string) error {
+	return r.update(ctx, func(tx storage.Tx) error {
+		cur, err := r.get(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if r.k.beforeDelete != nil {
+			if err := r.k.beforeDelete(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		m := r.k.meta(&cur)
+		if err := tx.Delete(ctx, r.k.collection.Name, id, m.Version); err != nil {
+			return err
+		}
+		return r.appendEvent(ctx, tx, "deleted", &cur, nil)
+	})
+}
+
+// List returns one page of records, selected and ordered by opts.
+func (r *Records[T]) List(ctx context.Context, opts ListOptions) (Page[T], error) {
+	var page Page[T]
+	q := storage.Query{Index: opts.By, Equal: opts.Value, Limit: opts.Limit, Cursor: opts.Cursor, Reverse: opts.Reverse}
+	if opts.By == "" && opts.Value != "" {
+		return page, fmt.Errorf("crm: list %s: %w: Value %q without By", r.k.name, ErrInvalid, opts.Value)
+	}
+	err := r.view(ctx, func(tx storage.ReadTx) error {
+		p, err := tx.Scan(ctx, r.k.collection.Name, q)
+		if err != nil {
+			return err
+		}
+		page.Next = p.Next
+		page.Items = make([]T, 0, len(p.Records))
+		for _, rec := range p.Records {
+			v, err := r.decode(rec)
+			if err != nil {
+				return err
+			}
+			page.Items = append(page.Items, v)
+		}
+		return nil
+	})
+	return page, err
+}
+
+func (r *Records[T]) now() time.Time { return r.t.e.clock.Now().UTC() }
+
+func (r *Records[T]) view(ctx context.Context, fn func(storage.ReadTx) error) error {
+	if err := r.t.e.enter(); err != nil {
+		return err
+	}
+	defer r.t.e.leave()
+	if err := r.t.e.store.View(ctx, r.t.id, fn); err != nil {
+		return fmt.Errorf("crm: %s: %w", r.k.name, err)
+	}
+	return nil
+}
+
+func (r *Records[T]) update(ctx context.Context, fn func(storage.Tx) error) error {
+	if err := r.t.e.enter(); err != nil {
+		return err
+	}
+	defer r.t.e.leave()
+	if err := r.t.e.store.Update(ctx, r.t.id, fn); err != nil {
+		var ve *ValidationError
+		if errors.As(err, &ve) {
+			return err
+		}
+		return fmt.Errorf("crm: %s: %w", r.k.name, err)
+	}
+	return nil
+}
+
+func (r *Records[T]) get(ctx context.Context, tx storage.ReadTx, id string) (T, error) {
+	rec, err := tx.Get(ctx, r.k.collection.Name, id)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return r.decode(rec)
+}
+
+func (r *Records[T]) decode(rec storage.Record) (T, error) {
+	var v T
+	if err := json.Unmarshal(rec.Body, &v); err != nil {
+		return v, fmt.Errorf("decoding %s %s: %w", r.k.name, rec.ID, err)
+	}
+	r.k.meta(&v).Version = rec.Version
+	return v, nil
+}
+
+func (r *Records[T]) create(ctx context.Context, tx storage.Tx, rec T, now time.Time) (T, error) {
+	var zero T
+	m := r.k.meta(&rec)
+	var p problems
+	if m.Version != 0 {
+		p.add("version", "must be 0 for a new record, not %d", m.Version)
+	}
+	if m.ID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return zero, fmt.Errorf("generating ID: %w", err)
+		}
+		m.ID = id.String()
+	}
+	m.Tenant = r.t.id
+	m.CreatedAt, m.UpdatedAt = now, now
+	if err := r.validate(ctx, tx, &rec, &p); err != nil {
+		return zero, err
+	}
+	if err := p.err(r.k.name, m.ID); err != nil {
+		return zero, err
+	}
+	m.Version = 1
+	if err := r.put(ctx, tx, &rec, 0); err != nil {
+		return zero, err
+	}
+	return rec, r.appendEvent(ctx, tx, "created", &rec, nil)
+}
+
+func (r *Records[T]) replace(ctx context.Context, tx storage.Tx, rec T) (T, error) {
+	var zero T
+	m := r.k.meta(&rec)
+	if m.ID == "" {
+		return zero, (problems{{Field: "id", Message: "is required for an update"}}).err(r.k.name, "")
+	}
+	cur, err := r.get(ctx, tx, m.ID)
+	if err != nil {
+		return zero, err
+	}
+	cm := r.k.meta(&cur)
+	if m.Version != cm.Version {
+		return zero, fmt.Errorf("%w: %s %s is at version %d, the update was based on version %d",
+			ErrConflict, r.k.name, m.ID, cm.Version, m.Version)
+	}
+	m.Tenant, m.CreatedAt, m.UpdatedAt = cm.Tenant, cm.CreatedAt, cm.UpdatedAt
+	var p problems
+	if err := r.validate(ctx, tx, &rec, &p); err != nil {
+		return zero, err
+	}
+	if err := p.err(r.k.name, m.ID); err != nil {
+		return zero, err
+	}
+	changed, err := diff(&cur, &rec)
+	if err != nil {
+		return zero, err
+	}
+	if len(changed) == 0 {
+		return cur, nil
+	}
+	m.UpdatedAt = r.now()
+	m.Version = cm.Version + 1
+	if err := r.put(ctx, tx, &rec, cm.Version); err != nil {
+		return zero, err
+	}
+	return rec, r.appendEvent(ctx, tx, "updated", &rec, changed)
+}
+
+// validate runs the checks common to all entities, then the kind's own.
+func (r *Records[T]) validate(ctx context.Context, tx storage.ReadTx, rec *T, p *problems) error {
+	checkMeta(r.k.meta(rec), p)
+	return r.k.check(ctx, tx, rec, p)
+}
+
+func (r *Records[T]) put(ctx context.Context, tx storage.Tx, rec *T, version uint64) error {
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return (problems{{Field: "custom", Message: err.Error()}}).err(r.k.name, r.k.meta(rec).ID)
+	}
+	m := r.k.meta(rec)
+	_, err = tx.Put(ctx, r.k.collection.Name, storage.Record{ID: m.ID, Version: version, Body: body})
+	var ue *storage.UniqueError
+	if errors.As(err, &ue) {
+		field := ue.Index
+		if ix, ok := r.k.collection.Index(ue.Index); ok && ix.Field != "" {
+			field = ix.Field
+		}
+		return &ValidationError{Entity: r.k.name, ID: m.ID, Err: ue, Fields: []FieldError{{
+			Field: field, Message: fmt.Sprintf("%q is already used by %s %s", ue.Value, r.k.name, ue.ExistingID),
+		}}}
+	}
+	if errors.Is(err, storage.ErrInvalid) {
+		return &ValidationError{Entity: r.k.name, ID: m.ID, Err: err, Fields: []FieldError{{Field: "record", Message: err.Error()}}}
+	}
+	return err
+}
+
+func (r *Records[T]) appendEvent(ctx context.Context, tx storage.Tx, what string, rec *T, changed []string) error {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(eventBody{Data: data, Changed: changed})
+	if err != nil {
+		return err
+	}
+	m := r.k.meta(rec)
+	return tx.Append(ctx, storage.Event{
+		Type:       r.k.name + "." + what,
+		Collection: r.k.collection.Name,
+		RecordID:   m.ID,
+		Time:       r.now(),
+		Body:       body,
+	})
+}
+
+// diff returns the top-level JSON fields that differ between a and b,
+// ignoring updated_at and version.
+func diff(a, b any) ([]string, error) {
+	am, err := fields(a)
+	if err != nil {
+		return nil, err
+	}
+	bm, err := fields(b)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for k, av := range am {
+		if bv, ok := bm[k]; !ok || !bytes.Equal(av, bv) {
+			out = append(out, k)
+		}
+	}
+	for k := range bm {
+		if _, ok := am[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	out = slices.DeleteFunc(out, func(k string) bool { return k == "updated_at" || k == "version" })
+	slices.Sort(out)
+	return out, nil
+}
+
+func fields(v any) (map[string]json.RawMessage, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]json.RawMessage
+	return m, json.Unmarshal(raw, &m)
+}

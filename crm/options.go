@@ -1,0 +1,109 @@
+package crm
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/rapportcrm/rapport/storage"
+)
+
+// Clock tells the engine what time it is. Inject one in tests to control
+// timestamps, expiry and reminders without sleeping.
+type Clock interface {
+	Now() time.Time
+}
+
+// ClockFunc adapts a function to Clock.
+type ClockFunc func() time.Time
+
+// Now returns f().
+func (f ClockFunc) Now() time.Time { return f() }
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+// Options configures Open. The zero value is a working configuration: a
+// bbolt file named rapport.db in the working directory.
+type Options struct {
+	// Store is the storage backend. Defaults to a bbolt file at Path. The
+	// engine closes a store it opened itself; a store passed here is left
+	// open for the caller to close.
+	Store storage.Store
+	// Path is the bbolt file used when Store is nil. Defaults to "rapport.db".
+	Path string
+	// LockTimeout is how long Open waits for a bbolt file locked by another
+	// process before failing with an error that wraps storage.ErrLocked.
+	// Defaults to 1s.
+	LockTimeout time.Duration
+	// Clock is the source of time for timestamps. Defaults to the system clock.
+	Clock Clock
+	// Logger receives the engine's logs. Defaults to discarding them.
+	Logger *slog.Logger
+	// DefaultTenant is the tenant of the Engine's own methods, for
+	// single-tenant programs. Defaults to "default".
+	DefaultTenant string
+	// MaxDeliveryAttempts is how often a subscription handler is called for
+	// one event before the event is recorded as a dead letter and skipped.
+	// Defaults to 10.
+	MaxDeliveryAttempts int
+	// RetryBackoff is the wait after a handler's first failure; it doubles
+	// with each further failure up to MaxRetryBackoff. Defaults to 100ms.
+	RetryBackoff time.Duration
+	// MaxRetryBackoff caps RetryBackoff. Defaults to 30s.
+	MaxRetryBackoff time.Duration
+	// PollInterval is how often idle subscriptions look for events that the
+	// store did not signal (for example, written by another process).
+	// Defaults to 1s.
+	PollInterval time.Duration
+}
+
+// withDefaults returns a copy of o with every zero field set to its default.
+func (o Options) withDefaults() Options {
+	if o.Path == "" {
+		o.Path = "rapport.db"
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = time.Second
+	}
+	if o.Clock == nil {
+		o.Clock = systemClock{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.DefaultTenant == "" {
+		o.DefaultTenant = "default"
+	}
+	if o.MaxDeliveryAttempts == 0 {
+		o.MaxDeliveryAttempts = 10
+	}
+	if o.RetryBackoff == 0 {
+		o.RetryBackoff = 100 * time.Millisecond
+	}
+	if o.MaxRetryBackoff == 0 {
+		o.MaxRetryBackoff = 30 * time.Second
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = time.Second
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	if err := storage.ValidateID("default tenant", o.DefaultTenant); err != nil {
+		return err
+	}
+	switch {
+	case o.LockTimeout < 0:
+		return fmt.Errorf("%w: LockTimeout %s is negative", ErrInvalid, o.LockTimeout)
+	case o.MaxDeliveryAttempts < 0:
+		return fmt.Errorf("%w: MaxDeliveryAttempts %d is negative", ErrInvalid, o.MaxDeliveryAttempts)
+	case o.RetryBackoff < 0 || o.MaxRetryBackoff < 0:
+		return fmt.Errorf("%w: retry backoff is negative", ErrInvalid)
+	case o.PollInterval < 0:
+		return fmt.Errorf("%w: PollInterval %s is negative", ErrInvalid, o.PollInterval)
+	}
+	return nil
+}
