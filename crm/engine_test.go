@@ -176,3 +176,10 @@ func TestCloseWaitsForRunningCalls(t *testing.T) {
 	}))
 	assert.Equal(t, ok, stored)
 }
+
+func newMemStore(t *testing.T) storage.Store {
+	t.Helper()
+	st := memory.New()
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
