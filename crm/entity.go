@@ -274,13 +274,6 @@ func (r *Records[T]) create(ctx context.Context, tx storage.Tx, rec T, now time.
 	if m.Version != 0 {
 		p.add("version", "must be 0 for a new record, not %d", m.Version)
 	}
-	if m.ID == "" {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return zero, fmt.Errorf("generating ID: %w", err)
-		}
-		m.ID = id.String()
-	}
 	m.Tenant = r.t.id
 	m.CreatedAt, m.UpdatedAt = now, now
 	if err := r.validate(ctx, tx, &rec, &p); err != nil {
@@ -288,6 +281,13 @@ func (r *Records[T]) create(ctx context.Context, tx storage.Tx, rec T, now time.
 	}
 	if err := p.err(r.k.name, m.ID); err != nil {
 		return zero, err
+	}
+	if m.ID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return zero, fmt.Errorf("generating ID: %w", err)
+		}
+		m.ID = id.String()
 	}
 	m.Version = 1
 	if err := r.put(ctx, tx, &rec, 0); err != nil {

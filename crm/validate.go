@@ -25,8 +25,10 @@ var customKeyRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 
 // checkMeta normalises and validates the fields every entity has.
 func checkMeta(m *Meta, p *problems) {
-	if err := storage.ValidateID("id", m.ID); err != nil {
-		p.add("id", "%v", err)
+	if m.ID != "" { // empty on create: the engine assigns one
+		if err := storage.ValidateID("id", m.ID); err != nil {
+			p.add("id", "%v", err)
+		}
 	}
 	m.Owner = strings.TrimSpace(m.Owner)
 	if m.Owner != "" {

@@ -1,0 +1,170 @@
+// Command crmctl works with a Rapport database from the command line.
+//
+//	crmctl [-db rapport.db] [-tenant default] contacts add -first Ada -last Lovelace -email ada@example.com -tags vip,b2b
+//	crmctl [-db rapport.db] [-tenant default] contacts list [-tag vip | -owner u1] [-limit 50]
+//	crmctl [-db rapport.db] [-tenant default] contacts get ID
+//	crmctl [-db rapport.db] check
+//
+// Output is JSON, one record per line. More commands (import, reports,
+// rule tests, migrations) arrive with the features they drive.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/rapportcrm/rapport/crm"
+	"github.com/rapportcrm/rapport/storage/bolt"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: crmctl [-db FILE] [-tenant NAME] COMMAND
+commands:
+  contacts add -first F -last L -email E [-phone P] [-owner O] [-tags a,b]
+  contacts list [-tag T | -owner O] [-limit N]
+  contacts get ID
+  check        verify the consistency of the database file`
+
+// run executes one command and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("crmctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, usage) }
+	db := fs.String("db", "rapport.db", "bbolt database file")
+	tenant := fs.String("tenant", "default", "tenant to work in")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return 2
+	}
+	var err error
+	switch rest[0] {
+	case "check":
+		err = check(*db, stdout)
+	case "contacts":
+		err = contacts(ctx, *db, *tenant, rest[1:], stdout, stderr)
+	default:
+		err = fmt.Errorf("unknown command %q\n%s", rest[0], usage)
+	}
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "crmctl:", err)
+		return 1
+	}
+	return 0
+}
+
+var errUsage = errors.New("usage")
+
+func check(path string, stdout io.Writer) error {
+	if _, err := os.Stat(path); err != nil {
+		return err
+	}
+	s, err := bolt.Open(path, nil)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.Check(); err != nil {
+		return fmt.Errorf("%s is damaged: %w", path, err)
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", path)
+	return nil
+}
+
+func contacts(ctx context.Context, path, tenant string, args []string, stdout, stderr io.Writer) (err error) {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return errUsage
+	}
+	engine, err := crm.Open(ctx, crm.Options{Path: path})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, engine.Close()) }()
+	recs := engine.Tenant(tenant).Contacts()
+	enc := json.NewEncoder(stdout)
+
+	fs := flag.NewFlagSet("contacts "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	switch args[0] {
+	case "add":
+		var c crm.Contact
+		var tags string
+		fs.StringVar(&c.FirstName, "first", "", "first name")
+		fs.StringVar(&c.LastName, "last", "", "last name")
+		fs.StringVar(&c.Email, "email", "", "email address")
+		fs.StringVar(&c.Phone, "phone", "", "phone number")
+		fs.StringVar(&c.Owner, "owner", "", "owner user ID")
+		fs.StringVar(&tags, "tags", "", "comma-separated tags")
+		if err := fs.Parse(args[1:]); err != nil {
+			return errUsage
+		}
+		if tags != "" {
+			c.Tags = strings.Split(tags, ",")
+		}
+		created, err := recs.Create(ctx, c)
+		if err != nil {
+			return err
+		}
+		return enc.Encode(created)
+	case "list":
+		tag := fs.String("tag", "", "only contacts with this tag")
+		owner := fs.String("owner", "", "only contacts of this owner")
+		limit := fs.Int("limit", 100, "page size")
+		if err := fs.Parse(args[1:]); err != nil {
+			return errUsage
+		}
+		opts := crm.ListOptions{Limit: *limit}
+		switch {
+		case *tag != "" && *owner != "":
+			return errors.New("use -tag or -owner, not both")
+		case *tag != "":
+			opts.By, opts.Value = "tag", *tag
+		case *owner != "":
+			opts.By, opts.Value = "owner", *owner
+		}
+		for {
+			page, err := recs.List(ctx, opts)
+			if err != nil {
+				return err
+			}
+			for _, c := range page.Items {
+				if err := enc.Encode(c); err != nil {
+					return err
+				}
+			}
+			if page.Next == "" {
+				return nil
+			}
+			opts.Cursor = page.Next
+		}
+	case "get":
+		if len(args) != 2 {
+			fmt.Fprintln(stderr, "usage: crmctl contacts get ID")
+			return errUsage
+		}
+		c, err := recs.Get(ctx, args[1])
+		if err != nil {
+			return err
+		}
+		return enc.Encode(c)
+	default:
+		fmt.Fprintf(stderr, "unknown contacts command %q\n%s\n", args[0], usage)
+		return errUsage
+	}
+}

@@ -1,0 +1,139 @@
+package crm_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rapportcrm/rapport/crm"
+	"github.com/rapportcrm/rapport/storage/memory"
+)
+
+// Open an engine on the embedded bbolt default, create a contact and read
+// it back. This is the "embed it" snippet of the README.
+func ExampleOpen() {
+	dir, err := os.MkdirTemp("", "rapport-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	ctx := context.Background()
+	engine, err := crm.Open(ctx, crm.Options{Path: filepath.Join(dir, "crm.db")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer engine.Close()
+
+	ada, err := engine.Contacts().Create(ctx, crm.Contact{
+		FirstName: "Ada", LastName: "Lovelace", Email: "Ada@Example.com",
+		Meta: crm.Meta{Tags: []string{"vip"}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	got, err := engine.Contacts().Get(ctx, ada.ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(got.Name(), got.Email, got.Tags, "version", got.Version)
+	// Output: Ada Lovelace ada@example.com [vip] version 1
+}
+
+// Every write appends an event in the same transaction; a subscription
+// receives them at least once, in order, and resumes after a restart.
+func ExampleEngine_Subscribe() {
+	ctx := context.Background()
+	store := memory.New()
+	defer store.Close()
+	engine, err := crm.Open(ctx, crm.Options{Store: store})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer engine.Close()
+
+	done := make(chan struct{})
+	err = engine.Subscribe(crm.Subscription{
+		Name:   "welcome-mail",
+		Events: []string{"contact.*"},
+		Handler: func(ctx context.Context, ev crm.Event) error {
+			var c crm.Contact
+			if err := ev.Decode(&c); err != nil {
+				return err
+			}
+			fmt.Println(ev.Type, c.Name(), ev.Changed)
+			if ev.Type == "contact.updated" {
+				close(done)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	c, err := engine.Contacts().Create(ctx, crm.Contact{FirstName: "Grace", LastName: "Hopper"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	c.Title = "Rear Admiral"
+	if _, err := engine.Contacts().Update(ctx, c); err != nil {
+		log.Fatal(err)
+	}
+	<-done
+	// Output:
+	// contact.created Grace Hopper []
+	// contact.updated Grace Hopper [title]
+}
+
+// Records are scoped to a tenant; optimistic concurrency refuses an update
+// based on a stale version, and validation names every bad field.
+func ExampleEngine_Tenant() {
+	ctx := context.Background()
+	store := memory.New()
+	defer store.Close()
+	clock := crm.ClockFunc(func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) })
+	engine, err := crm.Open(ctx, crm.Options{Store: store, Clock: clock})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer engine.Close()
+
+	acme := engine.Tenant("acme")
+	acc, err := acme.Accounts().Create(ctx, crm.Account{Name: "Acme", Domain: "https://www.acme.example/", Type: crm.B2B})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(acc.Tenant, acc.Domain, acc.CreatedAt.Format(time.RFC3339))
+
+	first, _ := acme.Accounts().Get(ctx, acc.ID)
+	second, _ := acme.Accounts().Get(ctx, acc.ID)
+	first.Employees = 50
+	if _, err := acme.Accounts().Update(ctx, first); err != nil {
+		log.Fatal(err)
+	}
+	second.Employees = 60
+	_, err = acme.Accounts().Update(ctx, second)
+	fmt.Println("stale update refused:", errors.Is(err, crm.ErrConflict))
+
+	_, err = acme.Contacts().Create(ctx, crm.Contact{Email: "not-an-email", Phone: "call me"})
+	var ve *crm.ValidationError
+	if errors.As(err, &ve) {
+		for _, f := range ve.Fields {
+			fmt.Println(f.Field)
+		}
+	}
+
+	_, err = engine.Tenant("globex").Accounts().Get(ctx, acc.ID)
+	fmt.Println("other tenant sees it:", !errors.Is(err, crm.ErrNotFound))
+	// Output:
+	// acme acme.example 2026-01-02T03:04:05Z
+	// stale update refused: true
+	// email
+	// phone
+	// other tenant sees it: false
+}
