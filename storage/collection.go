@@ -1,12 +1,10 @@
 package storage
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"regexp"
-	"strconv"
-	"strings"
+
+	"github.com/tidwall/gjson"
 )
 
 // Collection declares a collection and its secondary indexes.
@@ -51,7 +49,12 @@ func (ix Index) Definition() string {
 	return fmt.Sprintf("%s unique=%t %s v%d", ix.Name, ix.Unique, src, ix.Version)
 }
 
-var nameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,63}$`)
+var (
+	nameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,63}$`)
+	// fieldRE is a dot path of plain JSON member names: no characters that
+	// gjson would read as wildcards, queries or modifiers.
+	fieldRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+)
 
 // Validate reports whether the declaration follows the rules.
 func (c Collection) Validate() error {
@@ -70,6 +73,9 @@ func (c Collection) Validate() error {
 		if (ix.Field == "") == (ix.Extract == nil) {
 			return invalidf("collection %s: index %s: set exactly one of Field and Extract", c.Name, ix.Name)
 		}
+		if ix.Field != "" && !fieldRE.MatchString(ix.Field) {
+			return invalidf("collection %s: index %s: field %q: want member names of [A-Za-z0-9_-] joined by dots", c.Name, ix.Name, ix.Field)
+		}
 	}
 	return nil
 }
@@ -87,11 +93,10 @@ func (c Collection) Index(name string) (Index, bool) {
 // IndexValues returns the values each index of c takes for body, in the
 // order of c.Indexes, deduplicated and validated. body must be a valid JSON
 // object.
-func (c Collection) IndexValues(body json.RawMessage) ([][]string, error) {
+func (c Collection) IndexValues(body []byte) ([][]string, error) {
 	if len(c.Indexes) == 0 {
 		return nil, nil
 	}
-	var doc map[string]any
 	out := make([][]string, len(c.Indexes))
 	for i, ix := range c.Indexes {
 		var vals []string
@@ -102,14 +107,7 @@ func (c Collection) IndexValues(body json.RawMessage) ([][]string, error) {
 			}
 			vals = v
 		} else {
-			if doc == nil {
-				dec := json.NewDecoder(bytes.NewReader(body))
-				dec.UseNumber()
-				if err := dec.Decode(&doc); err != nil {
-					return nil, invalidf("body: %v", err)
-				}
-			}
-			vals = fieldValues(doc, ix.Field)
+			vals = fieldValues(body, ix.Field)
 		}
 		vals, err := cleanValues(vals)
 		if err != nil {
@@ -120,40 +118,37 @@ func (c Collection) IndexValues(body json.RawMessage) ([][]string, error) {
 	return out, nil
 }
 
-func fieldValues(doc map[string]any, path string) []string {
-	var cur any = doc
-	for part := range strings.SplitSeq(path, ".") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = m[part]
-	}
-	switch v := cur.(type) {
-	case []any:
-		out := make([]string, 0, len(v))
-		for _, e := range v {
+// fieldValues extracts the values of a dot path from a JSON object with
+// gjson, which reads the field without decoding the rest of the body.
+func fieldValues(body []byte, path string) []string {
+	r := gjson.GetBytes(body, path)
+	if r.IsArray() {
+		var out []string
+		r.ForEach(func(_, e gjson.Result) bool {
 			if s, ok := scalarString(e); ok {
 				out = append(out, s)
 			}
-		}
+			return true
+		})
 		return out
-	default:
-		if s, ok := scalarString(v); ok {
-			return []string{s}
-		}
-		return nil
 	}
+	if s, ok := scalarString(r); ok {
+		return []string{s}
+	}
+	return nil
 }
 
-func scalarString(v any) (string, bool) {
-	switch v := v.(type) {
-	case string:
-		return v, true
-	case json.Number:
-		return v.String(), true
-	case bool:
-		return strconv.FormatBool(v), true
+// scalarString renders a string, number or boolean as an index value.
+func scalarString(r gjson.Result) (string, bool) {
+	switch r.Type {
+	case gjson.String:
+		return r.Str, true
+	case gjson.Number:
+		return r.Raw, true
+	case gjson.True:
+		return "true", true
+	case gjson.False:
+		return "false", true
 	default:
 		return "", false
 	}

@@ -35,7 +35,12 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if bigStore.st != nil {
+		_ = bigStore.st.Close()
+		_ = os.RemoveAll(bigStore.dir)
+	}
+	os.Exit(code)
 }
 
 func crashRecord(i int) (string, storage.Record) {

@@ -208,6 +208,8 @@ func (s *suite) testDeclare(t *testing.T) {
 		{Name: "x", Indexes: []storage.Index{{Name: "a"}}},
 		{Name: "x", Indexes: []storage.Index{{Name: "a", Field: "a", Extract: func([]byte) ([]string, error) { return nil, nil }}}},
 		{Name: "x", Indexes: []storage.Index{{Name: "bad name", Field: "a"}}},
+		{Name: "x", Indexes: []storage.Index{{Name: "a", Field: "tags.#"}}},
+		{Name: "x", Indexes: []storage.Index{{Name: "a", Field: "a..b"}}},
 	} {
 		err := st.Declare(ctx, bad)
 		assert.ErrorIs(t, err, storage.ErrInvalid, "declaration %+v", bad)
