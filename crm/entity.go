@@ -191,7 +191,11 @@ func (r *Records[T]) Delete(ctx context.Context, id string) error {
 		if err := tx.Delete(ctx, r.k.collection.Name, id, m.Version); err != nil {
 			return err
 		}
-		return r.appendEvent(ctx, tx, "deleted", &cur, nil)
+		body, err := json.Marshal(&cur)
+		if err != nil {
+			return err
+		}
+		return r.appendEvent(ctx, tx, "deleted", id, body, nil)
 	})
 }
 
@@ -290,10 +294,11 @@ func (r *Records[T]) create(ctx context.Context, tx storage.Tx, rec T, now time.
 		m.ID = id.String()
 	}
 	m.Version = 1
-	if err := r.put(ctx, tx, &rec, 0); err != nil {
+	body, err := r.put(ctx, tx, &rec, 0)
+	if err != nil {
 		return zero, err
 	}
-	return rec, r.appendEvent(ctx, tx, "created", &rec, nil)
+	return rec, r.appendEvent(ctx, tx, "created", m.ID, body, nil)
 }
 
 func (r *Records[T]) replace(ctx context.Context, tx storage.Tx, rec T) (T, error) {
@@ -328,10 +333,11 @@ func (r *Records[T]) replace(ctx context.Context, tx storage.Tx, rec T) (T, erro
 	}
 	m.UpdatedAt = r.now()
 	m.Version = cm.Version + 1
-	if err := r.put(ctx, tx, &rec, cm.Version); err != nil {
+	body, err := r.put(ctx, tx, &rec, cm.Version)
+	if err != nil {
 		return zero, err
 	}
-	return rec, r.appendEvent(ctx, tx, "updated", &rec, changed)
+	return rec, r.appendEvent(ctx, tx, "updated", m.ID, body, changed)
 }
 
 // validate runs the checks common to all entities, then the kind's own.
@@ -340,43 +346,52 @@ func (r *Records[T]) validate(ctx context.Context, tx storage.ReadTx, rec *T, p 
 	return r.k.check(ctx, tx, rec, p)
 }
 
-func (r *Records[T]) put(ctx context.Context, tx storage.Tx, rec *T, version uint64) error {
+// put stores rec at the given expected version and returns its JSON body.
+func (r *Records[T]) put(ctx context.Context, tx storage.Tx, rec *T, version uint64) ([]byte, error) {
+	m := r.k.meta(rec)
 	body, err := json.Marshal(rec)
 	if err != nil {
-		return (problems{{Field: "custom", Message: err.Error()}}).err(r.k.name, r.k.meta(rec).ID)
+		return nil, (problems{{Field: "custom", Message: err.Error()}}).err(r.k.name, m.ID)
 	}
-	m := r.k.meta(rec)
 	_, err = tx.Put(ctx, r.k.collection.Name, storage.Record{ID: m.ID, Version: version, Body: body})
 	var ue *storage.UniqueError
-	if errors.As(err, &ue) {
+	switch {
+	case errors.As(err, &ue):
 		field := ue.Index
 		if ix, ok := r.k.collection.Index(ue.Index); ok && ix.Field != "" {
 			field = ix.Field
 		}
-		return &ValidationError{Entity: r.k.name, ID: m.ID, Err: ue, Fields: []FieldError{{
+		return nil, &ValidationError{Entity: r.k.name, ID: m.ID, Err: ue, Fields: []FieldError{{
 			Field: field, Message: fmt.Sprintf("%q is already used by %s %s", ue.Value, r.k.name, ue.ExistingID),
 		}}}
+	case errors.Is(err, storage.ErrInvalid):
+		return nil, &ValidationError{Entity: r.k.name, ID: m.ID, Err: err, Fields: []FieldError{{Field: "record", Message: err.Error()}}}
+	case err != nil:
+		return nil, err
 	}
-	if errors.Is(err, storage.ErrInvalid) {
-		return &ValidationError{Entity: r.k.name, ID: m.ID, Err: err, Fields: []FieldError{{Field: "record", Message: err.Error()}}}
-	}
-	return err
+	return body, nil
 }
 
-func (r *Records[T]) appendEvent(ctx context.Context, tx storage.Tx, what string, rec *T, changed []string) error {
-	data, err := json.Marshal(rec)
-	if err != nil {
-		return err
+// appendEvent appends "<kind>.<what>" for the record whose JSON is data.
+// The body is {"data":<data>,"changed":[...]}, assembled without
+// re-encoding data.
+func (r *Records[T]) appendEvent(ctx context.Context, tx storage.Tx, what, id string, data []byte, changed []string) error {
+	body := make([]byte, 0, len(data)+64)
+	body = append(body, `{"data":`...)
+	body = append(body, data...)
+	if len(changed) > 0 {
+		ch, err := json.Marshal(changed)
+		if err != nil {
+			return err
+		}
+		body = append(body, `,"changed":`...)
+		body = append(body, ch...)
 	}
-	body, err := json.Marshal(eventBody{Data: data, Changed: changed})
-	if err != nil {
-		return err
-	}
-	m := r.k.meta(rec)
+	body = append(body, '}')
 	return tx.Append(ctx, storage.Event{
 		Type:       r.k.name + "." + what,
 		Collection: r.k.collection.Name,
-		RecordID:   m.ID,
+		RecordID:   id,
 		Time:       r.now(),
 		Body:       body,
 	})

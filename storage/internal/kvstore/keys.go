@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/rapportcrm/rapport/storage"
 )
@@ -90,6 +92,47 @@ func prefixEnd(p []byte) []byte {
 		}
 	}
 	return nil
+}
+
+// eventHeader is an outbox event without its body.
+type eventHeader struct {
+	Seq        uint64    `json:"seq"`
+	Tenant     string    `json:"tenant"`
+	Type       string    `json:"type"`
+	Collection string    `json:"collection,omitempty"`
+	RecordID   string    `json:"record_id,omitempty"`
+	Time       time.Time `json:"time"`
+}
+
+// encodeEvent stores an event as a 4-byte header length, the header as
+// JSON, and the body as it is (validated on Append), so that the body is
+// neither re-encoded nor re-validated.
+func encodeEvent(ev storage.Event) ([]byte, error) {
+	h, err := json.Marshal(eventHeader{Seq: ev.Seq, Tenant: ev.Tenant, Type: ev.Type,
+		Collection: ev.Collection, RecordID: ev.RecordID, Time: ev.Time})
+	if err != nil {
+		return nil, err
+	}
+	v := make([]byte, 4, 4+len(h)+len(ev.Body))
+	binary.BigEndian.PutUint32(v, uint32(len(h)))
+	v = append(v, h...)
+	return append(v, ev.Body...), nil
+}
+
+func decodeEvent(v []byte) (storage.Event, error) {
+	if len(v) < 4 || int(binary.BigEndian.Uint32(v)) > len(v)-4 {
+		return storage.Event{}, fmt.Errorf("corrupt event value of %d bytes", len(v))
+	}
+	n := binary.BigEndian.Uint32(v)
+	var h eventHeader
+	if err := json.Unmarshal(v[4:4+n], &h); err != nil {
+		return storage.Event{}, err
+	}
+	ev := storage.Event{Seq: h.Seq, Tenant: h.Tenant, Type: h.Type, Collection: h.Collection, RecordID: h.RecordID, Time: h.Time}
+	if body := v[4+n:]; len(body) > 0 {
+		ev.Body = bytes.Clone(body)
+	}
+	return ev, nil
 }
 
 func encodeCursor(k []byte) string { return base64.RawURLEncoding.EncodeToString(k) }

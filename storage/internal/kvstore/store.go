@@ -300,8 +300,8 @@ func (s *Store) ReadOutbox(ctx context.Context, consumer string, limit int) ([]s
 		acked := ackedSeq(kt, consumer)
 		var derr error
 		ob.Ascend(seqKey(acked+1), func(k, v []byte) bool {
-			var ev storage.Event
-			if err := json.Unmarshal(v, &ev); err != nil {
+			ev, err := decodeEvent(v)
+			if err != nil {
 				derr = fmt.Errorf("outbox event %d: %w", seqFromKey(k), err)
 				return false
 			}

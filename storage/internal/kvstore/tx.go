@@ -3,7 +3,6 @@ package kvstore
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -257,7 +256,7 @@ func (t *tx) Append(ctx context.Context, events ...storage.Event) error {
 				return err
 			}
 			ev.Tenant, ev.Seq = t.tenant, seq
-			raw, err := json.Marshal(ev)
+			raw, err := encodeEvent(ev)
 			if err != nil {
 				return fmt.Errorf("%w: event %s: %v", storage.ErrInvalid, ev.Type, err)
 			}
