@@ -20,7 +20,6 @@ type Engine struct {
 	ownStore bool
 	log      *slog.Logger
 	clock    Clock
-	kinds    []kindInfo
 
 	mu       sync.Mutex
 	closed   bool
@@ -47,7 +46,6 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		store: opts.Store,
 		log:   opts.Logger,
 		clock: opts.Clock,
-		kinds: allKinds(),
 		subs:  map[string]*subscription{},
 	}
 	if e.store == nil {
@@ -57,12 +55,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		}
 		e.store, e.ownStore = s, true
 	}
-	cols := make([]storage.Collection, 0, len(e.kinds)+1)
-	for _, k := range e.kinds {
-		cols = append(cols, k.collection)
-	}
-	cols = append(cols, deadLetterCollection)
-	if err := e.store.Declare(ctx, cols...); err != nil {
+	if err := e.store.Declare(ctx, collections()...); err != nil {
 		return nil, errors.Join(fmt.Errorf("crm: open: %w", err), e.closeStore())
 	}
 	e.runCtx, e.stop = context.WithCancel(context.Background())

@@ -66,15 +66,11 @@ func newKind[T any, P entity[T]](name string, c storage.Collection,
 	return &kind[T]{name: name, collection: c, meta: func(t *T) *Meta { return P(t).meta() }, check: check, beforeDelete: beforeDelete}
 }
 
-// kindInfo is what the engine needs to know of every kind.
-type kindInfo struct {
-	name       string
-	collection storage.Collection
+// collections returns the collections the engine declares on its store:
+// one per entity kind, plus the dead letters.
+func collections() []storage.Collection {
+	return []storage.Collection{contactKind.collection, accountKind.collection, deadLetterCollection}
 }
-
-func (k *kind[T]) info() kindInfo { return kindInfo{name: k.name, collection: k.collection} }
-
-func allKinds() []kindInfo { return []kindInfo{contactKind.info(), accountKind.info()} }
 
 // Records reads and writes the entities of one kind in one tenant.
 type Records[T any] struct {

@@ -28,6 +28,11 @@
 // [Store.AckOutbox]; whatever a consumer has not acknowledged it reads again,
 // including after the store is closed and reopened.
 //
+// Do not start a transaction inside another on the same goroutine (for
+// example a View inside an Update's function): backends serialise writers
+// and may deadlock. Do everything that must be consistent in one
+// transaction instead.
+//
 // # Backends
 //
 // storage/bolt is the embedded default, storage/memory keeps everything in

@@ -39,6 +39,8 @@ func run(ctx context.Context, out io.Writer, path string) error {
 		}
 		defer os.RemoveAll(dir)
 		path = filepath.Join(dir, "rapport.db")
+	} else if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("%s already exists; the quickstart starts from an empty database: remove it or pass another -db", path)
 	}
 	fmt.Fprintf(out, "opening %s\n", path)
 	engine, err := crm.Open(ctx, crm.Options{Path: path})

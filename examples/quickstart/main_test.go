@@ -21,3 +21,11 @@ func TestQuickstartRuns(t *testing.T) {
 	assert.Contains(t, s, `3 contacts, Wile E. Coyote is "Chief Genius" at version 2`)
 	assert.FileExists(t, path)
 }
+
+func TestQuickstartRefusesExistingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "qs.db")
+	require.NoError(t, run(context.Background(), &bytes.Buffer{}, path))
+	err := run(context.Background(), &bytes.Buffer{}, path)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "already exists")
+}
