@@ -46,11 +46,6 @@ func indexKey(value, id string) []byte {
 	return append(k, id...)
 }
 
-func splitIndexKey(k []byte) (value, id string) {
-	v, i, _ := bytes.Cut(k, []byte{0})
-	return string(v), string(i)
-}
-
 // holder returns the ID of a record that holds value in index bucket ib.
 func holder(ib Bucket, value string) (id string, ok bool) {
 	prefix := indexKey(value, "")

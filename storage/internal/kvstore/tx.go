@@ -314,7 +314,7 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 		}
 	}
 
-	var page storage.Page
+	page := storage.Page{Records: make([]storage.Record, 0, min(limit, 1024))}
 	var lastKey []byte
 	var ierr error
 	visit := func(k, v []byte) bool {
@@ -330,19 +330,19 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 			}
 			page.Records = append(page.Records, rec)
 		} else {
-			val, id := splitIndexKey(k)
-			rv := rb.Get([]byte(id))
+			val, id, _ := bytes.Cut(k, []byte{0})
+			rv := rb.Get(id)
 			if rv == nil {
 				ierr = fmt.Errorf("index %s.%s has an entry for missing record %q", collection, q.Index, id)
 				return false
 			}
-			rec, err := makeRecord(id, rv)
+			rec, err := makeRecord(string(id), rv)
 			if err != nil {
 				ierr = err
 				return false
 			}
 			page.Records = append(page.Records, rec)
-			page.Keys = append(page.Keys, val)
+			page.Keys = append(page.Keys, string(val))
 		}
 		lastKey = k
 		return true
