@@ -2,6 +2,7 @@ package crm_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -24,10 +25,11 @@ func TestAccounts(t *testing.T) {
 	require.ErrorIs(t, err, crm.ErrExists, "domain is unique")
 
 	for name, bad := range map[string]crm.Account{
-		"no name":        {Domain: "x.io"},
-		"bad domain":     {Name: "X", Domain: "not a domain"},
-		"bad type":       {Name: "X", Type: "b2x"},
-		"negative staff": {Name: "X", Employees: -1},
+		"no name":                              {Domain: "x.io"},
+		"bad domain":                           {Name: "X", Domain: "not a domain"},
+		"bad type":                             {Name: "X", Type: "b2x"},
+		"negative staff":                       {Name: "X", Employees: -1},
+		"name of 200 characters but 600 bytes": {Name: strings.Repeat("漢", 200)},
 	} {
 		_, err := accounts.Create(ctx, bad)
 		var ve *crm.ValidationError

@@ -2,6 +2,7 @@ package crm_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -64,7 +65,7 @@ func TestContactLifecycle(t *testing.T) {
 	got, err := contacts.Get(ctx, c.ID)
 	require.NoError(t, err)
 	assert.Equal(t, c.Email, got.Email)
-	assert.Equal(t, float64(42), got.Custom["shoe_size"], "custom values come back as JSON types")
+	assert.Equal(t, json.Number("42"), got.Custom["shoe_size"], "custom numbers come back exact, as json.Number")
 
 	env.clock.Advance(time.Hour)
 	got.Title = "Analyst"
@@ -209,6 +210,26 @@ func TestContactValidation(t *testing.T) {
 		_, err = env.engine.Tenant(strings.Repeat("t", 300)).Contacts().Get(ctx, existing.ID)
 		require.ErrorIs(t, err, crm.ErrInvalid)
 	})
+}
+
+func TestCustomNumbersStayExact(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	const big = int64(1234567890123456789)
+	c, err := env.engine.Contacts().Create(ctx, crm.Contact{FirstName: "A", Meta: crm.Meta{Custom: map[string]any{"ext": big}}})
+	require.NoError(t, err)
+	got, err := env.engine.Contacts().Get(ctx, c.ID)
+	require.NoError(t, err)
+	got.LastName = "B"
+	upd, err := env.engine.Contacts().Update(ctx, got)
+	require.NoError(t, err)
+	again, err := env.engine.Contacts().Get(ctx, upd.ID)
+	require.NoError(t, err)
+	n, ok := again.Custom["ext"].(json.Number)
+	require.True(t, ok, "%T", again.Custom["ext"])
+	v, err := n.Int64()
+	require.NoError(t, err)
+	assert.Equal(t, big, v)
 }
 
 func manyTags(n int) []string {

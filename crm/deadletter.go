@@ -33,8 +33,10 @@ var deadLetterCollection = storage.Collection{Name: deadLettersCollection, Index
 	{Name: "subscription", Field: "subscription"},
 }}
 
-// deadLetter stores a dead letter in the event's tenant and logs it.
-func (e *Engine) deadLetter(ctx context.Context, log *slog.Logger, sub string, se storage.Event, attempts int, cause error) {
+// deadLetter stores a dead letter in the event's tenant and logs it. It
+// reports whether the dead letter is stored; if not, it waits a backoff so
+// that the caller's retry of the event does not spin.
+func (e *Engine) deadLetter(ctx context.Context, log *slog.Logger, sub string, se storage.Event, attempts int, cause error) bool {
 	log.Error("event not handled; stored as a dead letter", "err", cause, "attempts", attempts)
 	dl := DeadLetter{
 		ID:           fmt.Sprintf("%s/%020d", sub, se.Seq),
@@ -60,8 +62,11 @@ func (e *Engine) deadLetter(ctx context.Context, log *slog.Logger, sub string, s
 		})
 	}
 	if err != nil {
-		log.Error("storing the dead letter failed", "err", err)
+		log.Error("storing the dead letter failed; the event will be delivered again", "err", err)
+		e.sleep(ctx, e.opts.MaxRetryBackoff)
+		return false
 	}
+	return true
 }
 
 // DeadLetters returns up to limit dead letters of the tenant, oldest

@@ -9,6 +9,10 @@ import (
 	"github.com/rapportcrm/rapport/storage"
 )
 
+// MaxSubscriptionNameLen is the maximum length in bytes of a subscription
+// name (the store's ID limit less room for the dead-letter key).
+const MaxSubscriptionNameLen = 100
+
 // dispatchBatch is how many events a subscription reads per outbox read;
 // its position is acknowledged once per batch.
 const dispatchBatch = 100
@@ -30,13 +34,13 @@ func (e *Engine) Subscribe(s Subscription) error {
 	if err := storage.ValidateID("subscription name", s.Name); err != nil {
 		return fmt.Errorf("crm: subscribe: %w", err)
 	}
+	if len(s.Name) > MaxSubscriptionNameLen {
+		return fmt.Errorf("crm: subscribe: %w: subscription name is %d bytes, the limit is %d", ErrInvalid, len(s.Name), MaxSubscriptionNameLen)
+	}
 	if s.Handler == nil {
 		return fmt.Errorf("crm: subscribe %s: %w: nil Handler", s.Name, ErrInvalid)
 	}
 	consumer := "sub:" + s.Name
-	if err := storage.ValidateID("subscription name", consumer); err != nil {
-		return fmt.Errorf("crm: subscribe: %w", err)
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
@@ -85,7 +89,7 @@ func (e *Engine) dispatch(sub *subscription) {
 				continue
 			}
 			if !e.deliver(ctx, sub, se) {
-				break // closing: the rest comes again next time
+				break // not done: it and the rest come again
 			}
 			done = se.Seq
 		}
@@ -102,14 +106,15 @@ func (e *Engine) dispatch(sub *subscription) {
 	}
 }
 
-// deliver calls the handler until it succeeds or runs out of attempts. It
-// returns false if the engine is closing and the event was not handled.
+// deliver calls the handler until it succeeds or runs out of attempts and
+// the event is stored as a dead letter. It returns false if the event was
+// neither handled nor stored (the engine is closing, or the dead letter
+// could not be written): it must then not be acknowledged.
 func (e *Engine) deliver(ctx context.Context, sub *subscription, se storage.Event) bool {
 	log := e.log.With("subscription", sub.Name, "event", se.Type, "seq", se.Seq)
 	ev, err := eventFromStorage(se)
 	if err != nil {
-		e.deadLetter(ctx, log, sub.Name, se, 0, err)
-		return true
+		return e.deadLetter(ctx, log, sub.Name, se, 0, err)
 	}
 	for attempt := 1; ; attempt++ {
 		err := callHandler(ctx, sub.Handler, ev)
@@ -119,8 +124,7 @@ func (e *Engine) deliver(ctx context.Context, sub *subscription, se storage.Even
 		case ctx.Err() != nil:
 			return false
 		case attempt >= e.opts.MaxDeliveryAttempts:
-			e.deadLetter(ctx, log, sub.Name, se, attempt, err)
-			return true
+			return e.deadLetter(ctx, log, sub.Name, se, attempt, err)
 		}
 		log.Warn("handler failed; retrying", "err", err, "attempt", attempt)
 		if !e.sleep(ctx, e.backoff(attempt)) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -138,7 +139,8 @@ func TestPoisonEventBecomesDeadLetter(t *testing.T) {
 	defer e.Close()
 	var poisonCalls atomic.Int32
 	rec := newRecorder()
-	require.NoError(t, e.Subscribe(crm.Subscription{Name: "picky", Handler: func(ctx context.Context, ev crm.Event) error {
+	picky := strings.Repeat("p", crm.MaxSubscriptionNameLen) // the longest name still fits a dead letter
+	require.NoError(t, e.Subscribe(crm.Subscription{Name: picky, Handler: func(ctx context.Context, ev crm.Event) error {
 		var c crm.Contact
 		if err := ev.Decode(&c); err != nil {
 			return err
@@ -159,7 +161,7 @@ func TestPoisonEventBecomesDeadLetter(t *testing.T) {
 	dls, err := e.Default().DeadLetters(ctx, 0)
 	require.NoError(t, err)
 	require.Len(t, dls, 1)
-	assert.Equal(t, "picky", dls[0].Subscription)
+	assert.Equal(t, picky, dls[0].Subscription)
 	assert.Equal(t, "contact.created", dls[0].EventType)
 	assert.Equal(t, poison.ID, dls[0].RecordID)
 	assert.Equal(t, 3, dls[0].Attempts)
@@ -175,6 +177,9 @@ func TestSubscribeRejectsBadSubscriptions(t *testing.T) {
 	require.ErrorIs(t, env.engine.Subscribe(crm.Subscription{Name: "two"}), crm.ErrInvalid)
 	require.ErrorIs(t, env.engine.Subscribe(crm.Subscription{Name: "", Handler: ok}), crm.ErrInvalid)
 	require.ErrorIs(t, env.engine.Subscribe(crm.Subscription{Name: "bad\nname", Handler: ok}), crm.ErrInvalid)
+	long := strings.Repeat("s", crm.MaxSubscriptionNameLen)
+	require.NoError(t, env.engine.Subscribe(crm.Subscription{Name: long, Handler: ok}))
+	require.ErrorIs(t, env.engine.Subscribe(crm.Subscription{Name: long + "s", Handler: ok}), crm.ErrInvalid)
 }
 
 // TestRedeliveryAfterRestart interrupts a handler by closing the engine

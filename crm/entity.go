@@ -27,7 +27,8 @@ type Meta struct {
 	// Tags are free labels; the engine trims them and drops duplicates.
 	Tags []string `json:"tags,omitempty"`
 	// Custom holds custom field values by key (lower-case letters, digits
-	// and '_'); values must be JSON-encodable.
+	// and '_'); values must be JSON-encodable. Read back, numbers are
+	// json.Number, so large integers stay exact.
 	Custom map[string]any `json:"custom,omitempty"`
 	// CreatedAt and UpdatedAt are set by the engine from its Clock.
 	CreatedAt time.Time `json:"created_at"`
@@ -260,7 +261,9 @@ func (r *Records[T]) get(ctx context.Context, tx storage.ReadTx, id string) (T, 
 
 func (r *Records[T]) decode(rec storage.Record) (T, error) {
 	var v T
-	if err := json.Unmarshal(rec.Body, &v); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(rec.Body))
+	dec.UseNumber() // custom numbers stay exact (json.Number), not float64
+	if err := dec.Decode(&v); err != nil {
 		return v, fmt.Errorf("decoding %s %s: %w", r.k.name, rec.ID, err)
 	}
 	r.k.meta(&v).Version = rec.Version
@@ -384,13 +387,19 @@ func (r *Records[T]) appendEvent(ctx context.Context, tx storage.Tx, what, id st
 		body = append(body, ch...)
 	}
 	body = append(body, '}')
-	return tx.Append(ctx, storage.Event{
+	err := tx.Append(ctx, storage.Event{
 		Type:       r.k.name + "." + what,
 		Collection: r.k.collection.Name,
 		RecordID:   id,
 		Time:       r.now(),
 		Body:       body,
 	})
+	if errors.Is(err, storage.ErrInvalid) {
+		// The record fits but its event (the record plus the change list)
+		// does not: report it as a problem with the record.
+		return &ValidationError{Entity: r.k.name, ID: id, Err: err, Fields: []FieldError{{Field: "record", Message: err.Error()}}}
+	}
+	return err
 }
 
 // diff returns the top-level JSON fields that differ between a and b,

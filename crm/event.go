@@ -54,7 +54,8 @@ func eventFromStorage(se storage.Event) (Event, error) {
 // Handler handles one event. A handler that returns an error is called
 // again with the same event after a backoff (see Options.RetryBackoff), up
 // to Options.MaxDeliveryAttempts times; a handler that panics counts as
-// failed. Its context is cancelled when the engine closes.
+// failed. Its context is cancelled when the engine closes. A handler must
+// not call Engine.Close: Close waits for running handlers.
 type Handler func(ctx context.Context, ev Event) error
 
 // Subscription receives events from the outbox, at least once and in

@@ -79,11 +79,17 @@ func isText(s string, max int) bool {
 	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= max && strings.IndexFunc(s, unicode.IsControl) < 0
 }
 
-// checkText trims a short text field and validates its length.
+// checkText trims a short text field and validates its length: at most
+// MaxTextLen characters and, because such fields may be indexed, at most
+// storage.MaxIndexValueLen bytes.
 func checkText(p *problems, field string, s *string) {
 	*s = strings.TrimSpace(*s)
-	if *s != "" && !isText(*s, MaxTextLen) {
+	switch {
+	case *s == "":
+	case !isText(*s, MaxTextLen):
 		p.add(field, "want at most %d printable characters", MaxTextLen)
+	case len(*s) > storage.MaxIndexValueLen:
+		p.add(field, "is %d bytes long, the limit is %d", len(*s), storage.MaxIndexValueLen)
 	}
 }
 

@@ -104,6 +104,11 @@ func ValidateQuery(q Query) error {
 	if n > 1 {
 		return invalidf("query: use at most one of Equal, Prefix and Start/End")
 	}
+	for _, v := range []string{q.Equal, q.Prefix, q.Start, q.End} {
+		if strings.IndexByte(v, 0) >= 0 {
+			return invalidf("query: %q contains a NUL byte", v)
+		}
+	}
 	if q.Start != "" && q.End != "" && q.Start > q.End {
 		return invalidf("query: Start %q is after End %q", q.Start, q.End)
 	}

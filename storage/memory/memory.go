@@ -153,7 +153,10 @@ type memBucket struct {
 // two handles on the same bucket see each other's writes.
 func (m *memBucket) cur() *bucket {
 	if m.tx.dirty != nil {
-		if own := m.tx.dirty[m.name]; own != nil {
+		if own, ok := m.tx.dirty[m.name]; ok {
+			if own == nil { // deleted in this transaction: empty from now on
+				own = &bucket{tree: btree.NewG(32, less)}
+			}
 			m.b = own
 		}
 	}
@@ -169,7 +172,8 @@ func (m *memBucket) writable() (*bucket, error) {
 		m.b = own
 		return own, nil
 	}
-	own := &bucket{tree: m.b.tree.Clone(), seq: m.b.seq}
+	base := m.cur()
+	own := &bucket{tree: base.tree.Clone(), seq: base.seq}
 	m.tx.dirty[m.name] = own
 	m.b = own
 	return own, nil

@@ -59,6 +59,9 @@ func (s *suite) testBadInput(t *testing.T) {
 		{"start after end", scanOp(people, storage.Query{Start: "b", End: "a"}), storage.ErrInvalid},
 		{"limit too large", scanOp(people, storage.Query{Limit: storage.MaxScanLimit + 1}), storage.ErrInvalid},
 		{"negative limit", scanOp(people, storage.Query{Limit: -1}), storage.ErrInvalid},
+		{"NUL in prefix", scanOp(people, storage.Query{Index: "email", Prefix: "a\x00"}), storage.ErrInvalid},
+		{"NUL in range end", scanOp(people, storage.Query{Index: "email", End: "a\x00"}), storage.ErrInvalid},
+		{"NUL in equal", scanOp(people, storage.Query{Equal: "p1\x00"}), storage.ErrInvalid},
 		{"malformed cursor", scanOp(people, storage.Query{Cursor: "%%%"}), storage.ErrInvalid},
 		{"event without type", func(tx storage.Tx) error { return tx.Append(ctx, storage.Event{}) }, storage.ErrInvalid},
 		{"event with invalid body", func(tx storage.Tx) error {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -215,6 +217,49 @@ func (s *suite) testDeclare(t *testing.T) {
 		assert.ErrorIs(t, err, storage.ErrInvalid, "declaration %+v", bad)
 	}
 	require.ErrorIs(t, st.Declare(ctx, plain, plain), storage.ErrInvalid, "a collection declared twice in one call")
+}
+
+// testDeclareUnderWrites adds an index while another goroutine keeps
+// writing: every record must end up in the new index.
+func (s *suite) testDeclareUnderWrites(t *testing.T) {
+	st := s.newStore(t)
+	ctx := context.Background()
+	plain := storage.Collection{Name: "things"}
+	require.NoError(t, st.Declare(ctx, plain))
+	stop := make(chan struct{})
+	written := make(chan int)
+	go func() {
+		n := 0
+		defer func() { written <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			err := st.Update(ctx, tenant, func(tx storage.Tx) error {
+				_, err := tx.Put(ctx, "things", storage.Record{ID: fmt.Sprintf("r%06d", n), Body: body(t, map[string]string{"kind": "k"})})
+				return err
+			})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			n++
+		}
+	}()
+	for range 20 {
+		time.Sleep(time.Millisecond)
+		require.NoError(t, st.Declare(ctx, storage.Collection{Name: "things", Indexes: []storage.Index{{Name: "kind", Field: "kind"}}}))
+		require.NoError(t, st.Declare(ctx, plain))
+	}
+	require.NoError(t, st.Declare(ctx, storage.Collection{Name: "things", Indexes: []storage.Index{{Name: "kind", Field: "kind"}}}))
+	time.Sleep(5 * time.Millisecond)
+	close(stop)
+	n := <-written
+	require.Positive(t, n)
+	indexed := scanAll(t, st, tenant, "things", storage.Query{Index: "kind", Equal: "k", Limit: storage.MaxScanLimit})
+	assert.Len(t, indexed, n, "records written around Declare are missing from the index")
 }
 
 func (s *suite) testTenantIsolation(t *testing.T) {

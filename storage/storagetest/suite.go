@@ -79,6 +79,7 @@ func Run(t *testing.T, newStore NewStore, opts ...Option) {
 		{"UniqueIndex", s.testUniqueIndex},
 		{"IndexConsistency", s.testIndexConsistency},
 		{"Declare", s.testDeclare},
+		{"DeclareUnderWrites", s.testDeclareUnderWrites},
 		{"ScanByID", s.testScanByID},
 		{"ScanByIndex", s.testScanByIndex},
 		{"ScanPagination", s.testScanPagination},

@@ -18,6 +18,8 @@ type Store struct {
 	name   string // backend name for error messages, e.g. "bolt"
 	signal notifier
 
+	declareMu sync.Mutex // serialises Declare
+
 	mu       sync.Mutex
 	closed   bool
 	inflight sync.WaitGroup
@@ -143,6 +145,11 @@ func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) 
 		return err
 	}
 	defer s.leave()
+	s.declareMu.Lock()
+	defer s.declareMu.Unlock()
+	s.mu.Lock()
+	old := s.colls
+	s.mu.Unlock()
 	err := s.db.Update(func(kt KVTx) error {
 		meta, err := kt.CreateBucket(bucketMeta)
 		if err != nil {
@@ -156,19 +163,25 @@ func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) 
 				return err
 			}
 		}
+		// Switch to the new definitions while this transaction still
+		// holds the write lock, so that no write commits between the
+		// rebuilt indexes and the definitions that maintain them.
+		colls := maps.Clone(old)
+		for _, c := range collections {
+			c.Indexes = append([]storage.Index(nil), c.Indexes...)
+			colls[c.Name] = c
+		}
+		s.mu.Lock()
+		s.colls = colls
+		s.mu.Unlock()
 		return nil
 	})
 	if err != nil {
+		s.mu.Lock()
+		s.colls = old
+		s.mu.Unlock()
 		return fmt.Errorf("%s: declare: %w", s.name, err)
 	}
-	s.mu.Lock()
-	colls := maps.Clone(s.colls)
-	for _, c := range collections {
-		c.Indexes = append([]storage.Index(nil), c.Indexes...)
-		colls[c.Name] = c
-	}
-	s.colls = colls
-	s.mu.Unlock()
 	return nil
 }
 
