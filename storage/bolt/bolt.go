@@ -39,6 +39,11 @@ type Options struct {
 	NoSync bool
 	// Mode is the permission of a new file. Defaults to 0600.
 	Mode os.FileMode
+	// InitialMmapSize is the address space mapped for the file up front.
+	// While the file fits in it, bbolt never remaps, so writes do not copy
+	// their pending pages and readers never block a growing writer. It
+	// reserves address space, not memory. Defaults to 1 GiB.
+	InitialMmapSize int
 }
 
 // Store is a storage.Store on a bbolt file.
@@ -68,7 +73,13 @@ func Open(path string, opts *Options) (*Store, error) {
 	if o.Mode == 0 {
 		o.Mode = 0o600
 	}
-	db, err := bbolt.Open(path, o.Mode, &bbolt.Options{Timeout: o.Timeout, NoSync: o.NoSync, FreelistType: bbolt.FreelistMapType})
+	if o.InitialMmapSize == 0 {
+		o.InitialMmapSize = 1 << 30
+	}
+	db, err := bbolt.Open(path, o.Mode, &bbolt.Options{
+		Timeout: o.Timeout, NoSync: o.NoSync, InitialMmapSize: o.InitialMmapSize,
+		FreelistType: bbolt.FreelistMapType,
+	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("bolt: open %s: %w (waited %s)", path, storage.ErrLocked, o.Timeout)
 	}
