@@ -55,68 +55,60 @@ func BenchmarkCreateDurable(b *testing.B) {
 		return c.ID, body
 	}
 	b.Run("raw-bbolt-record", func(b *testing.B) {
-		db, err := bbolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer db.Close()
-		i := 0
-		for b.Loop() {
-			id, body := rawBody(i)
-			i++
-			err := db.Update(func(tx *bbolt.Tx) error {
-				bk, err := tx.CreateBucketIfNotExists([]byte("contacts"))
-				if err != nil {
-					return err
-				}
-				return bk.Put([]byte(id), body)
-			})
+		rawBolt(b, rawBody, func(tx *bbolt.Tx, _ int, id string, body []byte) error {
+			bk, err := tx.CreateBucketIfNotExists([]byte("contacts"))
 			if err != nil {
-				b.Fatal(err)
+				return err
 			}
-		}
+			return bk.Put([]byte(id), body)
+		})
 	})
 	b.Run("raw-bbolt-same-writes", func(b *testing.B) {
-		db, err := bbolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil)
+		rawBolt(b, rawBody, func(tx *bbolt.Tx, i int, id string, body []byte) error {
+			recs, err := tx.CreateBucketIfNotExists([]byte("contacts"))
+			if err != nil {
+				return err
+			}
+			if err := recs.Put([]byte(id), body); err != nil {
+				return err
+			}
+			ix, err := tx.CreateBucketIfNotExists([]byte("contacts-email"))
+			if err != nil {
+				return err
+			}
+			if err := ix.Put(fmt.Appendf(nil, "customer%d@example.com\x00%s", i, id), nil); err != nil {
+				return err
+			}
+			ob, err := tx.CreateBucketIfNotExists([]byte("outbox"))
+			if err != nil {
+				return err
+			}
+			seq, err := ob.NextSequence()
+			if err != nil {
+				return err
+			}
+			return ob.Put(binary.BigEndian.AppendUint64(nil, seq), body)
+		})
+	})
+}
+
+// rawBolt runs one bbolt Update (default options) per iteration, writing
+// the i-th contact's bytes with write.
+func rawBolt(b *testing.B, rawBody func(int) (string, []byte), write func(tx *bbolt.Tx, i int, id string, body []byte) error) {
+	db, err := bbolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	i := 0
+	for b.Loop() {
+		id, body := rawBody(i)
+		err := db.Update(func(tx *bbolt.Tx) error { return write(tx, i, id, body) })
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer db.Close()
-		i := 0
-		for b.Loop() {
-			id, body := rawBody(i)
-			email := fmt.Sprintf("customer%d@example.com\x00%s", i, id)
-			i++
-			err := db.Update(func(tx *bbolt.Tx) error {
-				recs, err := tx.CreateBucketIfNotExists([]byte("contacts"))
-				if err != nil {
-					return err
-				}
-				if err := recs.Put([]byte(id), body); err != nil {
-					return err
-				}
-				ix, err := tx.CreateBucketIfNotExists([]byte("contacts-email"))
-				if err != nil {
-					return err
-				}
-				if err := ix.Put([]byte(email), nil); err != nil {
-					return err
-				}
-				ob, err := tx.CreateBucketIfNotExists([]byte("outbox"))
-				if err != nil {
-					return err
-				}
-				seq, err := ob.NextSequence()
-				if err != nil {
-					return err
-				}
-				return ob.Put(binary.BigEndian.AppendUint64(nil, seq), body)
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+		i++
+	}
 }
 
 // BenchmarkCreateMany creates contacts through the engine in transactions
