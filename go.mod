@@ -3,6 +3,7 @@ module github.com/rapportcrm/rapport
 go 1.26
 
 require (
+	github.com/expr-lang/expr v1.17.8
 	github.com/google/btree v1.1.3
 	github.com/google/uuid v1.6.0
 	github.com/stretchr/testify v1.12.1

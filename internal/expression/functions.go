@@ -1,0 +1,154 @@
+package expression
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/expr-lang/expr"
+)
+
+// concatFunc replaces the + operator on strings so that a concatenation
+// that would pass MaxStringLen fails before it allocates.
+const concatFunc = "_concat"
+
+// errTooLong is returned when a string or list function would build a
+// value beyond the limits.
+var errTooLong = errors.New("result would exceed the size limit")
+
+// functions returns the CRM function library, bound to the clock, and the
+// size-checked replacements of the builtins that can grow values.
+func functions(lim Limits) []expr.Option {
+	clock := lim.Clock
+	day := 24 * time.Hour
+	return []expr.Option{
+		expr.Function("now", func(...any) (any, error) { return clock(), nil }, new(func() time.Time)),
+		expr.Function("daysSince", func(p ...any) (any, error) {
+			return int(clock().Sub(p[0].(time.Time)) / day), nil
+		}, new(func(time.Time) int)),
+		expr.Function("monthsSince", func(p ...any) (any, error) {
+			return monthsBetween(p[0].(time.Time), clock()), nil
+		}, new(func(time.Time) int)),
+		expr.Function("age", func(p ...any) (any, error) {
+			return monthsBetween(p[0].(time.Time), clock()) / 12, nil
+		}, new(func(time.Time) int)),
+		expr.Function("birthdayWithin", func(p ...any) (any, error) {
+			return birthdayWithin(p[0].(time.Time), clock(), p[1].(int)), nil
+		}, new(func(time.Time, int) bool)),
+		expr.Function("hasTag", func(p ...any) (any, error) {
+			tags, tag := p[0].([]string), p[1].(string)
+			return slices.ContainsFunc(tags, func(t string) bool { return strings.EqualFold(t, tag) }), nil
+		}, new(func([]string, string) bool)),
+		expr.Function("between", func(p ...any) (any, error) {
+			switch x := p[0].(type) {
+			case int:
+				return p[1].(int) <= x && x <= p[2].(int), nil
+			case float64:
+				return p[1].(float64) <= x && x <= p[2].(float64), nil
+			}
+			return nil, fmt.Errorf("between: unsupported %T", p[0])
+		}, new(func(int, int, int) bool), new(func(float64, float64, float64) bool)),
+		expr.Function(concatFunc, func(p ...any) (any, error) {
+			a, b := p[0].(string), p[1].(string)
+			if len(a)+len(b) > lim.MaxStringLen {
+				return nil, fmt.Errorf("string concatenation of %d bytes: %w (%d)", len(a)+len(b), errTooLong, lim.MaxStringLen)
+			}
+			return a + b, nil
+		}, new(func(string, string) string)),
+		expr.Operator("+", concatFunc),
+		expr.DisableBuiltin("replace"),
+		expr.Function("replace", func(p ...any) (any, error) {
+			s, old, repl := p[0].(string), p[1].(string), p[2].(string)
+			n := len(s)
+			if old == "" {
+				n += (utf8.RuneCountInString(s) + 1) * len(repl)
+			} else {
+				n += strings.Count(s, old) * (len(repl) - len(old))
+			}
+			if n > lim.MaxStringLen {
+				return nil, fmt.Errorf("replace to %d bytes: %w (%d)", n, errTooLong, lim.MaxStringLen)
+			}
+			return strings.ReplaceAll(s, old, repl), nil
+		}, new(func(string, string, string) string)),
+		expr.DisableBuiltin("join"),
+		expr.Function("join", func(p ...any) (any, error) {
+			sep := ""
+			if len(p) > 1 {
+				sep = p[1].(string)
+			}
+			parts, err := strs(p[0])
+			if err != nil {
+				return nil, err
+			}
+			n := len(sep) * max(len(parts)-1, 0)
+			for _, s := range parts {
+				n += len(s)
+			}
+			if n > lim.MaxStringLen {
+				return nil, fmt.Errorf("join to %d bytes: %w (%d)", n, errTooLong, lim.MaxStringLen)
+			}
+			return strings.Join(parts, sep), nil
+		}, new(func([]string) string), new(func([]string, string) string), new(func([]any) string), new(func([]any, string) string)),
+		expr.DisableBuiltin("concat"),
+		expr.Function("concat", func(p ...any) (any, error) {
+			var out []any
+			for _, a := range p {
+				v := reflect.ValueOf(a)
+				if v.Kind() != reflect.Slice && v.Kind() != reflect.Array {
+					return nil, fmt.Errorf("concat: %T is not a list", a)
+				}
+				if len(out)+v.Len() > int(lim.MemoryBudget) {
+					return nil, fmt.Errorf("concat to %d elements: %w (%d)", len(out)+v.Len(), errTooLong, lim.MemoryBudget)
+				}
+				for i := range v.Len() {
+					out = append(out, v.Index(i).Interface())
+				}
+			}
+			return out, nil
+		}),
+	}
+}
+
+func strs(v any) ([]string, error) {
+	switch v := v.(type) {
+	case []string:
+		return v, nil
+	case []any:
+		out := make([]string, len(v))
+		for i, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("join: element %d is %T, not a string", i, e)
+			}
+			out[i] = s
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("join: %T is not a list of strings", v)
+}
+
+// monthsBetween returns the whole months from a to b.
+func monthsBetween(a, b time.Time) int {
+	b = b.In(a.Location())
+	m := (b.Year()-a.Year())*12 + int(b.Month()) - int(a.Month())
+	if b.Day() < a.Day() {
+		m--
+	}
+	return m
+}
+
+// birthdayWithin reports whether the next anniversary of birthday falls
+// within days days from now (today included).
+func birthdayWithin(birthday, now time.Time, days int) bool {
+	now = now.In(birthday.Location())
+	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, now.Location())
+	next := time.Date(now.Year(), birthday.Month(), birthday.Day(), 0, 0, 0, 0, now.Location())
+	if next.Before(today) {
+		next = next.AddDate(1, 0, 0)
+	}
+	return next.Sub(today) <= time.Duration(days)*24*time.Hour
+}
