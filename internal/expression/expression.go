@@ -327,9 +327,17 @@ func (p *Program) checkEnv(env any) error {
 	switch v.Kind() {
 	case reflect.Struct:
 		for _, idx := range p.fieldIdx {
-			f, err := v.FieldByIndexErr(idx)
-			if err != nil {
-				continue // through a nil embedded pointer
+			var f reflect.Value
+			if len(idx) == 1 {
+				f = v.Field(idx[0])
+			} else {
+				var err error
+				if f, err = v.FieldByIndexErr(idx); err != nil {
+					continue // through a nil embedded pointer
+				}
+			}
+			if k := f.Kind(); (k == reflect.Slice || k == reflect.Map) && f.Len() <= p.limits.MaxCollectionLen {
+				continue
 			}
 			if err := check(v.Type().FieldByIndex(idx).Name, f); err != nil {
 				return err

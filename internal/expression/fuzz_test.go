@@ -1,0 +1,42 @@
+package expression_test
+
+import (
+	"testing"
+
+	"github.com/rapportcrm/rapport/internal/expression"
+)
+
+// FuzzCompileRun compiles and runs arbitrary rules against a typical
+// environment: neither may crash, hang or exhaust memory, whatever the
+// rule. Run it with:
+//
+//	go test -run '^$' -fuzz FuzzCompileRun -fuzztime 10m ./internal/expression/
+func FuzzCompileRun(f *testing.F) {
+	for _, seed := range []string{
+		`repeat(repeat("x", 100000), 100000)`,
+		`let a = "xx"; let b = a + a; let c = b + b; let d = c + c; d + d`,
+		`all(Xs, all(Xs, all(Xs, true)))`,
+		`Tier == "gold" && hasTag(Tags, "vip")`,
+		`sum(Orders, .Amount) / 100`,
+		`count(Orders, .Category == "shoes") > 1 ? daysSince(LastOrder) : age(Birthday)`,
+		`let a = replace(Name, "a", Name); replace(a, "a", a)`,
+		`concat(1..1000, 1..1000)`,
+		`join(map(Xs, string(#)), Name)`,
+		`1..len(Xs) * 100000`,
+		`toJSON(Orders)`,
+		`Xs[-1] % 0`,
+		`fromJSON("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]")`,
+		`reduce(Xs, #acc + #, 0)`,
+		`sortBy(Orders, .Amount)[0].Category`,
+	} {
+		f.Add(seed)
+	}
+	env := sample()
+	f.Fuzz(func(t *testing.T, src string) {
+		p, err := expression.Compile("fuzz", src, member{}, expression.WithLimits(limits()))
+		if err != nil {
+			return
+		}
+		_, _ = p.Run(env)
+	})
+}
