@@ -367,8 +367,9 @@ func isSet(v any) bool {
 }
 
 // Allowed returns the stages the record may move to now from m.From (m.To
-// is ignored), in stage order. Moves to lost stages are checked with
-// m.Reason.
+// is ignored), in stage order. A lost stage is checked with m.Reason, or,
+// when m.Reason is empty, as if a valid reason were given: the reason is
+// chosen when the move is made.
 func (p *Pipeline) Allowed(m Move) []Stage {
 	from, ok := p.index[m.From]
 	if !ok {
