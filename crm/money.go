@@ -141,7 +141,7 @@ func (m Money) String() string {
 	sign := ""
 	u := uint64(m.Amount)
 	if m.Amount < 0 {
-		sign, u = "-", uint64(-(m.Amount + 1))+1
+		sign, u = "-", uint64(-(m.Amount+1))+1
 	}
 	s := strconv.FormatUint(u, 10)
 	if scale == 0 {
