@@ -23,7 +23,7 @@ const (
 // "owner", "tag", "industry".
 //
 // Events: account.created, account.updated, account.deleted. An account
-// that contacts refer to cannot be deleted (ErrInUse).
+// that contacts or deals refer to cannot be deleted (ErrInUse).
 type Account struct {
 	Meta
 	// Name is required.
@@ -70,13 +70,21 @@ func checkAccount(_ context.Context, _ storage.ReadTx, a *Account, p *problems) 
 }
 
 func accountInUse(ctx context.Context, tx storage.ReadTx, id string) error {
-	pg, err := tx.Scan(ctx, contactsCollection, storage.Query{Index: "account", Equal: id, Limit: 1})
-	if err != nil {
-		return err
-	}
-	if len(pg.Records) > 0 {
-		return fmt.Errorf("%w: account %s has contacts (for example %s); move or delete them first",
-			ErrInUse, id, pg.Records[0].ID)
+	return referencedBy(ctx, tx, "account", id, []string{contactsCollection, dealsCollection}, "account")
+}
+
+// referencedBy refuses with ErrInUse if a record of one of collections
+// refers to id through index.
+func referencedBy(ctx context.Context, tx storage.ReadTx, what, id string, collections []string, index string) error {
+	for _, coll := range collections {
+		pg, err := tx.Scan(ctx, coll, storage.Query{Index: index, Equal: id, Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(pg.Records) > 0 {
+			return fmt.Errorf("%w: %s %s has %s (for example %s); move or delete them first",
+				ErrInUse, what, id, coll, pg.Records[0].ID)
+		}
 	}
 	return nil
 }

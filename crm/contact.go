@@ -14,7 +14,8 @@ import (
 // Indexes for ListOptions.By: "email" (unique per tenant), "owner", "tag",
 // "account".
 //
-// Events: contact.created, contact.updated, contact.deleted.
+// Events: contact.created, contact.updated, contact.deleted. A contact
+// that deals refer to cannot be deleted (ErrInUse).
 type Contact struct {
 	Meta
 	FirstName string `json:"first_name,omitempty"`
@@ -46,7 +47,9 @@ var contactKind = newKind[Contact]("contact",
 		{Name: "tag", Field: "tags"},
 		{Name: "account", Field: "account_id"},
 	}},
-	checkContact, nil)
+	checkContact, func(ctx context.Context, tx storage.ReadTx, id string) error {
+		return referencedBy(ctx, tx, "contact", id, []string{dealsCollection}, "contact")
+	})
 
 func checkContact(ctx context.Context, tx storage.ReadTx, c *Contact, p *problems) error {
 	checkText(p, "first_name", &c.FirstName)

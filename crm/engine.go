@@ -125,6 +125,12 @@ func (e *Engine) Contacts() *Records[Contact] { return e.Default().Contacts() }
 // Accounts returns the accounts of the default tenant.
 func (e *Engine) Accounts() *Records[Account] { return e.Default().Accounts() }
 
+// Leads returns the leads of the default tenant.
+func (e *Engine) Leads() *Records[Lead] { return e.Default().Leads() }
+
+// Deals returns the deals of the default tenant.
+func (e *Engine) Deals() *Records[Deal] { return e.Default().Deals() }
+
 // Tenant is the engine scoped to one tenant: every record it reads or
 // writes belongs to that tenant and no other.
 type Tenant struct {
@@ -140,3 +146,9 @@ func (t *Tenant) Contacts() *Records[Contact] { return &Records[Contact]{t: t, k
 
 // Accounts returns the tenant's accounts.
 func (t *Tenant) Accounts() *Records[Account] { return &Records[Account]{t: t, k: accountKind} }
+
+// Leads returns the tenant's leads.
+func (t *Tenant) Leads() *Records[Lead] { return &Records[Lead]{t: t, k: leadKind} }
+
+// Deals returns the tenant's deals.
+func (t *Tenant) Deals() *Records[Deal] { return &Records[Deal]{t: t, k: dealKind} }

@@ -70,7 +70,7 @@ func newKind[T any, P entity[T]](name string, c storage.Collection,
 // collections returns the collections the engine declares on its store:
 // one per entity kind, plus the dead letters.
 func collections() []storage.Collection {
-	return []storage.Collection{contactKind.collection, accountKind.collection, deadLetterCollection}
+	return []storage.Collection{contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection, deadLetterCollection}
 }
 
 // Records reads and writes the entities of one kind in one tenant.

@@ -1,0 +1,103 @@
+package crm
+
+import (
+	"context"
+	"time"
+
+	"github.com/rapportcrm/rapport/storage"
+)
+
+// Deal is a sales opportunity with an account or contact.
+//
+// Indexes for ListOptions.By: "owner", "tag", "account", "contact",
+// "stage" (values "<pipeline>/<stage>"), "expected_close" (YYYY-MM-DD, so
+// ranges sort by date).
+//
+// Events: deal.created, deal.updated, deal.deleted.
+type Deal struct {
+	Meta
+	// Title is required.
+	Title string `json:"title"`
+	// Amount is the deal's value; its currency must be an ISO 4217 code
+	// and the amount cannot be negative. The zero Money means unknown.
+	Amount Money `json:"amount"`
+	// ExpectedClose is the expected closing date, YYYY-MM-DD.
+	ExpectedClose string `json:"expected_close,omitempty"`
+	// AccountID and ContactID refer to records of the same tenant.
+	AccountID string `json:"account_id,omitempty"`
+	ContactID string `json:"contact_id,omitempty"`
+	// LeadID is the lead the deal was converted from, if any.
+	LeadID string `json:"lead_id,omitempty"`
+	// Pipeline, Stage and StageEnteredAt place the deal in a sales
+	// pipeline. Pipeline moves (with history and guards) maintain them.
+	Pipeline       string    `json:"pipeline,omitempty"`
+	Stage          string    `json:"stage,omitempty"`
+	StageEnteredAt time.Time `json:"stage_entered_at,omitzero"`
+}
+
+const dealsCollection = "deals"
+
+var dealKind = newKind[Deal]("deal",
+	storage.Collection{Name: dealsCollection, Indexes: []storage.Index{
+		{Name: "owner", Field: "owner"},
+		{Name: "tag", Field: "tags"},
+		{Name: "account", Field: "account_id"},
+		{Name: "contact", Field: "contact_id"},
+		{Name: "stage", Extract: pipelineStage},
+		{Name: "expected_close", Field: "expected_close"},
+	}},
+	checkDeal, nil)
+
+func checkDeal(ctx context.Context, tx storage.ReadTx, d *Deal, p *problems) error {
+	checkText(p, "title", &d.Title)
+	if d.Title == "" {
+		p.add("title", "is required")
+	}
+	checkMoney(p, "amount", d.Amount, false)
+	checkDate(p, "expected_close", &d.ExpectedClose)
+	checkText(p, "pipeline", &d.Pipeline)
+	checkText(p, "stage", &d.Stage)
+	if (d.Pipeline == "") != (d.Stage == "") {
+		p.add("stage", "pipeline and stage are set together")
+	}
+	if err := checkRef(ctx, tx, p, "account_id", accountsCollection, "account", &d.AccountID); err != nil {
+		return err
+	}
+	if err := checkRef(ctx, tx, p, "contact_id", contactsCollection, "contact", &d.ContactID); err != nil {
+		return err
+	}
+	return checkRef(ctx, tx, p, "lead_id", leadsCollection, "lead", &d.LeadID)
+}
+
+// pipelineStage indexes a record under "<pipeline>/<stage>".
+func pipelineStage(body []byte) ([]string, error) {
+	pl, st := gjsonString(body, "pipeline"), gjsonString(body, "stage")
+	if pl == "" || st == "" {
+		return nil, nil
+	}
+	return []string{pl + "/" + st}, nil
+}
+
+// checkMoney validates an amount: a known currency (unless the whole value
+// is zero) and, unless negative is allowed, not below zero.
+func checkMoney(p *problems, field string, m Money, negative bool) {
+	if m == (Money{}) {
+		return
+	}
+	if _, err := CurrencyScale(m.Currency); err != nil {
+		p.add(field+".currency", "%q is not an ISO 4217 currency code", m.Currency)
+	}
+	if m.Amount < 0 && !negative {
+		p.add(field+".amount", "%d is negative", m.Amount)
+	}
+}
+
+// checkDate validates a YYYY-MM-DD date.
+func checkDate(p *problems, field string, s *string) {
+	if *s == "" {
+		return
+	}
+	if _, err := time.Parse(time.DateOnly, *s); err != nil {
+		p.add(field, "%q is not a date (YYYY-MM-DD)", *s)
+	}
+}
