@@ -2,7 +2,13 @@ package crm
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
 	"time"
+
+	"github.com/rapportcrm/rapport/pipeline"
 
 	"github.com/rapportcrm/rapport/storage"
 )
@@ -20,7 +26,7 @@ type Deal struct {
 	Title string `json:"title"`
 	// Amount is the deal's value; its currency must be an ISO 4217 code
 	// and the amount cannot be negative. The zero Money means unknown.
-	Amount Money `json:"amount"`
+	Amount Money `json:"amount,omitzero"`
 	// ExpectedClose is the expected closing date, YYYY-MM-DD.
 	ExpectedClose string `json:"expected_close,omitempty"`
 	// AccountID and ContactID refer to records of the same tenant.
@@ -48,6 +54,14 @@ var dealKind = newKind[Deal]("deal",
 	}},
 	checkDeal, nil)
 
+func init() {
+	dealKind.checkUpdate = func(cur, next *Deal, p *problems) {
+		if cur.Pipeline != next.Pipeline || cur.Stage != next.Stage || !cur.StageEnteredAt.Equal(next.StageEnteredAt) {
+			p.add("stage", "change a deal's stage with Deals.Move, which checks the pipeline and keeps the history")
+		}
+	}
+}
+
 func checkDeal(ctx context.Context, tx storage.ReadTx, d *Deal, p *problems) error {
 	checkText(p, "title", &d.Title)
 	if d.Title == "" {
@@ -57,8 +71,8 @@ func checkDeal(ctx context.Context, tx storage.ReadTx, d *Deal, p *problems) err
 	checkDate(p, "expected_close", &d.ExpectedClose)
 	checkText(p, "pipeline", &d.Pipeline)
 	checkText(p, "stage", &d.Stage)
-	if (d.Pipeline == "") != (d.Stage == "") {
-		p.add("stage", "pipeline and stage are set together")
+	if err := checkStage(ctx, tx, p, d); err != nil {
+		return err
 	}
 	if err := checkRef(ctx, tx, p, "account_id", accountsCollection, "account", &d.AccountID); err != nil {
 		return err
@@ -67,6 +81,41 @@ func checkDeal(ctx context.Context, tx storage.ReadTx, d *Deal, p *problems) err
 		return err
 	}
 	return checkRef(ctx, tx, p, "lead_id", leadsCollection, "lead", &d.LeadID)
+}
+
+// checkStage validates a deal's pipeline and stage against the tenant's
+// stored definition; a deal given only a pipeline starts in its first
+// stage.
+func checkStage(ctx context.Context, tx storage.ReadTx, p *problems, d *Deal) error {
+	switch {
+	case d.Pipeline == "" && d.Stage == "":
+		return nil
+	case d.Pipeline == "":
+		p.add("pipeline", "a deal with a stage needs a pipeline")
+		return nil
+	}
+	rec, err := tx.Get(ctx, pipelinesCollection, d.Pipeline)
+	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalid) {
+		p.add("pipeline", "no pipeline %q in this tenant", d.Pipeline)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var def pipeline.Definition
+	if err := json.Unmarshal(rec.Body, &def); err != nil {
+		return fmt.Errorf("pipeline %s: %w", d.Pipeline, err)
+	}
+	if d.Stage == "" && len(def.Stages) > 0 {
+		d.Stage = def.Stages[0].Key
+	}
+	if !slices.ContainsFunc(def.Stages, func(s pipeline.Stage) bool { return s.Key == d.Stage }) {
+		p.add("stage", "pipeline %s has no stage %q", d.Pipeline, d.Stage)
+	}
+	if d.StageEnteredAt.IsZero() {
+		d.StageEnteredAt = d.UpdatedAt
+	}
+	return nil
 }
 
 // pipelineStage indexes a record under "<pipeline>/<stage>".

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rapportcrm/rapport/crm"
+	"github.com/rapportcrm/rapport/pipeline"
 )
 
 func TestDeals(t *testing.T) {
@@ -19,6 +20,9 @@ func TestDeals(t *testing.T) {
 	require.NoError(t, err)
 	price, err := crm.ParseMoney("12500.50", "EUR")
 	require.NoError(t, err)
+	b2b, err := pipeline.Builtin("b2b-deal")
+	require.NoError(t, err)
+	require.NoError(t, env.engine.Pipelines().Save(ctx, b2b))
 
 	d, err := env.engine.Deals().Create(ctx, crm.Deal{
 		Title: " Rockets ", Amount: price, ExpectedClose: "2026-06-30", AccountID: acc.ID, ContactID: c.ID,
@@ -56,7 +60,9 @@ func TestDeals(t *testing.T) {
 		"negative amount":    {crm.Deal{Title: "x", Amount: crm.Money{Amount: -5, Currency: "EUR"}}, []string{"amount.amount"}},
 		"amount no currency": {crm.Deal{Title: "x", Amount: crm.Money{Amount: 5}}, []string{"amount.currency"}},
 		"bad date":           {crm.Deal{Title: "x", ExpectedClose: "30/06/2026"}, []string{"expected_close"}},
-		"stage no pipeline":  {crm.Deal{Title: "x", Stage: "won"}, []string{"stage"}},
+		"stage no pipeline":  {crm.Deal{Title: "x", Stage: "won"}, []string{"pipeline"}},
+		"unknown pipeline":   {crm.Deal{Title: "x", Pipeline: "nope"}, []string{"pipeline"}},
+		"unknown stage":      {crm.Deal{Title: "x", Pipeline: "b2b-deal", Stage: "nope"}, []string{"stage"}},
 		"missing references": {crm.Deal{Title: "x", AccountID: "a", ContactID: "c", LeadID: "l"}, []string{"account_id", "contact_id", "lead_id"}},
 	} {
 		_, err := env.engine.Deals().Create(ctx, bad.d)

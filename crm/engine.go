@@ -25,9 +25,11 @@ type Engine struct {
 	closed   bool
 	inflight sync.WaitGroup // running calls
 	subs     map[string]*subscription
-	runCtx   context.Context // cancelled by Close; dispatchers run under it
-	stop     context.CancelFunc
-	workers  sync.WaitGroup // dispatcher goroutines
+	// pipelines caches compiled pipeline definitions.
+	pipelines pipelineCache
+	runCtx    context.Context // cancelled by Close; dispatchers run under it
+	stop      context.CancelFunc
+	workers   sync.WaitGroup // dispatcher goroutines
 }
 
 // Open opens an engine. With no Options.Store it opens (creating if needed)
@@ -129,7 +131,7 @@ func (e *Engine) Accounts() *Records[Account] { return e.Default().Accounts() }
 func (e *Engine) Leads() *Records[Lead] { return e.Default().Leads() }
 
 // Deals returns the deals of the default tenant.
-func (e *Engine) Deals() *Records[Deal] { return e.Default().Deals() }
+func (e *Engine) Deals() *Deals { return e.Default().Deals() }
 
 // Tenant is the engine scoped to one tenant: every record it reads or
 // writes belongs to that tenant and no other.
@@ -151,4 +153,4 @@ func (t *Tenant) Accounts() *Records[Account] { return &Records[Account]{t: t, k
 func (t *Tenant) Leads() *Records[Lead] { return &Records[Lead]{t: t, k: leadKind} }
 
 // Deals returns the tenant's deals.
-func (t *Tenant) Deals() *Records[Deal] { return &Records[Deal]{t: t, k: dealKind} }
+func (t *Tenant) Deals() *Deals { return &Deals{Records: &Records[Deal]{t: t, k: dealKind}} }

@@ -59,6 +59,8 @@ type kind[T any] struct {
 	// beforeDelete may refuse a delete, for example when others refer to
 	// the record.
 	beforeDelete func(ctx context.Context, tx storage.ReadTx, id string) error
+	// checkUpdate, if set, may refuse changes an Update must not make.
+	checkUpdate func(cur, next *T, p *problems)
 }
 
 func newKind[T any, P entity[T]](name string, c storage.Collection,
@@ -70,7 +72,8 @@ func newKind[T any, P entity[T]](name string, c storage.Collection,
 // collections returns the collections the engine declares on its store:
 // one per entity kind, plus the dead letters.
 func collections() []storage.Collection {
-	return []storage.Collection{contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection, deadLetterCollection}
+	return []storage.Collection{contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection,
+		pipelineCollection, historyKind, deadLetterCollection}
 }
 
 // Records reads and writes the entities of one kind in one tenant.
@@ -225,24 +228,19 @@ func (r *Records[T]) List(ctx context.Context, opts ListOptions) (Page[T], error
 func (r *Records[T]) now() time.Time { return r.t.e.clock.Now().UTC() }
 
 func (r *Records[T]) view(ctx context.Context, fn func(storage.ReadTx) error) error {
-	if err := r.t.e.enter(); err != nil {
-		return err
-	}
-	defer r.t.e.leave()
-	if err := r.t.e.store.View(ctx, r.t.id, fn); err != nil {
+	if err := r.t.view(ctx, fn); err != nil {
+		if errors.Is(err, ErrClosed) {
+			return err
+		}
 		return fmt.Errorf("crm: %s: %w", r.k.name, err)
 	}
 	return nil
 }
 
 func (r *Records[T]) update(ctx context.Context, fn func(storage.Tx) error) error {
-	if err := r.t.e.enter(); err != nil {
-		return err
-	}
-	defer r.t.e.leave()
-	if err := r.t.e.store.Update(ctx, r.t.id, fn); err != nil {
+	if err := r.t.update(ctx, fn); err != nil {
 		var ve *ValidationError
-		if errors.As(err, &ve) {
+		if errors.As(err, &ve) || errors.Is(err, ErrClosed) {
 			return err
 		}
 		return fmt.Errorf("crm: %s: %w", r.k.name, err)
@@ -317,6 +315,9 @@ func (r *Records[T]) replace(ctx context.Context, tx storage.Tx, rec T) (T, erro
 	}
 	m.Tenant, m.CreatedAt, m.UpdatedAt = cm.Tenant, cm.CreatedAt, cm.UpdatedAt
 	var p problems
+	if r.k.checkUpdate != nil {
+		r.k.checkUpdate(&cur, &rec, &p)
+	}
 	if err := r.validate(ctx, tx, &rec, &p); err != nil {
 		return zero, err
 	}

@@ -29,7 +29,7 @@ type Lead struct {
 	// CampaignID names the campaign that brought the lead.
 	CampaignID string `json:"campaign_id,omitempty"`
 	// ExpectedAmount is what the lead may be worth.
-	ExpectedAmount Money `json:"expected_amount"`
+	ExpectedAmount Money `json:"expected_amount,omitzero"`
 	// Status is the lead's stage; new leads start as "registered".
 	Status string `json:"status,omitempty"`
 }

@@ -16,7 +16,7 @@ func BenchmarkCheck(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := pipeline.Move{From: "proposal-defended", To: "contract", Record: map[string]any{"amount": 120000, "name": "Big deal"}}
+	m := pipeline.Move{From: "proposal-defended", To: "contract", Record: map[string]any{"amount": map[string]any{"amount": 120000, "currency": "EUR"}, "name": "Big deal"}}
 	for b.Loop() {
 		if err := p.Check(m); err != nil {
 			b.Fatal(err)

@@ -36,25 +36,25 @@ const (
 // then Compile it.
 type Definition struct {
 	// Name identifies the pipeline within a tenant.
-	Name string `yaml:"name"`
+	Name string `json:"name" yaml:"name"`
 	// Kind is the kind of record the pipeline applies to.
-	Kind Kind `yaml:"kind"`
+	Kind Kind `json:"kind" yaml:"kind"`
 	// Stages in order; keys are unique.
-	Stages []Stage `yaml:"stages"`
+	Stages []Stage `json:"stages" yaml:"stages"`
 	// Transitions is the explicit graph of allowed moves. Empty means the
 	// default: forward to the next open stage, to any terminal stage, and
 	// back one stage.
-	Transitions []Transition `yaml:"transitions,omitempty"`
+	Transitions []Transition `json:"transitions,omitempty" yaml:"transitions,omitempty"`
 	// Guards are conditions checked on every move they match.
-	Guards []Guard `yaml:"guards,omitempty"`
+	Guards []Guard `json:"guards,omitempty" yaml:"guards,omitempty"`
 	// LostReasons lists the reasons a record may be lost for. A move to a
 	// lost stage always needs a reason; when the list is not empty, it must
 	// be one of them.
-	LostReasons []string `yaml:"lost_reasons,omitempty"`
+	LostReasons []string `json:"lost_reasons,omitempty" yaml:"lost_reasons,omitempty"`
 	// Reopen allows moves from terminal stages back to open ones.
-	Reopen bool `yaml:"reopen,omitempty"`
+	Reopen bool `json:"reopen,omitempty" yaml:"reopen,omitempty"`
 	// Holidays are dates (YYYY-MM-DD) that do not count as business days.
-	Holidays []string `yaml:"holidays,omitempty"`
+	Holidays []string `json:"holidays,omitempty" yaml:"holidays,omitempty"`
 
 	file string // where the definition was loaded from, for errors
 	line int    // line of the definition, for errors
@@ -63,28 +63,28 @@ type Definition struct {
 // Stage is one step of a pipeline.
 type Stage struct {
 	// Key identifies the stage: lower-case letters, digits, '_' and '-'.
-	Key string `yaml:"key"`
+	Key string `json:"key" yaml:"key"`
 	// Label is the name people see. Defaults to Key.
-	Label string `yaml:"label,omitempty"`
+	Label string `json:"label,omitempty" yaml:"label,omitempty"`
 	// Probability is the chance (0-100) that a record in this stage is
 	// won, for weighted forecasts.
-	Probability int `yaml:"probability"`
+	Probability int `json:"probability" yaml:"probability"`
 	// Norm is the longest a record should stay in the stage; zero means no
 	// norm.
-	Norm Norm `yaml:"norm,omitempty"`
+	Norm Norm `json:"norm,omitempty" yaml:"norm,omitempty"`
 	// Required lists the record fields (JSON names) that must be set to
 	// enter the stage.
-	Required []string `yaml:"required,omitempty"`
+	Required []string `json:"required,omitempty" yaml:"required,omitempty"`
 	// Terminal is empty for open stages.
-	Terminal Terminal `yaml:"terminal,omitempty"`
+	Terminal Terminal `json:"terminal,omitempty" yaml:"terminal,omitempty"`
 
 	line int
 }
 
 // Transition allows moves from From to To ("*" means any stage).
 type Transition struct {
-	From string `yaml:"from"`
-	To   string `yaml:"to"`
+	From string `json:"from" yaml:"from"`
+	To   string `json:"to" yaml:"to"`
 
 	line int
 }
@@ -93,10 +93,10 @@ type Transition struct {
 // keys or "*". When is a boolean expression; Message is shown when it is
 // false.
 type Guard struct {
-	From    string `yaml:"from"`
-	To      string `yaml:"to"`
-	When    string `yaml:"when"`
-	Message string `yaml:"message"`
+	From    string `json:"from" yaml:"from"`
+	To      string `json:"to" yaml:"to"`
+	When    string `json:"when" yaml:"when"`
+	Message string `json:"message" yaml:"message"`
 
 	line int
 }

@@ -41,7 +41,7 @@ func walk(t *testing.T, p *pipeline.Pipeline, steps []step) {
 }
 
 func TestEveryBuiltinLoadsAndWalks(t *testing.T) {
-	deal := map[string]any{"amount": 120000, "contract_ref": "C-1"}
+	deal := map[string]any{"amount": map[string]any{"amount": 120000, "currency": "EUR"}, "contract_ref": "C-1"}
 	walks := map[string][]step{
 		"lead": {
 			{to: "qualified", record: map[string]any{"email": "a@b.io"}},
@@ -79,7 +79,7 @@ func keys[V any](m map[string]V) []string {
 
 func TestMovesThatAreRefused(t *testing.T) {
 	p := builtin(t, "b2b-deal")
-	deal := map[string]any{"amount": 5000}
+	deal := map[string]any{"amount": map[string]any{"amount": 5000, "currency": "EUR"}}
 	cases := []struct {
 		name  string
 		move  pipeline.Move
@@ -105,14 +105,14 @@ func TestMovesThatAreRefused(t *testing.T) {
 			var me *pipeline.MissingFieldsError
 			require.ErrorAs(t, err, &me)
 		}},
-		{"guard refuses", pipeline.Move{From: "proposal-defended", To: "contract", Record: map[string]any{"amount": 0}}, func(t *testing.T, err error) {
+		{"guard refuses", pipeline.Move{From: "proposal-defended", To: "contract", Record: map[string]any{"amount": map[string]any{"amount": 0, "currency": "EUR"}}}, func(t *testing.T, err error) {
 			var ge *pipeline.GuardError
 			require.ErrorAs(t, err, &ge)
 			assert.Equal(t, "a deal needs a positive amount before the contract stage", ge.Message)
 			assert.NoError(t, ge.Err)
 			assert.Contains(t, err.Error(), "proposal-defended → contract")
 		}},
-		{"guard fails to run", pipeline.Move{From: "proposal-defended", To: "contract", Record: map[string]any{"amount": "lots"}}, func(t *testing.T, err error) {
+		{"guard fails to run", pipeline.Move{From: "proposal-defended", To: "contract", Record: map[string]any{"amount": map[string]any{"amount": "lots"}}}, func(t *testing.T, err error) {
 			var ge *pipeline.GuardError
 			require.ErrorAs(t, err, &ge)
 			require.Error(t, ge.Err, "a guard that cannot run is reported with its cause")
@@ -133,7 +133,7 @@ func is(target error) func(t *testing.T, err error) {
 func TestAllowedMoves(t *testing.T) {
 	p := builtin(t, "b2b-deal")
 	var got []string
-	for _, s := range p.Allowed(pipeline.Move{From: "proposal-defended", Record: map[string]any{"amount": 10}}) {
+	for _, s := range p.Allowed(pipeline.Move{From: "proposal-defended", Record: map[string]any{"amount": map[string]any{"amount": 10, "currency": "EUR"}}}) {
 		got = append(got, s.Key)
 	}
 	// won needs contract_ref, so it is not offered.

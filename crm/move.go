@@ -1,0 +1,171 @@
+package crm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/rapportcrm/rapport/pipeline"
+	"github.com/rapportcrm/rapport/storage"
+)
+
+// Deals are the tenant's deals: the generic record operations plus moves
+// through pipelines.
+type Deals struct {
+	*Records[Deal]
+}
+
+// MoveOptions describe a stage change.
+type MoveOptions struct {
+	// Version is the deal version the move is based on; if the deal has
+	// changed since, the move fails with ErrConflict. 0 moves whatever
+	// version is stored.
+	Version uint64
+	// Reason is required when moving to a lost stage.
+	Reason string
+	// Comment is free text kept in the stage history.
+	Comment string
+	// Actor is who moves the deal; guards can see it.
+	Actor pipeline.Actor
+}
+
+// StageChange is one entry of a record's stage history.
+type StageChange struct {
+	ID         string `json:"id"`
+	Collection string `json:"collection"`
+	RecordID   string `json:"record_id"`
+	Pipeline   string `json:"pipeline"`
+	From       string `json:"from,omitempty"`
+	To         string `json:"to"`
+	Actor      string `json:"actor,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	Comment    string `json:"comment,omitempty"`
+	// At is when the move happened; InPrevious is how long the record had
+	// been in From.
+	At         time.Time     `json:"at"`
+	InPrevious time.Duration `json:"in_previous,omitempty"`
+}
+
+const historyCollection = "stage_history"
+
+var historyKind = storage.Collection{Name: historyCollection, Indexes: []storage.Index{
+	{Name: "record", Field: "record_id"},
+}}
+
+// Move changes a deal's stage within its pipeline, after checking that the
+// pipeline allows it now (transitions, lost reasons, required fields,
+// guards). The new stage, a stage-history entry and a deal.stage_changed
+// event are written in one transaction; a refused move changes nothing.
+// Errors: ErrNotFound, ErrConflict, ErrInvalid (the deal has no pipeline),
+// and the pipeline package's ErrTransitionNotAllowed, ErrReasonRequired,
+// ErrUnknownStage, *pipeline.GuardError and *pipeline.MissingFieldsError.
+func (d *Deals) Move(ctx context.Context, id, to string, opts MoveOptions) (Deal, error) {
+	var out Deal
+	err := d.update(ctx, func(tx storage.Tx) error {
+		cur, err := d.get(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if opts.Version != 0 && opts.Version != cur.Version {
+			return fmt.Errorf("%w: deal %s is at version %d, the move was based on version %d", ErrConflict, id, cur.Version, opts.Version)
+		}
+		if cur.Pipeline == "" {
+			return fmt.Errorf("%w: deal %s is in no pipeline", ErrInvalid, id)
+		}
+		p, err := d.t.compiled(ctx, tx, cur.Pipeline)
+		if err != nil {
+			return err
+		}
+		record, err := asMap(cur)
+		if err != nil {
+			return err
+		}
+		if err := p.Check(pipeline.Move{From: cur.Stage, To: to, Record: record, Actor: opts.Actor, Reason: opts.Reason}); err != nil {
+			return err
+		}
+		now := d.now()
+		change := StageChange{
+			Collection: dealsCollection, RecordID: id, Pipeline: cur.Pipeline, From: cur.Stage, To: to,
+			Actor: opts.Actor.ID, Reason: opts.Reason, Comment: opts.Comment, At: now,
+		}
+		if !cur.StageEnteredAt.IsZero() {
+			change.InPrevious = now.Sub(cur.StageEnteredAt)
+		}
+		next := cur
+		next.Stage, next.StageEnteredAt = to, now
+		next.UpdatedAt, next.Version = now, cur.Version+1
+		body, err := d.put(ctx, tx, &next, cur.Version)
+		if err != nil {
+			return err
+		}
+		if err := appendHistory(ctx, tx, &change); err != nil {
+			return err
+		}
+		if err := d.appendEvent(ctx, tx, "stage_changed", id, body, []string{"stage", "stage_entered_at"}); err != nil {
+			return err
+		}
+		out = next
+		return nil
+	})
+	return out, err
+}
+
+// History returns the deal's stage changes, oldest first.
+func (d *Deals) History(ctx context.Context, id string) ([]StageChange, error) {
+	var out []StageChange
+	err := d.view(ctx, func(tx storage.ReadTx) error {
+		if _, err := tx.Get(ctx, dealsCollection, id); err != nil {
+			return err
+		}
+		q := storage.Query{Index: "record", Equal: id, Limit: storage.MaxScanLimit}
+		for {
+			pg, err := tx.Scan(ctx, historyCollection, q)
+			if err != nil {
+				return err
+			}
+			for _, r := range pg.Records {
+				var c StageChange
+				if err := json.Unmarshal(r.Body, &c); err != nil {
+					return err
+				}
+				out = append(out, c)
+			}
+			if pg.Next == "" {
+				return nil
+			}
+			q.Cursor = pg.Next
+		}
+	})
+	return out, err
+}
+
+func appendHistory(ctx context.Context, tx storage.Tx, c *StageChange) error {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	c.ID = id.String()
+	body, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Put(ctx, historyCollection, storage.Record{ID: c.ID, Body: body})
+	return err
+}
+
+// asMap returns v's JSON fields as a map, the record guards see.
+func asMap(v any) (map[string]any, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, errors.Join(errors.New("record as map"), err)
+	}
+	return m, nil
+}

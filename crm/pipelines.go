@@ -1,0 +1,170 @@
+package crm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/rapportcrm/rapport/pipeline"
+	"github.com/rapportcrm/rapport/storage"
+)
+
+// Pipelines stores a tenant's pipeline definitions. A deal names its
+// pipeline by Definition.Name.
+//
+// Events: pipeline.saved, pipeline.deleted.
+type Pipelines struct{ t *Tenant }
+
+const pipelinesCollection = "pipelines"
+
+var pipelineCollection = storage.Collection{Name: pipelinesCollection}
+
+// Pipelines returns the tenant's pipeline definitions.
+func (t *Tenant) Pipelines() *Pipelines { return &Pipelines{t: t} }
+
+// Pipelines returns the default tenant's pipeline definitions.
+func (e *Engine) Pipelines() *Pipelines { return e.Default().Pipelines() }
+
+// Save stores def, replacing a definition of the same name. The definition
+// must compile. A change that removes a stage some deals are in is
+// refused with ErrInUse: move those deals first.
+func (p *Pipelines) Save(ctx context.Context, def *pipeline.Definition) error {
+	if _, err := def.Compile(pipeline.CompileOptions{Clock: p.t.e.clock.Now}); err != nil {
+		return fmt.Errorf("crm: save pipeline: %w", err)
+	}
+	if err := storage.ValidateID("pipeline name", def.Name); err != nil {
+		return fmt.Errorf("crm: save pipeline: %w", err)
+	}
+	body, err := json.Marshal(def)
+	if err != nil {
+		return fmt.Errorf("crm: save pipeline %s: %w", def.Name, err)
+	}
+	return p.t.update(ctx, func(tx storage.Tx) error {
+		var version uint64
+		old, err := tx.Get(ctx, pipelinesCollection, def.Name)
+		switch {
+		case err == nil:
+			version = old.Version
+			var prev pipeline.Definition
+			if err := json.Unmarshal(old.Body, &prev); err != nil {
+				return err
+			}
+			if err := stagesStillOccupied(ctx, tx, &prev, def); err != nil {
+				return err
+			}
+		case !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+		if _, err := tx.Put(ctx, pipelinesCollection, storage.Record{ID: def.Name, Version: version, Body: body}); err != nil {
+			return err
+		}
+		return tx.Append(ctx, storage.Event{Type: "pipeline.saved", Collection: pipelinesCollection, RecordID: def.Name, Time: p.t.e.clock.Now().UTC()})
+	})
+}
+
+// stagesStillOccupied refuses to drop stages of prev that deals occupy.
+func stagesStillOccupied(ctx context.Context, tx storage.ReadTx, prev, next *pipeline.Definition) error {
+	keep := map[string]bool{}
+	for _, s := range next.Stages {
+		keep[s.Key] = true
+	}
+	for _, s := range prev.Stages {
+		if keep[s.Key] {
+			continue
+		}
+		pg, err := tx.Scan(ctx, dealsCollection, storage.Query{Index: "stage", Equal: prev.Name + "/" + s.Key, Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(pg.Records) > 0 {
+			return fmt.Errorf("%w: pipeline %s: stage %s still holds deals (for example %s); move them before removing the stage",
+				ErrInUse, prev.Name, s.Key, pg.Records[0].ID)
+		}
+	}
+	return nil
+}
+
+// Get returns the stored definition.
+func (p *Pipelines) Get(ctx context.Context, name string) (*pipeline.Definition, error) {
+	var def pipeline.Definition
+	err := p.t.view(ctx, func(tx storage.ReadTx) error {
+		rec, err := tx.Get(ctx, pipelinesCollection, name)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(rec.Body, &def)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("crm: pipeline %s: %w", name, err)
+	}
+	return &def, nil
+}
+
+// Delete removes a definition no deal uses (ErrInUse otherwise).
+func (p *Pipelines) Delete(ctx context.Context, name string) error {
+	return p.t.update(ctx, func(tx storage.Tx) error {
+		if _, err := tx.Get(ctx, pipelinesCollection, name); err != nil {
+			return err
+		}
+		pg, err := tx.Scan(ctx, dealsCollection, storage.Query{Index: "stage", Prefix: name + "/", Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(pg.Records) > 0 {
+			return fmt.Errorf("%w: pipeline %s is used by deal %s", ErrInUse, name, pg.Records[0].ID)
+		}
+		if err := tx.Delete(ctx, pipelinesCollection, name, 0); err != nil {
+			return err
+		}
+		return tx.Append(ctx, storage.Event{Type: "pipeline.deleted", Collection: pipelinesCollection, RecordID: name, Time: p.t.e.clock.Now().UTC()})
+	})
+}
+
+// compiled returns the compiled pipeline stored under name, reading it in
+// tx and caching the compilation per tenant, name and version.
+func (t *Tenant) compiled(ctx context.Context, tx storage.ReadTx, name string) (*pipeline.Pipeline, error) {
+	rec, err := tx.Get(ctx, pipelinesCollection, name)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline %q: %w", name, err)
+	}
+	key := pipelineKey{tenant: t.id, name: name, version: rec.Version}
+	if p, ok := t.e.pipelines.Load(key); ok {
+		return p.(*pipeline.Pipeline), nil
+	}
+	var def pipeline.Definition
+	if err := json.Unmarshal(rec.Body, &def); err != nil {
+		return nil, fmt.Errorf("pipeline %q: %w", name, err)
+	}
+	p, err := def.Compile(pipeline.CompileOptions{Clock: t.e.clock.Now})
+	if err != nil {
+		return nil, err
+	}
+	t.e.pipelines.Store(key, p)
+	return p, nil
+}
+
+type pipelineKey struct {
+	tenant, name string
+	version      uint64
+}
+
+// pipelineCache maps pipelineKey to *pipeline.Pipeline.
+type pipelineCache = sync.Map
+
+func (t *Tenant) view(ctx context.Context, fn func(storage.ReadTx) error) error {
+	if err := t.e.enter(); err != nil {
+		return err
+	}
+	defer t.e.leave()
+	return t.e.store.View(ctx, t.id, fn)
+}
+
+func (t *Tenant) update(ctx context.Context, fn func(storage.Tx) error) error {
+	if err := t.e.enter(); err != nil {
+		return err
+	}
+	defer t.e.leave()
+	return t.e.store.Update(ctx, t.id, fn)
+}
