@@ -13,6 +13,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/rapportcrm/rapport/crm"
+	"github.com/rapportcrm/rapport/pipeline"
 )
 
 func benchContact(i int) crm.Contact {
@@ -135,4 +136,52 @@ func BenchmarkCreateMany(b *testing.B) {
 		next += batch
 	}
 	b.ReportMetric(float64(next)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkMoveDurable moves a deal back and forth between two stages
+// through the engine on bbolt (pipeline check with a guard-free
+// transition, deal update, history entry, event: one fsync'd
+// transaction), against a raw bbolt Update of the deal's bytes.
+func BenchmarkMoveDurable(b *testing.B) {
+	ctx := context.Background()
+	b.Run("engine", func(b *testing.B) {
+		e, err := crm.Open(ctx, crm.Options{Path: filepath.Join(b.TempDir(), "crm.db")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer e.Close()
+		def, err := pipeline.Builtin("b2b-deal")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := e.Pipelines().Save(ctx, def); err != nil {
+			b.Fatal(err)
+		}
+		d, err := e.Deals().Create(ctx, crm.Deal{Title: "Rockets", Amount: crm.Money{Amount: 100, Currency: "EUR"}, Pipeline: "b2b-deal"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		stages := [2]string{"proposal-prepared", "needs-clarification"}
+		i := 0
+		for b.Loop() {
+			if d, err = e.Deals().Move(ctx, d.ID, stages[i%2], crm.MoveOptions{Version: d.Version}); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("raw-bbolt-record", func(b *testing.B) {
+		body, err := json.Marshal(crm.Deal{Title: "Rockets", Amount: crm.Money{Amount: 100, Currency: "EUR"}, Pipeline: "b2b-deal", Stage: "needs-clarification"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		id := uuid.Must(uuid.NewV7()).String()
+		rawBolt(b, func(int) (string, []byte) { return id, body }, func(tx *bbolt.Tx, _ int, id string, body []byte) error {
+			bk, err := tx.CreateBucketIfNotExists([]byte("deals"))
+			if err != nil {
+				return err
+			}
+			return bk.Put([]byte(id), body)
+		})
+	})
 }
