@@ -39,6 +39,9 @@ type Deal struct {
 	Pipeline       string    `json:"pipeline,omitempty"`
 	Stage          string    `json:"stage,omitempty"`
 	StageEnteredAt time.Time `json:"stage_entered_at,omitzero"`
+	// StageDueAt is when the deal should leave its stage by the stage's
+	// time norm; zero when the stage has no norm or is terminal.
+	StageDueAt time.Time `json:"stage_due_at,omitzero"`
 }
 
 const dealsCollection = "deals"
@@ -51,12 +54,14 @@ var dealKind = newKind[Deal]("deal",
 		{Name: "contact", Field: "contact_id"},
 		{Name: "stage", Extract: pipelineStage},
 		{Name: "expected_close", Field: "expected_close"},
+		{Name: "stage_due", Extract: sortableTime("stage_due_at")},
 	}},
 	checkDeal, nil)
 
 func init() {
 	dealKind.checkUpdate = func(cur, next *Deal, p *problems) {
-		if cur.Pipeline != next.Pipeline || cur.Stage != next.Stage || !cur.StageEnteredAt.Equal(next.StageEnteredAt) {
+		if cur.Pipeline != next.Pipeline || cur.Stage != next.Stage ||
+			!cur.StageEnteredAt.Equal(next.StageEnteredAt) || !cur.StageDueAt.Equal(next.StageDueAt) {
 			p.add("stage", "change a deal's stage with Deals.Move, which checks the pipeline and keeps the history")
 		}
 	}
@@ -109,13 +114,43 @@ func checkStage(ctx context.Context, tx storage.ReadTx, p *problems, d *Deal) er
 	if d.Stage == "" && len(def.Stages) > 0 {
 		d.Stage = def.Stages[0].Key
 	}
-	if !slices.ContainsFunc(def.Stages, func(s pipeline.Stage) bool { return s.Key == d.Stage }) {
+	i := slices.IndexFunc(def.Stages, func(s pipeline.Stage) bool { return s.Key == d.Stage })
+	if i < 0 {
 		p.add("stage", "pipeline %s has no stage %q", d.Pipeline, d.Stage)
+		return nil
 	}
 	if d.StageEnteredAt.IsZero() {
 		d.StageEnteredAt = d.UpdatedAt
 	}
+	d.StageDueAt = time.Time{}
+	if st := def.Stages[i]; st.Terminal == pipeline.Open {
+		holidays := map[string]bool{}
+		for _, h := range def.Holidays {
+			holidays[h] = true
+		}
+		if due, ok := st.Norm.Deadline(d.StageEnteredAt, holidays); ok {
+			d.StageDueAt = due.UTC()
+		}
+	}
 	return nil
+}
+
+// sortableTimeLayout formats UTC times so that they sort as strings.
+const sortableTimeLayout = "2006-01-02T15:04:05.000000000Z"
+
+// sortableTime indexes an RFC 3339 time field in sortableTimeLayout.
+func sortableTime(field string) func([]byte) ([]string, error) {
+	return func(body []byte) ([]string, error) {
+		s := gjsonString(body, field)
+		if s == "" {
+			return nil, nil
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return nil, err
+		}
+		return []string{t.UTC().Format(sortableTimeLayout)}, nil
+	}
 }
 
 // pipelineStage indexes a record under "<pipeline>/<stage>".

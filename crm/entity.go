@@ -73,7 +73,7 @@ func newKind[T any, P entity[T]](name string, c storage.Collection,
 // one per entity kind, plus the dead letters.
 func collections() []storage.Collection {
 	return []storage.Collection{contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection,
-		pipelineCollection, historyKind, deadLetterCollection}
+		pipelineCollection, historyKind, breachCollection, deadLetterCollection}
 }
 
 // Records reads and writes the entities of one kind in one tenant.

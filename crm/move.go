@@ -96,7 +96,15 @@ func (d *Deals) Move(ctx context.Context, id, to string, opts MoveOptions) (Deal
 			change.InPrevious = now.Sub(cur.StageEnteredAt)
 		}
 		next := cur
-		next.Stage, next.StageEnteredAt = to, now
+		next.Stage, next.StageEnteredAt, next.StageDueAt = to, now, time.Time{}
+		if st, _ := p.Stage(to); st.Terminal == pipeline.Open {
+			if due, ok := p.Deadline(to, now); ok {
+				next.StageDueAt = due.UTC()
+			}
+		}
+		if err := clearBreach(ctx, tx, &cur); err != nil {
+			return err
+		}
 		next.UpdatedAt, next.Version = now, cur.Version+1
 		body, err := d.put(ctx, tx, &next, cur.Version)
 		if err != nil {
@@ -105,7 +113,11 @@ func (d *Deals) Move(ctx context.Context, id, to string, opts MoveOptions) (Deal
 		if err := appendHistory(ctx, tx, &change); err != nil {
 			return err
 		}
-		if err := d.appendEvent(ctx, tx, "stage_changed", id, body, []string{"stage", "stage_entered_at"}); err != nil {
+		changed, err := diff(&cur, &next)
+		if err != nil {
+			return err
+		}
+		if err := d.appendEvent(ctx, tx, "stage_changed", id, body, changed); err != nil {
 			return err
 		}
 		out = next

@@ -71,7 +71,7 @@ func TestMoveThroughPipeline(t *testing.T) {
 	var last crm.Deal
 	require.NoError(t, evs[3].Decode(&last))
 	assert.Equal(t, "lost", last.Stage)
-	assert.Equal(t, []string{"stage", "stage_entered_at"}, evs[3].Changed)
+	assert.Equal(t, []string{"stage", "stage_due_at", "stage_entered_at"}, evs[3].Changed, "lost has no norm: the due time is cleared")
 
 	// Terminal: no further moves.
 	_, err = deals.Move(ctx, d.ID, "contract", crm.MoveOptions{})
