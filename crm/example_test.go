@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rapportcrm/rapport/crm"
+	"github.com/rapportcrm/rapport/pipeline"
 	"github.com/rapportcrm/rapport/storage/memory"
 )
 
@@ -136,4 +137,51 @@ func ExampleEngine_Tenant() {
 	// email
 	// phone
 	// other tenant sees it: false
+}
+
+// Deals move through a stored pipeline; every move is checked and kept in
+// the stage history.
+func ExampleDeals_Move() {
+	ctx := context.Background()
+	store := memory.New()
+	defer store.Close()
+	clock := crm.ClockFunc(func() time.Time { return time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC) })
+	engine, err := crm.Open(ctx, crm.Options{Store: store, Clock: clock})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer engine.Close()
+
+	def, err := pipeline.Builtin("b2b-deal")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := engine.Pipelines().Save(ctx, def); err != nil {
+		log.Fatal(err)
+	}
+	d, err := engine.Deals().Create(ctx, crm.Deal{Title: "Rockets", Pipeline: "b2b-deal"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(d.Stage, "due", d.StageDueAt.Format("Mon 2 Jan"))
+
+	_, err = engine.Deals().Move(ctx, d.ID, "proposal-prepared", crm.MoveOptions{Version: d.Version})
+	var missing *pipeline.MissingFieldsError
+	fmt.Println(errors.As(err, &missing), missing.Fields)
+
+	_, err = engine.Deals().Move(ctx, d.ID, "lost", crm.MoveOptions{Reason: "no-budget", Comment: "maybe next year"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	history, err := engine.Deals().History(ctx, d.ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, h := range history {
+		fmt.Println(h.From, "→", h.To, h.Reason)
+	}
+	// Output:
+	// needs-clarification due Mon 9 Mar
+	// true [amount]
+	// needs-clarification → lost no-budget
 }
