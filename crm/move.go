@@ -39,11 +39,13 @@ type StageChange struct {
 	Collection string `json:"collection"`
 	RecordID   string `json:"record_id"`
 	Pipeline   string `json:"pipeline"`
-	From       string `json:"from,omitempty"`
-	To         string `json:"to"`
-	Actor      string `json:"actor,omitempty"`
-	Reason     string `json:"reason,omitempty"`
-	Comment    string `json:"comment,omitempty"`
+	// FromPipeline is set when the record came from another pipeline.
+	FromPipeline string `json:"from_pipeline,omitempty"`
+	From         string `json:"from,omitempty"`
+	To           string `json:"to"`
+	Actor        string `json:"actor,omitempty"`
+	Reason       string `json:"reason,omitempty"`
+	Comment      string `json:"comment,omitempty"`
 	// At is when the move happened; InPrevious is how long the record had
 	// been in From.
 	At         time.Time     `json:"at"`
@@ -66,12 +68,9 @@ var historyKind = storage.Collection{Name: historyCollection, Indexes: []storage
 func (d *Deals) Move(ctx context.Context, id, to string, opts MoveOptions) (Deal, error) {
 	var out Deal
 	err := d.update(ctx, func(tx storage.Tx) error {
-		cur, err := d.get(ctx, tx, id)
+		cur, record, err := d.load(ctx, tx, id, opts.Version)
 		if err != nil {
 			return err
-		}
-		if opts.Version != 0 && opts.Version != cur.Version {
-			return fmt.Errorf("%w: deal %s is at version %d, the move was based on version %d", ErrConflict, id, cur.Version, opts.Version)
 		}
 		if cur.Pipeline == "" {
 			return fmt.Errorf("%w: deal %s is in no pipeline", ErrInvalid, id)
@@ -80,50 +79,94 @@ func (d *Deals) Move(ctx context.Context, id, to string, opts MoveOptions) (Deal
 		if err != nil {
 			return err
 		}
-		record, err := asMap(cur)
-		if err != nil {
-			return err
-		}
 		if err := p.Check(pipeline.Move{From: cur.Stage, To: to, Record: record, Actor: opts.Actor, Reason: opts.Reason}); err != nil {
 			return err
 		}
-		now := d.now()
-		change := StageChange{
-			Collection: dealsCollection, RecordID: id, Pipeline: cur.Pipeline, From: cur.Stage, To: to,
-			Actor: opts.Actor.ID, Reason: opts.Reason, Comment: opts.Comment, At: now,
-		}
-		if !cur.StageEnteredAt.IsZero() {
-			change.InPrevious = now.Sub(cur.StageEnteredAt)
-		}
-		next := cur
-		next.Stage, next.StageEnteredAt, next.StageDueAt = to, now, time.Time{}
-		if st, _ := p.Stage(to); st.Terminal == pipeline.Open {
-			if due, ok := p.Deadline(to, now); ok {
-				next.StageDueAt = due.UTC()
-			}
-		}
-		if err := clearBreach(ctx, tx, &cur); err != nil {
-			return err
-		}
-		next.UpdatedAt, next.Version = now, cur.Version+1
-		body, err := d.put(ctx, tx, &next, cur.Version)
-		if err != nil {
-			return err
-		}
-		if err := appendHistory(ctx, tx, &change); err != nil {
-			return err
-		}
-		changed, err := diff(&cur, &next)
-		if err != nil {
-			return err
-		}
-		if err := d.appendEvent(ctx, tx, "stage_changed", id, body, changed); err != nil {
-			return err
-		}
-		out = next
-		return nil
+		out, err = d.relocate(ctx, tx, cur, p, to, opts)
+		return err
 	})
 	return out, err
+}
+
+// ChangePipeline moves a deal into another pipeline, at the stage given
+// explicitly (stages do not map by themselves). The target stage's required
+// fields, the lost reason and the target pipeline's "*" guards apply. The
+// history entry records the old pipeline and stage.
+func (d *Deals) ChangePipeline(ctx context.Context, id, pipelineName, stage string, opts MoveOptions) (Deal, error) {
+	var out Deal
+	err := d.update(ctx, func(tx storage.Tx) error {
+		cur, record, err := d.load(ctx, tx, id, opts.Version)
+		if err != nil {
+			return err
+		}
+		p, err := d.t.compiled(ctx, tx, pipelineName)
+		if err != nil {
+			return err
+		}
+		if err := p.CheckEnter(pipeline.Move{From: cur.Stage, To: stage, Record: record, Actor: opts.Actor, Reason: opts.Reason}); err != nil {
+			return err
+		}
+		out, err = d.relocate(ctx, tx, cur, p, stage, opts)
+		return err
+	})
+	return out, err
+}
+
+// load reads a deal for a move, checks the version the move is based on
+// (0: any), and returns the deal as guards see it.
+func (d *Deals) load(ctx context.Context, tx storage.Tx, id string, version uint64) (Deal, map[string]any, error) {
+	cur, err := d.get(ctx, tx, id)
+	if err != nil {
+		return Deal{}, nil, err
+	}
+	if version != 0 && version != cur.Version {
+		return Deal{}, nil, fmt.Errorf("%w: deal %s is at version %d, the move was based on version %d", ErrConflict, id, cur.Version, version)
+	}
+	record, err := asMap(cur)
+	return cur, record, err
+}
+
+// relocate puts cur into stage to of pipeline p, which the caller has
+// checked, and writes the deal, its history entry and its event.
+func (d *Deals) relocate(ctx context.Context, tx storage.Tx, cur Deal, p *pipeline.Pipeline, to string, opts MoveOptions) (Deal, error) {
+	now := d.now()
+	change := StageChange{
+		Collection: dealsCollection, RecordID: cur.ID, Pipeline: p.Name(), To: to,
+		Actor: opts.Actor.ID, Reason: opts.Reason, Comment: opts.Comment, At: now,
+	}
+	change.From = cur.Stage
+	if cur.Pipeline != p.Name() {
+		change.FromPipeline = cur.Pipeline
+	}
+	if !cur.StageEnteredAt.IsZero() {
+		change.InPrevious = now.Sub(cur.StageEnteredAt)
+	}
+	next := cur
+	next.Pipeline, next.Stage, next.StageEnteredAt, next.StageDueAt = p.Name(), to, now, time.Time{}
+	if st, _ := p.Stage(to); st.Terminal == pipeline.Open {
+		if due, ok := p.Deadline(to, now); ok {
+			next.StageDueAt = due.UTC()
+		}
+	}
+	if err := clearBreach(ctx, tx, &cur); err != nil {
+		return Deal{}, err
+	}
+	next.UpdatedAt, next.Version = now, cur.Version+1
+	body, err := d.put(ctx, tx, &next, cur.Version)
+	if err != nil {
+		return Deal{}, err
+	}
+	if err := appendHistory(ctx, tx, &change); err != nil {
+		return Deal{}, err
+	}
+	changed, err := diff(&cur, &next)
+	if err != nil {
+		return Deal{}, err
+	}
+	if err := d.appendEvent(ctx, tx, "stage_changed", cur.ID, body, changed); err != nil {
+		return Deal{}, err
+	}
+	return next, nil
 }
 
 // History returns the deal's stage changes, oldest first.

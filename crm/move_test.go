@@ -178,3 +178,53 @@ func TestPipelineDefinitionsInUse(t *testing.T) {
 	_, err = env.engine.Pipelines().Get(ctx, "b2b-deal")
 	require.ErrorIs(t, err, crm.ErrNotFound)
 }
+
+func TestChangePipelineAndMigrateStages(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	d := dealInPipeline(t, env)
+	b2c, err := pipeline.Builtin("b2c-deal")
+	require.NoError(t, err)
+	require.NoError(t, env.engine.Pipelines().Save(ctx, b2c))
+	deals := env.engine.Deals()
+
+	_, err = deals.ChangePipeline(ctx, d.ID, "b2c-deal", "nope", crm.MoveOptions{})
+	require.ErrorIs(t, err, pipeline.ErrUnknownStage)
+	_, err = deals.ChangePipeline(ctx, d.ID, "b2c-deal", "lost", crm.MoveOptions{})
+	require.ErrorIs(t, err, pipeline.ErrReasonRequired)
+	_, err = deals.ChangePipeline(ctx, d.ID, "missing", "new", crm.MoveOptions{})
+	require.ErrorIs(t, err, crm.ErrNotFound)
+
+	env.clock.Advance(time.Hour)
+	moved, err := deals.ChangePipeline(ctx, d.ID, "b2c-deal", "offer-sent", crm.MoveOptions{Version: d.Version, Comment: "small after all"})
+	require.NoError(t, err)
+	assert.Equal(t, "b2c-deal", moved.Pipeline)
+	assert.Equal(t, "offer-sent", moved.Stage)
+	assert.Equal(t, env.clock.Now().Add(72*time.Hour), moved.StageDueAt)
+	hist, err := deals.History(ctx, d.ID)
+	require.NoError(t, err)
+	require.Len(t, hist, 1)
+	assert.Equal(t, "b2b-deal", hist[0].FromPipeline)
+	assert.Equal(t, "needs-clarification", hist[0].From)
+	assert.Equal(t, "b2c-deal", hist[0].Pipeline)
+
+	// Dropping the occupied stage needs a map; with one, the deal moves.
+	smaller := *b2c
+	smaller.Stages = append([]pipeline.Stage{b2c.Stages[0]}, b2c.Stages[2:]...)
+	require.ErrorIs(t, env.engine.Pipelines().Save(ctx, &smaller), crm.ErrInUse)
+	err = env.engine.Pipelines().SaveWith(ctx, &smaller, crm.SaveOptions{StageMap: map[string]string{"offer-sent": "gone"}})
+	require.ErrorIs(t, err, crm.ErrInvalid)
+	err = env.engine.Pipelines().SaveWith(ctx, &smaller, crm.SaveOptions{StageMap: map[string]string{"offer-sent": "new"}, Actor: pipeline.Actor{ID: "admin"}})
+	require.NoError(t, err)
+	got, err := deals.Get(ctx, d.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "new", got.Stage)
+	hist, err = deals.History(ctx, d.ID)
+	require.NoError(t, err)
+	require.Len(t, hist, 2)
+	assert.Equal(t, "pipeline changed", hist[1].Reason)
+	assert.Equal(t, "admin", hist[1].Actor)
+	def, err := env.engine.Pipelines().Get(ctx, "b2c-deal")
+	require.NoError(t, err)
+	assert.Len(t, def.Stages, 3)
+}

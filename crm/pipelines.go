@@ -27,12 +27,36 @@ func (t *Tenant) Pipelines() *Pipelines { return &Pipelines{t: t} }
 // Pipelines returns the default tenant's pipeline definitions.
 func (e *Engine) Pipelines() *Pipelines { return e.Default().Pipelines() }
 
+// SaveOptions configure Pipelines.SaveWith.
+type SaveOptions struct {
+	// StageMap maps each removed stage that deals still occupy to the stage
+	// of the new definition they move to. Each migrated deal gets a history
+	// entry with the reason "pipeline changed" and a deal.stage_changed
+	// event, in the same transaction as the new definition. Migration is
+	// an administrative change: it does not check transitions, guards or
+	// required fields.
+	StageMap map[string]string
+	// Actor is recorded on the migrated deals' history entries.
+	Actor pipeline.Actor
+}
+
 // Save stores def, replacing a definition of the same name. The definition
 // must compile. A change that removes a stage some deals are in is
-// refused with ErrInUse: move those deals first.
+// refused with ErrInUse; use SaveWith and a StageMap to migrate them.
 func (p *Pipelines) Save(ctx context.Context, def *pipeline.Definition) error {
-	if _, err := def.Compile(pipeline.CompileOptions{Clock: p.t.e.clock.Now}); err != nil {
+	return p.SaveWith(ctx, def, SaveOptions{})
+}
+
+// SaveWith is Save with options.
+func (p *Pipelines) SaveWith(ctx context.Context, def *pipeline.Definition, opts SaveOptions) error {
+	compiled, err := def.Compile(pipeline.CompileOptions{Clock: p.t.e.clock.Now})
+	if err != nil {
 		return fmt.Errorf("crm: save pipeline: %w", err)
+	}
+	for from, to := range opts.StageMap {
+		if _, ok := compiled.Stage(to); !ok {
+			return fmt.Errorf("crm: save pipeline %s: %w: stage map sends %s to %q, which the new definition does not have", def.Name, ErrInvalid, from, to)
+		}
 	}
 	if err := storage.ValidateID("pipeline name", def.Name); err != nil {
 		return fmt.Errorf("crm: save pipeline: %w", err)
@@ -51,7 +75,7 @@ func (p *Pipelines) Save(ctx context.Context, def *pipeline.Definition) error {
 			if err := json.Unmarshal(old.Body, &prev); err != nil {
 				return err
 			}
-			if err := stagesStillOccupied(ctx, tx, &prev, def); err != nil {
+			if err := p.migrate(ctx, tx, &prev, compiled, opts); err != nil {
 				return err
 			}
 		case !errors.Is(err, storage.ErrNotFound):
@@ -64,23 +88,36 @@ func (p *Pipelines) Save(ctx context.Context, def *pipeline.Definition) error {
 	})
 }
 
-// stagesStillOccupied refuses to drop stages of prev that deals occupy.
-func stagesStillOccupied(ctx context.Context, tx storage.ReadTx, prev, next *pipeline.Definition) error {
-	keep := map[string]bool{}
-	for _, s := range next.Stages {
-		keep[s.Key] = true
-	}
+// migrate moves the deals out of the stages of prev that the new
+// definition drops, as opts.StageMap says, or refuses with ErrInUse.
+func (p *Pipelines) migrate(ctx context.Context, tx storage.Tx, prev *pipeline.Definition, next *pipeline.Pipeline, opts SaveOptions) error {
+	deals := p.t.Deals()
 	for _, s := range prev.Stages {
-		if keep[s.Key] {
+		if _, kept := next.Stage(s.Key); kept {
 			continue
 		}
-		pg, err := tx.Scan(ctx, dealsCollection, storage.Query{Index: "stage", Equal: prev.Name + "/" + s.Key, Limit: 1})
-		if err != nil {
-			return err
-		}
-		if len(pg.Records) > 0 {
-			return fmt.Errorf("%w: pipeline %s: stage %s still holds deals (for example %s); move them before removing the stage",
-				ErrInUse, prev.Name, s.Key, pg.Records[0].ID)
+		for {
+			pg, err := tx.Scan(ctx, dealsCollection, storage.Query{Index: "stage", Equal: prev.Name + "/" + s.Key, Limit: 1000})
+			if err != nil {
+				return err
+			}
+			if len(pg.Records) == 0 {
+				break
+			}
+			to, mapped := opts.StageMap[s.Key]
+			if !mapped {
+				return fmt.Errorf("%w: pipeline %s: stage %s still holds deals (for example %s); map it to a stage of the new definition or move them first",
+					ErrInUse, prev.Name, s.Key, pg.Records[0].ID)
+			}
+			for _, rec := range pg.Records {
+				cur, err := deals.decode(rec)
+				if err != nil {
+					return err
+				}
+				if _, err := deals.relocate(ctx, tx, cur, next, to, MoveOptions{Reason: "pipeline changed", Actor: opts.Actor}); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil

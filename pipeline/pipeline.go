@@ -316,6 +316,24 @@ func (p *Pipeline) Check(m Move) error {
 		}
 		return fmt.Errorf("%w: %s → %s in pipeline %s%s", ErrTransitionNotAllowed, m.From, m.To, p.def.Name, why)
 	}
+	return p.enter(m, to, false)
+}
+
+// CheckEnter reports whether a record may enter stage m.To from outside the
+// pipeline (for example when it moves between pipelines, with m.From
+// naming the old pipeline's stage): the stage's required fields, the lost
+// reason, and the guards whose From is "*" apply; transitions do not.
+func (p *Pipeline) CheckEnter(m Move) error {
+	to, ok := p.index[m.To]
+	if !ok {
+		return fmt.Errorf("%w: %q in pipeline %s", ErrUnknownStage, m.To, p.def.Name)
+	}
+	return p.enter(m, to, true)
+}
+
+// enter checks the conditions of entering stage index to: lost reason,
+// required fields and guards (only the "*" guards when fromOutside).
+func (p *Pipeline) enter(m Move, to int, fromOutside bool) error {
 	target := p.def.Stages[to]
 	if target.Terminal == Lost {
 		switch {
@@ -339,7 +357,7 @@ func (p *Pipeline) Check(m Move) error {
 		env.Record = map[string]any{}
 	}
 	for _, g := range p.guards {
-		if (g.From != "*" && g.From != m.From) || (g.To != "*" && g.To != m.To) {
+		if (g.From != "*" && (fromOutside || g.From != m.From)) || (g.To != "*" && g.To != m.To) {
 			continue
 		}
 		ok, err := g.prog.Bool(env)
