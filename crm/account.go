@@ -3,7 +3,9 @@ package crm
 import (
 	"context"
 	"fmt"
+	"time"
 
+	"github.com/rapportcrm/rapport/pipeline"
 	"github.com/rapportcrm/rapport/storage"
 )
 
@@ -19,11 +21,16 @@ const (
 
 // Account is a company or organisation that contacts belong to.
 //
-// Indexes for ListOptions.By: "domain" (unique per tenant), "name",
-// "owner", "tag", "industry".
+// An account can follow a lifecycle pipeline of kind "account" (the
+// built-in "account-lifecycle": awareness → exploration → expansion →
+// commitment → dissolution); see Staged.
 //
-// Events: account.created, account.updated, account.deleted. An account
-// that contacts or deals refer to cannot be deleted (ErrInUse).
+// Indexes for ListOptions.By: "domain" (unique per tenant), "name",
+// "owner", "tag", "industry", "stage" (values "<pipeline>/<stage>").
+//
+// Events: account.created, account.updated, account.deleted,
+// account.stage_changed, sla.breached. An account that contacts, deals,
+// contracts or cases refer to cannot be deleted (ErrInUse).
 type Account struct {
 	Meta
 	// Name is required.
@@ -36,11 +43,21 @@ type Account struct {
 	// Employees is the head count; it cannot be negative.
 	Employees int    `json:"employees,omitempty"`
 	Territory string `json:"territory,omitempty"`
+	// Pipeline, Stage, StageEnteredAt and StageDueAt place the account in
+	// a lifecycle pipeline, as for deals.
+	Pipeline       string    `json:"pipeline,omitempty"`
+	Stage          string    `json:"stage,omitempty"`
+	StageEnteredAt time.Time `json:"stage_entered_at,omitzero"`
+	StageDueAt     time.Time `json:"stage_due_at,omitzero"`
+}
+
+func (a *Account) stageRef() stageRef {
+	return stageRef{&a.Pipeline, &a.Stage, &a.StageEnteredAt, &a.StageDueAt}
 }
 
 const accountsCollection = "accounts"
 
-var accountKind = newKind[Account]("account",
+var accountKind = newStagedKind[Account]("account",
 	storage.Collection{Name: accountsCollection, Indexes: []storage.Index{
 		{Name: "domain", Field: "domain", Unique: true},
 		{Name: "name", Field: "name"},
@@ -48,7 +65,7 @@ var accountKind = newKind[Account]("account",
 		{Name: "tag", Field: "tags"},
 		{Name: "industry", Field: "industry"},
 	}},
-	checkAccount, accountInUse)
+	checkAccount, accountInUse, &staging[Account]{kind: pipeline.KindAccount, ref: (*Account).stageRef})
 
 func checkAccount(_ context.Context, _ storage.ReadTx, a *Account, p *problems) error {
 	checkText(p, "name", &a.Name)
@@ -70,7 +87,7 @@ func checkAccount(_ context.Context, _ storage.ReadTx, a *Account, p *problems) 
 }
 
 func accountInUse(ctx context.Context, tx storage.ReadTx, id string) error {
-	return referencedBy(ctx, tx, "account", id, []string{contactsCollection, dealsCollection}, "account")
+	return referencedBy(ctx, tx, "account", id, []string{contactsCollection, dealsCollection, contractsCollection, casesCollection}, "account")
 }
 
 // referencedBy refuses with ErrInUse if a record of one of collections

@@ -83,17 +83,17 @@ func TestBreachesFireOnceOverAMonth(t *testing.T) {
 	page, err := deals.Overdue(ctx, crm.OverdueOptions{})
 	require.NoError(t, err)
 	require.Len(t, page.Items, 2)
-	assert.Equal(t, a.ID, page.Items[0].Deal.ID)
+	assert.Equal(t, a.ID, page.Items[0].Record.ID)
 	assert.Equal(t, env.clock.Now().Sub(a.StageDueAt), page.Items[0].By)
-	page, err = deals.Overdue(ctx, crm.OverdueOptions{Owner: "u2"})
+	page, err = deals.Overdue(ctx, crm.OverdueOptions{Owners: []string{"u2"}})
 	require.NoError(t, err)
 	require.Len(t, page.Items, 1)
-	assert.Equal(t, b.ID, page.Items[0].Deal.ID)
+	assert.Equal(t, b.ID, page.Items[0].Record.ID)
 
 	// Leaving the stage starts a new norm, which can breach again.
 	b, err = deals.Move(ctx, b.ID, "needs-clarification", crm.MoveOptions{})
 	require.NoError(t, err)
-	page, err = deals.Overdue(ctx, crm.OverdueOptions{Owner: "u2"})
+	page, err = deals.Overdue(ctx, crm.OverdueOptions{Owners: []string{"u2"}})
 	require.NoError(t, err)
 	assert.Empty(t, page.Items)
 	for range 8 * 24 {

@@ -2,10 +2,6 @@ package crm
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"slices"
 	"time"
 
 	"github.com/rapportcrm/rapport/pipeline"
@@ -19,7 +15,8 @@ import (
 // "stage" (values "<pipeline>/<stage>"), "expected_close" (YYYY-MM-DD, so
 // ranges sort by date).
 //
-// Events: deal.created, deal.updated, deal.deleted.
+// Events: deal.created, deal.updated, deal.deleted, deal.stage_changed,
+// sla.breached. Deals move through pipelines of kind "deal" (see Staged).
 type Deal struct {
 	Meta
 	// Title is required.
@@ -44,28 +41,22 @@ type Deal struct {
 	StageDueAt time.Time `json:"stage_due_at,omitzero"`
 }
 
+func (d *Deal) stageRef() stageRef {
+	return stageRef{&d.Pipeline, &d.Stage, &d.StageEnteredAt, &d.StageDueAt}
+}
+
 const dealsCollection = "deals"
 
-var dealKind = newKind[Deal]("deal",
+var dealKind = newStagedKind[Deal]("deal",
 	storage.Collection{Name: dealsCollection, Indexes: []storage.Index{
 		{Name: "owner", Field: "owner"},
 		{Name: "tag", Field: "tags"},
 		{Name: "account", Field: "account_id"},
 		{Name: "contact", Field: "contact_id"},
-		{Name: "stage", Extract: pipelineStage},
+		{Name: "lead", Field: "lead_id"},
 		{Name: "expected_close", Field: "expected_close"},
-		{Name: "stage_due", Extract: sortableTime("stage_due_at")},
 	}},
-	checkDeal, nil)
-
-func init() {
-	dealKind.checkUpdate = func(cur, next *Deal, p *problems) {
-		if cur.Pipeline != next.Pipeline || cur.Stage != next.Stage ||
-			!cur.StageEnteredAt.Equal(next.StageEnteredAt) || !cur.StageDueAt.Equal(next.StageDueAt) {
-			p.add("stage", "change a deal's stage with Deals.Move, which checks the pipeline and keeps the history")
-		}
-	}
-}
+	checkDeal, nil, &staging[Deal]{kind: pipeline.KindDeal, ref: (*Deal).stageRef})
 
 func checkDeal(ctx context.Context, tx storage.ReadTx, d *Deal, p *problems) error {
 	checkText(p, "title", &d.Title)
@@ -74,11 +65,6 @@ func checkDeal(ctx context.Context, tx storage.ReadTx, d *Deal, p *problems) err
 	}
 	checkMoney(p, "amount", d.Amount, false)
 	checkDate(p, "expected_close", &d.ExpectedClose)
-	checkText(p, "pipeline", &d.Pipeline)
-	checkText(p, "stage", &d.Stage)
-	if err := checkStage(ctx, tx, p, d); err != nil {
-		return err
-	}
 	if err := checkRef(ctx, tx, p, "account_id", accountsCollection, "account", &d.AccountID); err != nil {
 		return err
 	}
@@ -86,53 +72,6 @@ func checkDeal(ctx context.Context, tx storage.ReadTx, d *Deal, p *problems) err
 		return err
 	}
 	return checkRef(ctx, tx, p, "lead_id", leadsCollection, "lead", &d.LeadID)
-}
-
-// checkStage validates a deal's pipeline and stage against the tenant's
-// stored definition; a deal given only a pipeline starts in its first
-// stage.
-func checkStage(ctx context.Context, tx storage.ReadTx, p *problems, d *Deal) error {
-	switch {
-	case d.Pipeline == "" && d.Stage == "":
-		return nil
-	case d.Pipeline == "":
-		p.add("pipeline", "a deal with a stage needs a pipeline")
-		return nil
-	}
-	rec, err := tx.Get(ctx, pipelinesCollection, d.Pipeline)
-	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalid) {
-		p.add("pipeline", "no pipeline %q in this tenant", d.Pipeline)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var def pipeline.Definition
-	if err := json.Unmarshal(rec.Body, &def); err != nil {
-		return fmt.Errorf("pipeline %s: %w", d.Pipeline, err)
-	}
-	if d.Stage == "" && len(def.Stages) > 0 {
-		d.Stage = def.Stages[0].Key
-	}
-	i := slices.IndexFunc(def.Stages, func(s pipeline.Stage) bool { return s.Key == d.Stage })
-	if i < 0 {
-		p.add("stage", "pipeline %s has no stage %q", d.Pipeline, d.Stage)
-		return nil
-	}
-	if d.StageEnteredAt.IsZero() {
-		d.StageEnteredAt = d.UpdatedAt
-	}
-	d.StageDueAt = time.Time{}
-	if st := def.Stages[i]; st.Terminal == pipeline.Open {
-		holidays := map[string]bool{}
-		for _, h := range def.Holidays {
-			holidays[h] = true
-		}
-		if due, ok := st.Norm.Deadline(d.StageEnteredAt, holidays); ok {
-			d.StageDueAt = due.UTC()
-		}
-	}
-	return nil
 }
 
 // sortableTimeLayout formats UTC times so that they sort as strings.

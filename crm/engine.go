@@ -125,13 +125,19 @@ func (e *Engine) Default() *Tenant { return e.Tenant(e.opts.DefaultTenant) }
 func (e *Engine) Contacts() *Records[Contact] { return e.Default().Contacts() }
 
 // Accounts returns the accounts of the default tenant.
-func (e *Engine) Accounts() *Records[Account] { return e.Default().Accounts() }
+func (e *Engine) Accounts() *Accounts { return e.Default().Accounts() }
 
 // Leads returns the leads of the default tenant.
-func (e *Engine) Leads() *Records[Lead] { return e.Default().Leads() }
+func (e *Engine) Leads() *Leads { return e.Default().Leads() }
 
 // Deals returns the deals of the default tenant.
 func (e *Engine) Deals() *Deals { return e.Default().Deals() }
+
+// Cases returns the service cases of the default tenant.
+func (e *Engine) Cases() *Cases { return e.Default().Cases() }
+
+// Contracts returns the service contracts of the default tenant.
+func (e *Engine) Contracts() *Records[Contract] { return e.Default().Contracts() }
 
 // Tenant is the engine scoped to one tenant: every record it reads or
 // writes belongs to that tenant and no other.
@@ -147,10 +153,31 @@ func (t *Tenant) ID() string { return t.id }
 func (t *Tenant) Contacts() *Records[Contact] { return &Records[Contact]{t: t, k: contactKind} }
 
 // Accounts returns the tenant's accounts.
-func (t *Tenant) Accounts() *Records[Account] { return &Records[Account]{t: t, k: accountKind} }
+func (t *Tenant) Accounts() *Accounts { return &Accounts{staged(t, accountKind)} }
 
 // Leads returns the tenant's leads.
-func (t *Tenant) Leads() *Records[Lead] { return &Records[Lead]{t: t, k: leadKind} }
+func (t *Tenant) Leads() *Leads { return &Leads{staged(t, leadKind)} }
 
 // Deals returns the tenant's deals.
-func (t *Tenant) Deals() *Deals { return &Deals{Records: &Records[Deal]{t: t, k: dealKind}} }
+func (t *Tenant) Deals() *Deals { return &Deals{staged(t, dealKind)} }
+
+// Cases returns the tenant's service cases.
+func (t *Tenant) Cases() *Cases { return &Cases{staged(t, caseKind)} }
+
+// Contracts returns the tenant's service contracts.
+func (t *Tenant) Contracts() *Records[Contract] { return &Records[Contract]{t: t, k: contractKind} }
+
+func staged[T any](t *Tenant, k *kind[T]) *Staged[T] { return &Staged[T]{Records: &Records[T]{t: t, k: k}} }
+
+// Accounts are the tenant's accounts, which can move through lifecycle
+// pipelines.
+type Accounts struct{ *Staged[Account] }
+
+// Leads are the tenant's leads, which move through lead pipelines.
+type Leads struct{ *Staged[Lead] }
+
+// Deals are the tenant's deals, which move through sales pipelines.
+type Deals struct{ *Staged[Deal] }
+
+// Cases are the tenant's service cases, which move through case pipelines.
+type Cases struct{ *Staged[Case] }

@@ -61,6 +61,11 @@ type kind[T any] struct {
 	beforeDelete func(ctx context.Context, tx storage.ReadTx, id string) error
 	// checkUpdate, if set, may refuse changes an Update must not make.
 	checkUpdate func(cur, next *T, p *problems)
+	// staging is set for kinds that move through pipelines.
+	staging *staging[T]
+	// afterCreate, if set, writes what goes with a new record (timeline
+	// entries) in the create's transaction.
+	afterCreate func(ctx context.Context, tx storage.Tx, rec *T) error
 }
 
 func newKind[T any, P entity[T]](name string, c storage.Collection,
@@ -69,11 +74,23 @@ func newKind[T any, P entity[T]](name string, c storage.Collection,
 	return &kind[T]{name: name, collection: c, meta: func(t *T) *Meta { return P(t).meta() }, check: check, beforeDelete: beforeDelete}
 }
 
+// newStagedKind is newKind for a kind that moves through pipelines: it adds
+// the staged indexes and refuses stage changes by Update.
+func newStagedKind[T any, P entity[T]](name string, c storage.Collection,
+	check func(context.Context, storage.ReadTx, *T, *problems) error,
+	beforeDelete func(context.Context, storage.ReadTx, string) error, s *staging[T]) *kind[T] {
+	c.Indexes = append(c.Indexes, stagedIndexes()...)
+	k := newKind[T, P](name, c, check, beforeDelete)
+	k.staging, k.checkUpdate = s, checkStageUnchanged(s)
+	return k
+}
+
 // collections returns the collections the engine declares on its store:
 // one per entity kind, plus the dead letters.
 func collections() []storage.Collection {
 	return []storage.Collection{contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection,
-		pipelineCollection, historyKind, breachCollection, deadLetterCollection}
+		contractKind.collection, caseKind.collection, activityKind.collection, interactionKind.collection,
+		pipelineCollection, timelineKind, noticeCollection, deadLetterCollection}
 }
 
 // Records reads and writes the entities of one kind in one tenant.
@@ -191,6 +208,12 @@ func (r *Records[T]) Delete(ctx context.Context, id string) error {
 		if err := tx.Delete(ctx, r.k.collection.Name, id, m.Version); err != nil {
 			return err
 		}
+		if r.k.staging != nil {
+			ref := r.k.staging.ref(&cur)
+			if err := clearBreach(ctx, tx, r.k.collection.Name, id, *ref.stage, *ref.dueAt); err != nil {
+				return err
+			}
+		}
 		body, err := json.Marshal(&cur)
 		if err != nil {
 			return err
@@ -295,6 +318,20 @@ func (r *Records[T]) create(ctx context.Context, tx storage.Tx, rec T, now time.
 	if err != nil {
 		return zero, err
 	}
+	if r.k.staging != nil {
+		if ref := r.k.staging.ref(&rec); *ref.pipeline != "" {
+			err := appendStageChange(ctx, tx, &StageChange{Collection: r.k.collection.Name, RecordID: m.ID,
+				Pipeline: *ref.pipeline, To: *ref.stage, At: *ref.enteredAt})
+			if err != nil {
+				return zero, err
+			}
+		}
+	}
+	if r.k.afterCreate != nil {
+		if err := r.k.afterCreate(ctx, tx, &rec); err != nil {
+			return zero, err
+		}
+	}
 	return rec, r.appendEvent(ctx, tx, "created", m.ID, body, nil)
 }
 
@@ -343,7 +380,13 @@ func (r *Records[T]) replace(ctx context.Context, tx storage.Tx, rec T) (T, erro
 // validate runs the checks common to all entities, then the kind's own.
 func (r *Records[T]) validate(ctx context.Context, tx storage.ReadTx, rec *T, p *problems) error {
 	checkMeta(r.k.meta(rec), p)
-	return r.k.check(ctx, tx, rec, p)
+	if err := r.k.check(ctx, tx, rec, p); err != nil {
+		return err
+	}
+	if r.k.staging != nil {
+		return r.checkStage(ctx, tx, rec, p)
+	}
+	return nil
 }
 
 // put stores rec at the given expected version and returns its JSON body.

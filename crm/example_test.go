@@ -178,10 +178,11 @@ func ExampleDeals_Move() {
 		log.Fatal(err)
 	}
 	for _, h := range history {
-		fmt.Println(h.From, "→", h.To, h.Reason)
+		fmt.Printf("%q → %q (%s)\n", h.From, h.To, h.Reason)
 	}
 	// Output:
 	// needs-clarification due Mon 9 Mar
 	// true [amount]
-	// needs-clarification → lost no-budget
+	// "" → "needs-clarification" ()
+	// "needs-clarification" → "lost" (no-budget)
 }

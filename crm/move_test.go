@@ -58,7 +58,10 @@ func TestMoveThroughPipeline(t *testing.T) {
 
 	hist, err := deals.History(ctx, d.ID)
 	require.NoError(t, err)
-	require.Len(t, hist, 4)
+	require.Len(t, hist, 5)
+	assert.Equal(t, "", hist[0].From, "the first entry is the deal entering the pipeline")
+	assert.Equal(t, "needs-clarification", hist[0].To)
+	hist = hist[1:]
 	assert.Equal(t, "needs-clarification", hist[0].From)
 	assert.Equal(t, "proposal-prepared", hist[0].To)
 	assert.Equal(t, 26*time.Hour, hist[0].InPrevious)
@@ -141,7 +144,7 @@ func TestConcurrentMovesOneWins(t *testing.T) {
 	assert.Equal(t, 1, won)
 	hist, err := env.engine.Deals().History(ctx, d.ID)
 	require.NoError(t, err)
-	assert.Len(t, hist, 1, "exactly one history entry")
+	assert.Len(t, hist, 2, "the entry into the pipeline and exactly one move")
 }
 
 func TestPipelineDefinitionsInUse(t *testing.T) {
@@ -203,7 +206,8 @@ func TestChangePipelineAndMigrateStages(t *testing.T) {
 	assert.Equal(t, env.clock.Now().Add(72*time.Hour), moved.StageDueAt)
 	hist, err := deals.History(ctx, d.ID)
 	require.NoError(t, err)
-	require.Len(t, hist, 1)
+	require.Len(t, hist, 2)
+	hist = hist[1:]
 	assert.Equal(t, "b2b-deal", hist[0].FromPipeline)
 	assert.Equal(t, "needs-clarification", hist[0].From)
 	assert.Equal(t, "b2c-deal", hist[0].Pipeline)
@@ -221,9 +225,9 @@ func TestChangePipelineAndMigrateStages(t *testing.T) {
 	assert.Equal(t, "new", got.Stage)
 	hist, err = deals.History(ctx, d.ID)
 	require.NoError(t, err)
-	require.Len(t, hist, 2)
-	assert.Equal(t, "pipeline changed", hist[1].Reason)
-	assert.Equal(t, "admin", hist[1].Actor)
+	require.Len(t, hist, 3)
+	assert.Equal(t, "pipeline changed", hist[2].Reason)
+	assert.Equal(t, "admin", hist[2].Actor)
 	def, err := env.engine.Pipelines().Get(ctx, "b2c-deal")
 	require.NoError(t, err)
 	assert.Len(t, def.Stages, 3)

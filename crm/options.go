@@ -39,6 +39,9 @@ type Options struct {
 	LockTimeout time.Duration
 	// Clock is the source of time for timestamps. Defaults to the system clock.
 	Clock Clock
+	// Location is the time zone that days are counted in (what is due
+	// "today"). Defaults to UTC.
+	Location *time.Location
 	// Logger receives the engine's logs. Defaults to discarding them.
 	Logger *slog.Logger
 	// DefaultTenant is the tenant of the Engine's own methods, for
@@ -69,6 +72,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Clock == nil {
 		o.Clock = systemClock{}
+	}
+	if o.Location == nil {
+		o.Location = time.UTC
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -11,8 +11,9 @@ import (
 	"github.com/rapportcrm/rapport/storage"
 )
 
-// Pipelines stores a tenant's pipeline definitions. A deal names its
-// pipeline by Definition.Name.
+// Pipelines stores a tenant's pipeline definitions. A lead, deal, case or
+// account names its pipeline by Definition.Name; the definition's Kind
+// says which records may use it.
 //
 // Events: pipeline.saved, pipeline.deleted.
 type Pipelines struct{ t *Tenant }
@@ -29,20 +30,21 @@ func (e *Engine) Pipelines() *Pipelines { return e.Default().Pipelines() }
 
 // SaveOptions configure Pipelines.SaveWith.
 type SaveOptions struct {
-	// StageMap maps each removed stage that deals still occupy to the stage
-	// of the new definition they move to. Each migrated deal gets a history
-	// entry with the reason "pipeline changed" and a deal.stage_changed
-	// event, in the same transaction as the new definition. Migration is
-	// an administrative change: it does not check transitions, guards or
-	// required fields.
+	// StageMap maps each removed stage that records still occupy to the
+	// stage of the new definition they move to. Each migrated record gets
+	// a history entry with the reason "pipeline changed" and a
+	// "<kind>.stage_changed" event, in the same transaction as the new
+	// definition. Migration is an administrative change: it does not check
+	// transitions, guards or required fields.
 	StageMap map[string]string
 	// Actor is recorded on the migrated deals' history entries.
 	Actor pipeline.Actor
 }
 
 // Save stores def, replacing a definition of the same name. The definition
-// must compile. A change that removes a stage some deals are in is
-// refused with ErrInUse; use SaveWith and a StageMap to migrate them.
+// must compile. A change that removes a stage some records are in is
+// refused with ErrInUse; use SaveWith and a StageMap to migrate them. The
+// kind of a pipeline in use cannot change.
 func (p *Pipelines) Save(ctx context.Context, def *pipeline.Definition) error {
 	return p.SaveWith(ctx, def, SaveOptions{})
 }
@@ -88,16 +90,29 @@ func (p *Pipelines) SaveWith(ctx context.Context, def *pipeline.Definition, opts
 	})
 }
 
-// migrate moves the deals out of the stages of prev that the new
+// migrate moves the records out of the stages of prev that the new
 // definition drops, as opts.StageMap says, or refuses with ErrInUse.
 func (p *Pipelines) migrate(ctx context.Context, tx storage.Tx, prev *pipeline.Definition, next *pipeline.Pipeline, opts SaveOptions) error {
-	deals := p.t.Deals()
+	k, err := stagedKindOf(prev.Kind)
+	if err != nil {
+		return err
+	}
+	if prev.Kind != next.Kind() {
+		if rec, used, err := pipelineUser(ctx, tx, k, prev); err != nil || used {
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: pipeline %s is for %ss and %s %s uses it; it cannot become a pipeline for %ss",
+				ErrInUse, prev.Name, prev.Kind, prev.Kind, rec, next.Kind())
+		}
+		return nil
+	}
 	for _, s := range prev.Stages {
 		if _, kept := next.Stage(s.Key); kept {
 			continue
 		}
 		for {
-			pg, err := tx.Scan(ctx, dealsCollection, storage.Query{Index: "stage", Equal: prev.Name + "/" + s.Key, Limit: 1000})
+			pg, err := tx.Scan(ctx, k.collectionName(), storage.Query{Index: "stage", Equal: prev.Name + "/" + s.Key, Limit: 1000})
 			if err != nil {
 				return err
 			}
@@ -106,21 +121,31 @@ func (p *Pipelines) migrate(ctx context.Context, tx storage.Tx, prev *pipeline.D
 			}
 			to, mapped := opts.StageMap[s.Key]
 			if !mapped {
-				return fmt.Errorf("%w: pipeline %s: stage %s still holds deals (for example %s); map it to a stage of the new definition or move them first",
-					ErrInUse, prev.Name, s.Key, pg.Records[0].ID)
+				return fmt.Errorf("%w: pipeline %s: stage %s still holds %ss (for example %s); map it to a stage of the new definition or move them first",
+					ErrInUse, prev.Name, s.Key, prev.Kind, pg.Records[0].ID)
 			}
 			for _, rec := range pg.Records {
-				cur, err := deals.decode(rec)
-				if err != nil {
-					return err
-				}
-				if _, err := deals.relocate(ctx, tx, cur, next, to, MoveOptions{Reason: "pipeline changed", Actor: opts.Actor}); err != nil {
+				if err := k.relocateRecord(ctx, tx, p.t, rec, next, to, MoveOptions{Reason: "pipeline changed", Actor: opts.Actor}); err != nil {
 					return err
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// pipelineUser returns a record of kind k in one of def's stages, if any.
+func pipelineUser(ctx context.Context, tx storage.ReadTx, k stagedKind, def *pipeline.Definition) (string, bool, error) {
+	for _, s := range def.Stages {
+		pg, err := tx.Scan(ctx, k.collectionName(), storage.Query{Index: "stage", Equal: def.Name + "/" + s.Key, Limit: 1})
+		if err != nil {
+			return "", false, err
+		}
+		if len(pg.Records) > 0 {
+			return pg.Records[0].ID, true, nil
+		}
+	}
+	return "", false, nil
 }
 
 // Get returns the stored definition.
@@ -139,18 +164,26 @@ func (p *Pipelines) Get(ctx context.Context, name string) (*pipeline.Definition,
 	return &def, nil
 }
 
-// Delete removes a definition no deal uses (ErrInUse otherwise).
+// Delete removes a definition no record uses (ErrInUse otherwise).
 func (p *Pipelines) Delete(ctx context.Context, name string) error {
 	return p.t.update(ctx, func(tx storage.Tx) error {
-		if _, err := tx.Get(ctx, pipelinesCollection, name); err != nil {
-			return err
-		}
-		pg, err := tx.Scan(ctx, dealsCollection, storage.Query{Index: "stage", Prefix: name + "/", Limit: 1})
+		rec, err := tx.Get(ctx, pipelinesCollection, name)
 		if err != nil {
 			return err
 		}
-		if len(pg.Records) > 0 {
-			return fmt.Errorf("%w: pipeline %s is used by deal %s", ErrInUse, name, pg.Records[0].ID)
+		var def pipeline.Definition
+		if err := json.Unmarshal(rec.Body, &def); err != nil {
+			return err
+		}
+		k, err := stagedKindOf(def.Kind)
+		if err != nil {
+			return err
+		}
+		if id, used, err := pipelineUser(ctx, tx, k, &def); err != nil || used {
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: pipeline %s is used by %s %s", ErrInUse, name, def.Kind, id)
 		}
 		if err := tx.Delete(ctx, pipelinesCollection, name, 0); err != nil {
 			return err

@@ -19,6 +19,10 @@ const (
 	MaxTags = 100
 	// MaxTagLen is the maximum length in characters of one tag.
 	MaxTagLen = 64
+	// MaxLongTextLen is the maximum length in characters of a long text
+	// field (descriptions, notes, message bodies), which may hold line
+	// breaks and tabs.
+	MaxLongTextLen = 100_000
 )
 
 var customKeyRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
@@ -75,6 +79,17 @@ func contains(list []string, s string) bool {
 
 // isText reports whether s is valid UTF-8, at most max characters, with
 // no control characters.
+// checkLongText validates a long text field: valid UTF-8, at most
+// MaxLongTextLen characters, no control characters but line breaks and
+// tabs.
+func checkLongText(p *problems, field, s string) {
+	ok := utf8.ValidString(s) && utf8.RuneCountInString(s) <= MaxLongTextLen &&
+		strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\r' && r != '\t' }) < 0
+	if !ok {
+		p.add(field, "want at most %d characters of text (no control characters but line breaks and tabs)", MaxLongTextLen)
+	}
+}
+
 func isText(s string, max int) bool {
 	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= max && strings.IndexFunc(s, unicode.IsControl) < 0
 }

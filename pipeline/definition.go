@@ -77,9 +77,24 @@ type Stage struct {
 	Required []string `json:"required,omitempty" yaml:"required,omitempty"`
 	// Terminal is empty for open stages.
 	Terminal Terminal `json:"terminal,omitempty" yaml:"terminal,omitempty"`
+	// SLA, when set, says that the record's service contract may replace
+	// Norm: "response" (the contract's response time, counted from entering
+	// the stage) or "resolution" (the contract's resolution time, counted
+	// from the record's creation, so that moving back and forth does not
+	// reset it). Records without a contract keep Norm.
+	SLA SLATerm `json:"sla,omitempty" yaml:"sla,omitempty"`
 
 	line int
 }
+
+// SLATerm names a term of a service contract that can set a stage's norm.
+type SLATerm string
+
+// SLA terms.
+const (
+	SLAResponse   SLATerm = "response"
+	SLAResolution SLATerm = "resolution"
+)
 
 // Transition allows moves from From to To ("*" means any stage).
 type Transition struct {

@@ -43,6 +43,11 @@ func (d *Definition) Validate() error {
 		if s.Probability < 0 || s.Probability > 100 {
 			add(s.line, s.Key, "probability %d is outside 0-100", s.Probability)
 		}
+		switch s.SLA {
+		case "", SLAResponse, SLAResolution:
+		default:
+			add(s.line, s.Key, "sla %q: want response or resolution", s.SLA)
+		}
 		switch s.Terminal {
 		case Open:
 			open++

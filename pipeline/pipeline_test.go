@@ -169,7 +169,7 @@ stages:
   - {key: a, probability: 10}
   - {key: a, probability: 20}
   - {key: b, probability: 150, norm: soon}
-  - {key: orphan, probability: 0}
+  - {key: orphan, probability: 0, sla: whenever}
   - {key: won, probability: 100, terminal: yes}
 transitions:
   - {from: a, to: b}
@@ -188,6 +188,7 @@ transitions:
 	want := []string{
 		"deals.yaml:5: stage a: duplicate stage key",
 		"deals.yaml:6: stage b: probability 150 is outside 0-100",
+		`deals.yaml:7: stage orphan: sla "whenever": want response or resolution`,
 		`deals.yaml:8: stage won: terminal "yes"`,
 		`deals.yaml:11: unknown stage "nowhere"`,
 	}
