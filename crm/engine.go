@@ -167,7 +167,9 @@ func (t *Tenant) Cases() *Cases { return &Cases{staged(t, caseKind)} }
 // Contracts returns the tenant's service contracts.
 func (t *Tenant) Contracts() *Records[Contract] { return &Records[Contract]{t: t, k: contractKind} }
 
-func staged[T any](t *Tenant, k *kind[T]) *Staged[T] { return &Staged[T]{Records: &Records[T]{t: t, k: k}} }
+func staged[T any](t *Tenant, k *kind[T]) *Staged[T] {
+	return &Staged[T]{Records: &Records[T]{t: t, k: k}}
+}
 
 // Accounts are the tenant's accounts, which can move through lifecycle
 // pipelines.
