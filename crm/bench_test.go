@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -184,4 +186,116 @@ func BenchmarkMoveDurable(b *testing.B) {
 			return bk.Put([]byte(id), body)
 		})
 	})
+}
+
+// overdueDB is a bbolt file holding 1,000,000 open deals, built once per
+// test binary and shared by the runs of BenchmarkOverdue (-count).
+var overdueDB struct {
+	once sync.Once
+	path string
+	err  error
+	now  time.Time
+}
+
+const overdueDeals = 1_000_000
+
+// populateOverdue creates overdueDeals open deals in the "new" stage of
+// the b2c-deal pipeline (norm 24h), every tenth one entered 25h before
+// overdueDB.now and the others 1h before, so 10% are overdue at now and
+// all of them are 24h later.
+func populateOverdue(b *testing.B) (string, time.Time) {
+	overdueDB.once.Do(func() {
+		dir, err := os.MkdirTemp("", "rapport-overdue-bench-")
+		if err != nil {
+			overdueDB.err = err
+			return
+		}
+		benchDirs = append(benchDirs, dir)
+		overdueDB.path = filepath.Join(dir, "crm.db")
+		overdueDB.now = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+		overdueDB.err = func() error {
+			ctx := context.Background()
+			clock := crm.ClockFunc(func() time.Time { return overdueDB.now })
+			e, err := crm.Open(ctx, crm.Options{Path: overdueDB.path, Clock: clock})
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			def, err := pipeline.Builtin("b2c-deal")
+			if err != nil {
+				return err
+			}
+			if err := e.Pipelines().Save(ctx, def); err != nil {
+				return err
+			}
+			owners := []string{"ann", "bob", "cy", "dee"}
+			batch := make([]crm.Deal, 0, 10_000)
+			for i := range overdueDeals {
+				entered := overdueDB.now.Add(-time.Hour)
+				if i%10 == 0 {
+					entered = overdueDB.now.Add(-25 * time.Hour)
+				}
+				batch = append(batch, crm.Deal{Title: fmt.Sprint("Deal ", i), Pipeline: "b2c-deal", StageEnteredAt: entered,
+					Amount: crm.Money{Amount: int64(i), Currency: "EUR"}, Meta: crm.Meta{Owner: owners[i%len(owners)]}})
+				if len(batch) == cap(batch) {
+					if _, err := e.Deals().CreateMany(ctx, batch); err != nil {
+						return err
+					}
+					batch = batch[:0]
+				}
+			}
+			return nil
+		}()
+	})
+	if overdueDB.err != nil {
+		b.Fatal(overdueDB.err)
+	}
+	return overdueDB.path, overdueDB.now
+}
+
+// BenchmarkOverdue lists every overdue deal among 1,000,000 open deals on
+// bbolt, following Next through pages of 10,000: "10pct" when 100,000 are
+// overdue, "all" when every deal is, "owner" for one of four owners' share
+// of the 10%. One op is the whole listing.
+func BenchmarkOverdue(b *testing.B) {
+	path, now := populateOverdue(b)
+	for _, bc := range []struct {
+		name   string
+		later  time.Duration
+		owners []string
+		want   int
+	}{
+		{"10pct", 0, nil, overdueDeals / 10},
+		{"all", 24 * time.Hour, nil, overdueDeals},
+		{"owner", 0, []string{"ann"}, overdueDeals / 20},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			clock := crm.ClockFunc(func() time.Time { return now.Add(bc.later) })
+			e, err := crm.Open(ctx, crm.Options{Path: path, Clock: clock})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			for b.Loop() {
+				n := 0
+				opts := crm.OverdueOptions{Limit: 10_000, Owners: bc.owners}
+				for {
+					pg, err := e.Deals().Overdue(ctx, opts)
+					if err != nil {
+						b.Fatal(err)
+					}
+					n += len(pg.Items)
+					if pg.Next == "" {
+						break
+					}
+					opts.Cursor = pg.Next
+				}
+				if n != bc.want {
+					b.Fatalf("%d overdue deals, want %d", n, bc.want)
+				}
+			}
+			b.ReportMetric(float64(bc.want), "deals/op")
+		})
+	}
 }

@@ -2,6 +2,8 @@ package crm_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -16,7 +18,20 @@ import (
 	"github.com/rapportcrm/rapport/storage/memory"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// benchDirs are directories that benchmarks share across runs; TestMain
+// removes them at the end.
+var benchDirs []string
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		for _, dir := range benchDirs {
+			if err := os.RemoveAll(dir); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}
+		os.Exit(code)
+	}))
+}
 
 // fakeClock is a settable clock for tests.
 type fakeClock struct {
