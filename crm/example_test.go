@@ -186,3 +186,59 @@ func ExampleDeals_Move() {
 	// "" → "needs-clarification" ()
 	// "needs-clarification" → "lost" (no-budget)
 }
+
+// Plan a call on a deal, ask what is due today, log the call and read the
+// deal's timeline.
+func ExampleActivities_DueToday() {
+	st := memory.New()
+	defer st.Close()
+	ctx := context.Background()
+	clock := crm.ClockFunc(func() time.Time { return time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC) })
+	engine, err := crm.Open(ctx, crm.Options{Store: st, Clock: clock})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer engine.Close()
+
+	deal, err := engine.Deals().Create(ctx, crm.Deal{Title: "Rockets"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	call, err := engine.Activities().Create(ctx, crm.Activity{
+		Type: crm.Call, Subject: "Call about the quote", Assignee: "ann",
+		DueAt: clock().Add(2 * time.Hour), RemindAt: clock().Add(time.Hour),
+		Links: crm.Links{DealID: deal.ID},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	due, err := engine.Activities().DueToday(ctx, "ann")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, a := range due {
+		fmt.Println("due today:", a.Subject, a.DueAt.Format("15:04"))
+	}
+
+	if _, err := engine.Interactions().Create(ctx, crm.Interaction{
+		Channel: "phone", Direction: crm.Outbound, Summary: "Quote accepted",
+		Links: crm.Links{DealID: deal.ID},
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := engine.Activities().Complete(ctx, call.ID, call.Version); err != nil {
+		log.Fatal(err)
+	}
+	timeline, err := engine.Deals().Timeline(ctx, deal.ID, crm.TimelineOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, e := range timeline.Items {
+		fmt.Println(e.Type+":", e.Summary)
+	}
+	// Output:
+	// due today: Call about the quote 11:00
+	// activity: call: Call about the quote (due 2026-03-02T11:00:00Z)
+	// interaction: phone outbound: Quote accepted
+	// activity_done: call done: Call about the quote
+}
