@@ -100,6 +100,35 @@ func (s *Staged[T]) Move(ctx context.Context, id, to string, opts MoveOptions) (
 	return out, err
 }
 
+// Allowed returns the stages the record may move to now, by its
+// pipeline's transitions, required fields and guards, as actor; a lost
+// stage is listed if some configured reason would be accepted. A record in
+// no pipeline has none.
+func (s *Staged[T]) Allowed(ctx context.Context, id string, actor pipeline.Actor) ([]pipeline.Stage, error) {
+	var out []pipeline.Stage
+	err := s.view(ctx, func(tx storage.ReadTx) error {
+		cur, err := s.get(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		ref := s.k.staging.ref(&cur)
+		if *ref.pipeline == "" {
+			return nil
+		}
+		p, err := s.t.compiled(ctx, tx, *ref.pipeline)
+		if err != nil {
+			return err
+		}
+		record, err := asMap(&cur)
+		if err != nil {
+			return err
+		}
+		out = p.Allowed(pipeline.Move{From: *ref.stage, Record: record, Actor: actor})
+		return nil
+	})
+	return out, err
+}
+
 // ChangePipeline moves a record into another pipeline of its kind, at the
 // stage given explicitly (stages do not map by themselves). The target
 // stage's required fields, the lost reason and the target pipeline's "*"

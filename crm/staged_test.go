@@ -54,9 +54,19 @@ func TestLeadPipeline(t *testing.T) {
 	l.Company = "Globex"
 	l, err = leads.Update(ctx, l)
 	require.NoError(t, err)
+	allowed, err := leads.Allowed(ctx, l.ID, pipeline.Actor{})
+	require.NoError(t, err)
+	var keys []string
+	for _, st := range allowed {
+		keys = append(keys, st.Key)
+	}
+	assert.Equal(t, []string{"qualified", "converted", "disqualified"}, keys, "back one, any terminal")
 	l, err = leads.Move(ctx, l.ID, "converted", crm.MoveOptions{})
 	require.NoError(t, err)
 	assert.True(t, l.StageDueAt.IsZero(), "terminal stages have no norm")
+	allowed, err = leads.Allowed(ctx, l.ID, pipeline.Actor{})
+	require.NoError(t, err)
+	assert.Empty(t, allowed)
 
 	// A converted lead cannot move on: the pipeline does not reopen.
 	before := snapshot(t, env.store, "default")
