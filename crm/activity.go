@@ -271,7 +271,7 @@ func (a *Activities) Due(ctx context.Context, assignee string, opts DueOptions) 
 		return page, fmt.Errorf("crm: activity: %w", err)
 	}
 	q := storage.Query{Index: "assignee_due", Start: assignee + sep,
-		End: assignee + sep + opts.Until.UTC().Format(sortableTimeLayout), Limit: opts.Limit, Cursor: opts.Cursor}
+		End: assignee + sep + opts.Until.UTC().Add(time.Nanosecond).Format(sortableTimeLayout), Limit: opts.Limit, Cursor: opts.Cursor}
 	err := a.view(ctx, func(tx storage.ReadTx) error {
 		pg, err := tx.Scan(ctx, activitiesCollection, q)
 		if err != nil {
@@ -317,16 +317,19 @@ func (a *Activities) DueToday(ctx context.Context, assignee string) ([]Activity,
 // time has passed and activity.overdue for every open activity whose due
 // time has passed, once per activity and time.
 func (a *Activities) checkTimers(ctx context.Context) (due, overdue int, err error) {
-	if due, err = a.fire(ctx, "open_remind", "due", func(v *Activity) time.Time { return v.RemindAt }); err != nil {
+	// A reminder is due at its time; an activity is overdue after it.
+	now := a.now()
+	if due, err = a.fire(ctx, "open_remind", "due", now.Add(time.Nanosecond), func(v *Activity) time.Time { return v.RemindAt }); err != nil {
 		return due, 0, err
 	}
-	overdue, err = a.fire(ctx, "open_due", "overdue", func(v *Activity) time.Time { return v.DueAt })
+	overdue, err = a.fire(ctx, "open_due", "overdue", now, func(v *Activity) time.Time { return v.DueAt })
 	return due, overdue, err
 }
 
-func (a *Activities) fire(ctx context.Context, index, what string, at func(*Activity) time.Time) (int, error) {
-	now := a.now()
-	q := storage.Query{Index: index, End: now.Format(sortableTimeLayout), Limit: 1000}
+// fire emits "activity.<what>" once for every open activity whose time in
+// index is before end.
+func (a *Activities) fire(ctx context.Context, index, what string, end time.Time, at func(*Activity) time.Time) (int, error) {
+	q := storage.Query{Index: index, End: end.Format(sortableTimeLayout), Limit: 1000}
 	emitted := 0
 	for {
 		var next string

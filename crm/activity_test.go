@@ -67,9 +67,9 @@ func TestActivityRemindersFireOnce(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []fired{
-		{"activity.due", call.ID, start.Add(2*time.Hour + 15*time.Minute)},
+		{"activity.due", call.ID, start.Add(2 * time.Hour)},
 		{"activity.overdue", call.ID, start.Add(3*time.Hour + 15*time.Minute)},
-		{"activity.due", done.ID, start.Add(4*time.Hour + 15*time.Minute)},
+		{"activity.due", done.ID, start.Add(4 * time.Hour)},
 		{"activity.overdue", moved.ID, start.Add(30*time.Hour + 15*time.Minute)},
 	}, got)
 }
@@ -229,4 +229,31 @@ func TestTimeline(t *testing.T) {
 	_, err = env.engine.Interactions().Create(ctx, crm.Interaction{Direction: "sideways"})
 	require.ErrorAs(t, err, &ve)
 	assert.Len(t, ve.Fields, 3)
+}
+
+// TestEngineRunsTimers: with TimerInterval set, reminders fire without the
+// host calling CheckTimers.
+func TestEngineRunsTimers(t *testing.T) {
+	st := memory.New()
+	t.Cleanup(func() { require.NoError(t, st.Close()) })
+	clock := newClock()
+	ctx := context.Background()
+	e, err := crm.Open(ctx, crm.Options{Store: st, Clock: clock, TimerInterval: 5 * time.Millisecond,
+		TimerTenants: []string{"acme"}, PollInterval: 5 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, e.Close()) })
+	rec := newRecorder()
+	require.NoError(t, e.Subscribe(crm.Subscription{Name: "reminders", Events: []string{"activity.due"}, Handler: rec.handle}))
+	a, err := e.Tenant("acme").Activities().Create(ctx, crm.Activity{Type: crm.Call, Subject: "Call back",
+		DueAt: clock.Now().Add(2 * time.Hour), RemindAt: clock.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	clock.Advance(time.Hour)
+	evs := rec.wait(t, 1)
+	assert.Equal(t, a.ID, evs[0].ID)
+	assert.Equal(t, "acme", evs[0].Tenant)
+
+	_, err = crm.Open(ctx, crm.Options{Store: st, TimerInterval: -1})
+	require.ErrorIs(t, err, crm.ErrInvalid)
+	_, err = crm.Open(ctx, crm.Options{Store: st, TimerTenants: []string{"a\nb"}})
+	require.ErrorIs(t, err, storage.ErrInvalid)
 }

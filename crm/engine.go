@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/rapportcrm/rapport/storage"
 	"github.com/rapportcrm/rapport/storage/bolt"
@@ -61,6 +62,10 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, errors.Join(fmt.Errorf("crm: open: %w", err), e.closeStore())
 	}
 	e.runCtx, e.stop = context.WithCancel(context.Background())
+	if opts.TimerInterval > 0 {
+		e.workers.Add(1)
+		go e.runTimers()
+	}
 	e.log.Debug("engine opened", "path", opts.Path, "own_store", e.ownStore)
 	return e, nil
 }
@@ -84,6 +89,30 @@ func (e *Engine) Close() error {
 	err := e.closeStore()
 	e.log.Debug("engine closed")
 	return err
+}
+
+// runTimers calls CheckTimers for the timer tenants every TimerInterval
+// until Close.
+func (e *Engine) runTimers() {
+	defer e.workers.Done()
+	tick := time.NewTicker(e.opts.TimerInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.runCtx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, id := range e.opts.TimerTenants {
+			n, err := e.Tenant(id).CheckTimers(e.runCtx)
+			switch {
+			case err != nil && e.runCtx.Err() == nil && !errors.Is(err, ErrClosed):
+				e.log.Error("checking timers", "tenant", id, "err", err)
+			case n != Timers{}:
+				e.log.Debug("timers fired", "tenant", id, "breaches", n.Breaches, "reminders", n.Reminders, "overdue", n.Overdue)
+			}
+		}
+	}
 }
 
 func (e *Engine) closeStore() error {

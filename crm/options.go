@@ -56,6 +56,14 @@ type Options struct {
 	RetryBackoff time.Duration
 	// MaxRetryBackoff caps RetryBackoff. Defaults to 30s.
 	MaxRetryBackoff time.Duration
+	// TimerInterval, when positive, makes the engine run CheckTimers for
+	// each of TimerTenants every TimerInterval, so that SLA breaches,
+	// activity reminders and overdue notices fire by themselves, at most
+	// one interval late. Zero leaves it to the host to call CheckTimers.
+	TimerInterval time.Duration
+	// TimerTenants are the tenants the timer checks. Defaults to
+	// DefaultTenant.
+	TimerTenants []string
 	// PollInterval is how often idle subscriptions look for events that the
 	// store did not signal (for example, written by another process).
 	// Defaults to 1s.
@@ -94,6 +102,9 @@ func (o Options) withDefaults() Options {
 	if o.PollInterval == 0 {
 		o.PollInterval = time.Second
 	}
+	if len(o.TimerTenants) == 0 {
+		o.TimerTenants = []string{o.DefaultTenant}
+	}
 	return o
 }
 
@@ -110,6 +121,13 @@ func (o Options) validate() error {
 		return fmt.Errorf("%w: retry backoff is negative", ErrInvalid)
 	case o.PollInterval < 0:
 		return fmt.Errorf("%w: PollInterval %s is negative", ErrInvalid, o.PollInterval)
+	case o.TimerInterval < 0:
+		return fmt.Errorf("%w: TimerInterval %s is negative", ErrInvalid, o.TimerInterval)
+	}
+	for _, t := range o.TimerTenants {
+		if err := storage.ValidateID("timer tenant", t); err != nil {
+			return err
+		}
 	}
 	return nil
 }
