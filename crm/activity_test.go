@@ -97,14 +97,16 @@ func TestDueToday(t *testing.T) {
 	finished := mk("finished", "ann", at(2, 9))
 	mk("someone else's", "bob", at(2, 9))
 	mk("undated", "ann", time.Time{})
+	midnight := mk("last nanosecond", "ann", at(3, 0).Add(-time.Nanosecond))
 	_, err = acts.Complete(ctx, finished.ID, finished.Version)
 	require.NoError(t, err)
 
 	due, err := acts.DueToday(ctx, "ann")
 	require.NoError(t, err)
-	require.Len(t, due, 2)
+	require.Len(t, due, 3)
 	assert.Equal(t, late.ID, due[0].ID)
 	assert.Equal(t, today.ID, due[1].ID)
+	assert.Equal(t, midnight.ID, due[2].ID, "due at the day's last instant is due today")
 	assert.True(t, due[0].Overdue(clock.Now()))
 	assert.False(t, due[1].Overdue(clock.Now()))
 
