@@ -67,7 +67,7 @@ var accountKind = newStagedKind[Account]("account",
 	}},
 	checkAccount, accountInUse, &staging[Account]{kind: pipeline.KindAccount, ref: (*Account).stageRef})
 
-func checkAccount(_ context.Context, _ storage.ReadTx, a *Account, p *problems) error {
+func checkAccount(_ context.Context, _ storage.ReadTx, a, _ *Account, p *problems) error {
 	checkText(p, "name", &a.Name)
 	if a.Name == "" {
 		p.add("name", "is required")

@@ -32,18 +32,19 @@ func (l *Links) linked() [][2]string {
 	return out
 }
 
-func checkLinks(ctx context.Context, tx storage.ReadTx, p *problems, l *Links) error {
+func checkLinks(ctx context.Context, tx storage.ReadTx, p *problems, l *Links, was Links) error {
 	for _, x := range []struct {
 		field, coll, what string
 		id                *string
+		was               string
 	}{
-		{"contact_id", contactsCollection, "contact", &l.ContactID},
-		{"account_id", accountsCollection, "account", &l.AccountID},
-		{"lead_id", leadsCollection, "lead", &l.LeadID},
-		{"deal_id", dealsCollection, "deal", &l.DealID},
-		{"case_id", casesCollection, "case", &l.CaseID},
+		{"contact_id", contactsCollection, "contact", &l.ContactID, was.ContactID},
+		{"account_id", accountsCollection, "account", &l.AccountID, was.AccountID},
+		{"lead_id", leadsCollection, "lead", &l.LeadID, was.LeadID},
+		{"deal_id", dealsCollection, "deal", &l.DealID, was.DealID},
+		{"case_id", casesCollection, "case", &l.CaseID, was.CaseID},
 	} {
-		if err := checkRef(ctx, tx, p, x.field, x.coll, x.what, x.id); err != nil {
+		if err := checkRef(ctx, tx, p, x.field, x.coll, x.what, x.id, x.was); err != nil {
 			return err
 		}
 	}
@@ -145,6 +146,9 @@ var activityKind = func() *kind[Activity] {
 		if !cur.DoneAt.Equal(next.DoneAt) {
 			p.add("done_at", "is set by Complete")
 		}
+		if cur.Links != next.Links {
+			p.add("links", "an activity's links are fixed: they place it on timelines; delete it and create another")
+		}
 	}
 	k.afterCreate = func(ctx context.Context, tx storage.Tx, a *Activity) error {
 		summary := string(a.Type) + ": " + a.Subject
@@ -159,7 +163,11 @@ var activityKind = func() *kind[Activity] {
 
 const activityName = "activity"
 
-func checkActivity(ctx context.Context, tx storage.ReadTx, a *Activity, p *problems) error {
+func checkActivity(ctx context.Context, tx storage.ReadTx, a, prev *Activity, p *problems) error {
+	var was Activity
+	if prev != nil {
+		was = *prev
+	}
 	switch a.Type {
 	case Task, Call, Meeting, Email:
 	case "":
@@ -181,13 +189,15 @@ func checkActivity(ctx context.Context, tx storage.ReadTx, a *Activity, p *probl
 		}
 	}
 	a.DueAt, a.RemindAt = a.DueAt.UTC(), a.RemindAt.UTC()
+	checkTime(p, "due_at", a.DueAt)
+	checkTime(p, "remind_at", a.RemindAt)
 	switch {
 	case !a.RemindAt.IsZero() && a.DueAt.IsZero():
 		p.add("remind_at", "a reminder needs a due time")
 	case !a.RemindAt.IsZero() && a.RemindAt.After(a.DueAt):
 		p.add("remind_at", "%s is after due_at %s", a.RemindAt.Format(time.RFC3339), a.DueAt.Format(time.RFC3339))
 	}
-	return checkLinks(ctx, tx, p, &a.Links)
+	return checkLinks(ctx, tx, p, &a.Links, was.Links)
 }
 
 // appendLinked adds a copy of e to the timeline of every record l links to.
@@ -270,8 +280,12 @@ func (a *Activities) Due(ctx context.Context, assignee string, opts DueOptions) 
 	if err := storage.ValidateID("assignee", assignee); err != nil {
 		return page, fmt.Errorf("crm: activity: %w", err)
 	}
+	until := opts.Until.UTC()
+	if until.After(maxTime) {
+		until = maxTime
+	}
 	q := storage.Query{Index: "assignee_due", Start: assignee + sep,
-		End: assignee + sep + opts.Until.UTC().Add(time.Nanosecond).Format(sortableTimeLayout), Limit: opts.Limit, Cursor: opts.Cursor}
+		End: assignee + sep + until.Add(time.Nanosecond).Format(sortableTimeLayout), Limit: opts.Limit, Cursor: opts.Cursor}
 	err := a.view(ctx, func(tx storage.ReadTx) error {
 		pg, err := tx.Scan(ctx, activitiesCollection, q)
 		if err != nil {

@@ -259,3 +259,43 @@ func TestEngineRunsTimers(t *testing.T) {
 	_, err = crm.Open(ctx, crm.Options{Store: st, TimerTenants: []string{"a\nb"}})
 	require.ErrorIs(t, err, storage.ErrInvalid)
 }
+
+func TestLinksToDeletedRecords(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	c, err := env.engine.Contacts().Create(ctx, crm.Contact{FirstName: "Gone", Email: "gone@example.com"})
+	require.NoError(t, err)
+	in, err := env.engine.Interactions().Create(ctx, crm.Interaction{Channel: "email", Summary: "Hello", Links: crm.Links{ContactID: c.ID}})
+	require.NoError(t, err)
+	a, err := env.engine.Activities().Create(ctx, crm.Activity{Type: crm.Email, Subject: "Reply", Links: crm.Links{ContactID: c.ID}})
+	require.NoError(t, err)
+	require.NoError(t, env.engine.Contacts().Delete(ctx, c.ID))
+
+	// Records linked to a deleted contact stay editable.
+	in.Summary = "Hello again"
+	_, err = env.engine.Interactions().Update(ctx, in)
+	require.NoError(t, err)
+	a.Subject = "Reply soon"
+	a, err = env.engine.Activities().Update(ctx, a)
+	require.NoError(t, err)
+	// But an activity's links cannot change, and times must be sane.
+	a.Links.ContactID = ""
+	_, err = env.engine.Activities().Update(ctx, a)
+	var ve *crm.ValidationError
+	require.ErrorAs(t, err, &ve)
+	_, ok := ve.Field("links")
+	assert.True(t, ok)
+	_, err = env.engine.Activities().Create(ctx, crm.Activity{Type: crm.Task, Subject: "Far", DueAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)})
+	require.ErrorAs(t, err, &ve)
+	_, ok = ve.Field("due_at")
+	assert.True(t, ok, "%v", err)
+
+	// Asking for everything due until the end of time works.
+	mine, err := env.engine.Activities().Create(ctx, crm.Activity{Type: crm.Task, Subject: "Someday", Assignee: "ann",
+		DueAt: time.Date(9000, 1, 1, 0, 0, 0, 0, time.UTC)})
+	require.NoError(t, err)
+	page, err := env.engine.Activities().Due(ctx, "ann", crm.DueOptions{Until: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)})
+	require.NoError(t, err)
+	require.Len(t, page.Items, 1)
+	assert.Equal(t, mine.ID, page.Items[0].ID)
+}

@@ -2,6 +2,7 @@ package crm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -40,19 +41,59 @@ type Contract struct {
 
 const contractsCollection = "contracts"
 
-var contractKind = newKind[Contract]("contract",
-	storage.Collection{Name: contractsCollection, Indexes: []storage.Index{
-		{Name: "owner", Field: "owner"},
-		{Name: "tag", Field: "tags"},
-		{Name: "account", Field: "account_id"},
-		{Name: "contact", Field: "contact_id"},
-		{Name: "ends_on", Field: "ends_on"},
-	}},
-	checkContract, func(ctx context.Context, tx storage.ReadTx, id string) error {
-		return referencedBy(ctx, tx, "contract", id, []string{casesCollection}, "contract")
-	})
+var contractKind = func() *kind[Contract] {
+	k := newKind[Contract]("contract",
+		storage.Collection{Name: contractsCollection, Indexes: []storage.Index{
+			{Name: "owner", Field: "owner"},
+			{Name: "tag", Field: "tags"},
+			{Name: "account", Field: "account_id"},
+			{Name: "contact", Field: "contact_id"},
+			{Name: "ends_on", Field: "ends_on"},
+		}},
+		checkContract, func(ctx context.Context, tx storage.ReadTx, id string) error {
+			return referencedBy(ctx, tx, "contract", id, []string{casesCollection}, "contract")
+		})
+	k.afterUpdate = redueContractCases
+	return k
+}()
 
-func checkContract(ctx context.Context, tx storage.ReadTx, c *Contract, p *problems) error {
+// redueContractCases recomputes the due times of the cases under a
+// contract whose SLA terms changed.
+func redueContractCases(ctx context.Context, tx storage.Tx, t *Tenant, cur, next *Contract) error {
+	if cur.ResponseTime == next.ResponseTime && cur.ResolutionTime == next.ResolutionTime {
+		return nil
+	}
+	q := storage.Query{Index: "contract", Equal: next.ID, Limit: 1000}
+	for {
+		pg, err := tx.Scan(ctx, casesCollection, q)
+		if err != nil {
+			return err
+		}
+		for _, rec := range pg.Records {
+			pl := gjsonString(rec.Body, "pipeline")
+			if pl == "" {
+				continue
+			}
+			p, err := t.compiled(ctx, tx, pl)
+			if err != nil {
+				return err
+			}
+			if err := caseKind.redueRecord(ctx, tx, t, rec, p); err != nil {
+				return err
+			}
+		}
+		if pg.Next == "" {
+			return nil
+		}
+		q.Cursor = pg.Next
+	}
+}
+
+func checkContract(ctx context.Context, tx storage.ReadTx, c, prev *Contract, p *problems) error {
+	var was Contract
+	if prev != nil {
+		was = *prev
+	}
 	checkText(p, "title", &c.Title)
 	if c.Title == "" {
 		p.add("title", "is required")
@@ -63,16 +104,16 @@ func checkContract(ctx context.Context, tx storage.ReadTx, c *Contract, p *probl
 		p.add("ends_on", "%s is before starts_on %s", c.EndsOn, c.StartsOn)
 	}
 	checkMoney(p, "value", c.Value, false)
-	if c.ResponseTime.Duration < 0 {
-		p.add("response_time", "is negative")
+	if err := c.ResponseTime.Validate(); err != nil {
+		p.add("response_time", "%v", err)
 	}
-	if c.ResolutionTime.Duration < 0 {
-		p.add("resolution_time", "is negative")
+	if err := c.ResolutionTime.Validate(); err != nil {
+		p.add("resolution_time", "%v", err)
 	}
-	if err := checkRef(ctx, tx, p, "account_id", accountsCollection, "account", &c.AccountID); err != nil {
+	if err := checkRef(ctx, tx, p, "account_id", accountsCollection, "account", &c.AccountID, was.AccountID); err != nil {
 		return err
 	}
-	return checkRef(ctx, tx, p, "contact_id", contactsCollection, "contact", &c.ContactID)
+	return checkRef(ctx, tx, p, "contact_id", contactsCollection, "contact", &c.ContactID, was.ContactID)
 }
 
 // Priority is how urgent a case is.
@@ -133,7 +174,11 @@ var caseKind = newStagedKind[Case]("case",
 	}},
 	checkCase, nil, &staging[Case]{kind: pipeline.KindCase, ref: (*Case).stageRef, sla: caseSLA})
 
-func checkCase(ctx context.Context, tx storage.ReadTx, c *Case, p *problems) error {
+func checkCase(ctx context.Context, tx storage.ReadTx, c, prev *Case, p *problems) error {
+	var was Case
+	if prev != nil {
+		was = *prev
+	}
 	checkText(p, "subject", &c.Subject)
 	if c.Subject == "" {
 		p.add("subject", "is required")
@@ -150,12 +195,13 @@ func checkCase(ctx context.Context, tx storage.ReadTx, c *Case, p *problems) err
 	for _, ref := range []struct {
 		field, coll, what string
 		id                *string
+		was               string
 	}{
-		{"account_id", accountsCollection, "account", &c.AccountID},
-		{"contact_id", contactsCollection, "contact", &c.ContactID},
-		{"contract_id", contractsCollection, "contract", &c.ContractID},
+		{"account_id", accountsCollection, "account", &c.AccountID, was.AccountID},
+		{"contact_id", contactsCollection, "contact", &c.ContactID, was.ContactID},
+		{"contract_id", contractsCollection, "contract", &c.ContractID, was.ContractID},
 	} {
-		if err := checkRef(ctx, tx, p, ref.field, ref.coll, ref.what, ref.id); err != nil {
+		if err := checkRef(ctx, tx, p, ref.field, ref.coll, ref.what, ref.id, ref.was); err != nil {
 			return err
 		}
 	}
@@ -176,9 +222,12 @@ func caseSLA(ctx context.Context, tx storage.ReadTx, c *Case, term pipeline.SLAT
 	if err != nil {
 		return pipeline.Norm{}, time.Time{}, false, err
 	}
-	contract, err := (&Records[Contract]{k: contractKind}).decode(rec)
-	if err != nil {
-		return pipeline.Norm{}, time.Time{}, false, err
+	var contract struct {
+		ResponseTime   pipeline.Norm `json:"response_time"`
+		ResolutionTime pipeline.Norm `json:"resolution_time"`
+	}
+	if err := json.Unmarshal(rec.Body, &contract); err != nil {
+		return pipeline.Norm{}, time.Time{}, false, fmt.Errorf("contract %s: %w", c.ContractID, err)
 	}
 	switch term {
 	case pipeline.SLAResponse:

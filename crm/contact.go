@@ -51,7 +51,11 @@ var contactKind = newKind[Contact]("contact",
 		return referencedBy(ctx, tx, "contact", id, []string{dealsCollection, contractsCollection, casesCollection}, "contact")
 	})
 
-func checkContact(ctx context.Context, tx storage.ReadTx, c *Contact, p *problems) error {
+func checkContact(ctx context.Context, tx storage.ReadTx, c, prev *Contact, p *problems) error {
+	var was Contact
+	if prev != nil {
+		was = *prev
+	}
 	checkText(p, "first_name", &c.FirstName)
 	checkText(p, "last_name", &c.LastName)
 	checkText(p, "title", &c.Title)
@@ -60,13 +64,13 @@ func checkContact(ctx context.Context, tx storage.ReadTx, c *Contact, p *problem
 	if c.FirstName == "" && c.LastName == "" && c.Email == "" {
 		p.add("name", "a contact needs a first name, a last name or an email")
 	}
-	return checkRef(ctx, tx, p, "account_id", accountsCollection, "account", &c.AccountID)
+	return checkRef(ctx, tx, p, "account_id", accountsCollection, "account", &c.AccountID, was.AccountID)
 }
 
 // checkRef validates a reference to a record of the same tenant.
-func checkRef(ctx context.Context, tx storage.ReadTx, p *problems, field, collection, what string, id *string) error {
+func checkRef(ctx context.Context, tx storage.ReadTx, p *problems, field, collection, what string, id *string, was string) error {
 	*id = strings.TrimSpace(*id)
-	if *id == "" {
+	if *id == "" || *id == was {
 		return nil
 	}
 	if err := storage.ValidateID(field, *id); err != nil {

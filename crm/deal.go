@@ -58,20 +58,24 @@ var dealKind = newStagedKind[Deal]("deal",
 	}},
 	checkDeal, nil, &staging[Deal]{kind: pipeline.KindDeal, ref: (*Deal).stageRef})
 
-func checkDeal(ctx context.Context, tx storage.ReadTx, d *Deal, p *problems) error {
+func checkDeal(ctx context.Context, tx storage.ReadTx, d, prev *Deal, p *problems) error {
+	var was Deal
+	if prev != nil {
+		was = *prev
+	}
 	checkText(p, "title", &d.Title)
 	if d.Title == "" {
 		p.add("title", "is required")
 	}
 	checkMoney(p, "amount", d.Amount, false)
 	checkDate(p, "expected_close", &d.ExpectedClose)
-	if err := checkRef(ctx, tx, p, "account_id", accountsCollection, "account", &d.AccountID); err != nil {
+	if err := checkRef(ctx, tx, p, "account_id", accountsCollection, "account", &d.AccountID, was.AccountID); err != nil {
 		return err
 	}
-	if err := checkRef(ctx, tx, p, "contact_id", contactsCollection, "contact", &d.ContactID); err != nil {
+	if err := checkRef(ctx, tx, p, "contact_id", contactsCollection, "contact", &d.ContactID, was.ContactID); err != nil {
 		return err
 	}
-	return checkRef(ctx, tx, p, "lead_id", leadsCollection, "lead", &d.LeadID)
+	return checkRef(ctx, tx, p, "lead_id", leadsCollection, "lead", &d.LeadID, was.LeadID)
 }
 
 // sortableTimeLayout formats UTC times so that they sort as strings.

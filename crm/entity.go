@@ -55,7 +55,10 @@ type kind[T any] struct {
 	// check normalises and validates the entity-specific fields, adding
 	// problems to p. It may read other records through tx (references). Its
 	// error return is for failures of the read itself.
-	check func(ctx context.Context, tx storage.ReadTx, rec *T, p *problems) error
+	// prev is the stored record on update, nil on create: references that
+	// did not change are not checked again, so a record whose referent was
+	// deleted stays editable.
+	check func(ctx context.Context, tx storage.ReadTx, rec, prev *T, p *problems) error
 	// beforeDelete may refuse a delete, for example when others refer to
 	// the record.
 	beforeDelete func(ctx context.Context, tx storage.ReadTx, id string) error
@@ -66,10 +69,13 @@ type kind[T any] struct {
 	// afterCreate, if set, writes what goes with a new record (timeline
 	// entries) in the create's transaction.
 	afterCreate func(ctx context.Context, tx storage.Tx, rec *T) error
+	// afterUpdate, if set, writes what follows from a changed record (due
+	// times of the cases under a contract) in the update's transaction.
+	afterUpdate func(ctx context.Context, tx storage.Tx, t *Tenant, cur, next *T) error
 }
 
 func newKind[T any, P entity[T]](name string, c storage.Collection,
-	check func(context.Context, storage.ReadTx, *T, *problems) error,
+	check func(context.Context, storage.ReadTx, *T, *T, *problems) error,
 	beforeDelete func(context.Context, storage.ReadTx, string) error) *kind[T] {
 	return &kind[T]{name: name, collection: c, meta: func(t *T) *Meta { return P(t).meta() }, check: check, beforeDelete: beforeDelete}
 }
@@ -77,7 +83,7 @@ func newKind[T any, P entity[T]](name string, c storage.Collection,
 // newStagedKind is newKind for a kind that moves through pipelines: it adds
 // the staged indexes and refuses stage changes by Update.
 func newStagedKind[T any, P entity[T]](name string, c storage.Collection,
-	check func(context.Context, storage.ReadTx, *T, *problems) error,
+	check func(context.Context, storage.ReadTx, *T, *T, *problems) error,
 	beforeDelete func(context.Context, storage.ReadTx, string) error, s *staging[T]) *kind[T] {
 	c.Indexes = append(c.Indexes, stagedIndexes()...)
 	k := newKind[T, P](name, c, check, beforeDelete)
@@ -300,7 +306,7 @@ func (r *Records[T]) create(ctx context.Context, tx storage.Tx, rec T, now time.
 	}
 	m.Tenant = r.t.id
 	m.CreatedAt, m.UpdatedAt = now, now
-	if err := r.validate(ctx, tx, &rec, &p); err != nil {
+	if err := r.validate(ctx, tx, &rec, nil, &p); err != nil {
 		return zero, err
 	}
 	if err := p.err(r.k.name, m.ID); err != nil {
@@ -355,7 +361,7 @@ func (r *Records[T]) replace(ctx context.Context, tx storage.Tx, rec T) (T, erro
 	if r.k.checkUpdate != nil {
 		r.k.checkUpdate(&cur, &rec, &p)
 	}
-	if err := r.validate(ctx, tx, &rec, &p); err != nil {
+	if err := r.validate(ctx, tx, &rec, &cur, &p); err != nil {
 		return zero, err
 	}
 	if err := p.err(r.k.name, m.ID); err != nil {
@@ -374,13 +380,18 @@ func (r *Records[T]) replace(ctx context.Context, tx storage.Tx, rec T) (T, erro
 	if err != nil {
 		return zero, err
 	}
+	if r.k.afterUpdate != nil {
+		if err := r.k.afterUpdate(ctx, tx, r.t, &cur, &rec); err != nil {
+			return zero, err
+		}
+	}
 	return rec, r.appendEvent(ctx, tx, "updated", m.ID, body, changed)
 }
 
 // validate runs the checks common to all entities, then the kind's own.
-func (r *Records[T]) validate(ctx context.Context, tx storage.ReadTx, rec *T, p *problems) error {
+func (r *Records[T]) validate(ctx context.Context, tx storage.ReadTx, rec, prev *T, p *problems) error {
 	checkMeta(r.k.meta(rec), p)
-	if err := r.k.check(ctx, tx, rec, p); err != nil {
+	if err := r.k.check(ctx, tx, rec, prev, p); err != nil {
 		return err
 	}
 	if r.k.staging != nil {
@@ -394,7 +405,11 @@ func (r *Records[T]) put(ctx context.Context, tx storage.Tx, rec *T, version uin
 	m := r.k.meta(rec)
 	body, err := json.Marshal(rec)
 	if err != nil {
-		return nil, (problems{{Field: "custom", Message: err.Error()}}).err(r.k.name, m.ID)
+		field := "record"
+		if _, cerr := json.Marshal(m.Custom); cerr != nil {
+			field = "custom"
+		}
+		return nil, (problems{{Field: field, Message: "cannot be encoded as JSON: " + err.Error()}}).err(r.k.name, m.ID)
 	}
 	_, err = tx.Put(ctx, r.k.collection.Name, storage.Record{ID: m.ID, Version: version, Body: body})
 	var ue *storage.UniqueError

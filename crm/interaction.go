@@ -67,7 +67,11 @@ var interactionKind = func() *kind[Interaction] {
 	return k
 }()
 
-func checkInteraction(ctx context.Context, tx storage.ReadTx, in *Interaction, p *problems) error {
+func checkInteraction(ctx context.Context, tx storage.ReadTx, in, prev *Interaction, p *problems) error {
+	var was Interaction
+	if prev != nil {
+		was = *prev
+	}
 	checkText(p, "channel", &in.Channel)
 	if in.Channel == "" {
 		p.add("channel", "is required")
@@ -87,7 +91,8 @@ func checkInteraction(ctx context.Context, tx storage.ReadTx, in *Interaction, p
 		in.OccurredAt = in.CreatedAt
 	}
 	in.OccurredAt = in.OccurredAt.UTC()
-	return checkLinks(ctx, tx, p, &in.Links)
+	checkTime(p, "occurred_at", in.OccurredAt)
+	return checkLinks(ctx, tx, p, &in.Links, was.Links)
 }
 
 // Interactions returns the tenant's interactions.

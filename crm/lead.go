@@ -61,7 +61,7 @@ var leadKind = newStagedKind[Lead]("lead",
 	}},
 	checkLead, nil, &staging[Lead]{kind: pipeline.KindLead, ref: (*Lead).stageRef})
 
-func checkLead(_ context.Context, _ storage.ReadTx, l *Lead, p *problems) error {
+func checkLead(_ context.Context, _ storage.ReadTx, l, _ *Lead, p *problems) error {
 	checkText(p, "first_name", &l.FirstName)
 	checkText(p, "last_name", &l.LastName)
 	checkText(p, "company", &l.Company)

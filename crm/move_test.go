@@ -196,7 +196,12 @@ func TestChangePipelineAndMigrateStages(t *testing.T) {
 	_, err = deals.ChangePipeline(ctx, d.ID, "b2c-deal", "lost", crm.MoveOptions{})
 	require.ErrorIs(t, err, pipeline.ErrReasonRequired)
 	_, err = deals.ChangePipeline(ctx, d.ID, "missing", "new", crm.MoveOptions{})
-	require.ErrorIs(t, err, crm.ErrNotFound)
+	require.ErrorIs(t, err, crm.ErrInvalid, "a missing pipeline is bad input, not a missing deal")
+	require.NotErrorIs(t, err, crm.ErrNotFound)
+	// Within its own pipeline a deal moves with Move, which checks the
+	// transitions; ChangePipeline would skip them.
+	_, err = deals.ChangePipeline(ctx, d.ID, "b2b-deal", "contract", crm.MoveOptions{})
+	require.ErrorIs(t, err, crm.ErrInvalid)
 
 	env.clock.Advance(time.Hour)
 	moved, err := deals.ChangePipeline(ctx, d.ID, "b2c-deal", "offer-sent", crm.MoveOptions{Version: d.Version, Comment: "small after all"})

@@ -1,10 +1,12 @@
 package crm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/rapportcrm/rapport/pipeline"
@@ -107,8 +109,14 @@ func (p *Pipelines) migrate(ctx context.Context, tx storage.Tx, prev *pipeline.D
 		}
 		return nil
 	}
+	holidaysChanged := !slices.Equal(prev.Holidays, next.Holidays())
 	for _, s := range prev.Stages {
-		if _, kept := next.Stage(s.Key); kept {
+		if ns, kept := next.Stage(s.Key); kept {
+			if timingChanged(s, ns, holidaysChanged) {
+				if err := redueStage(ctx, tx, p.t, k, next, s.Key); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		for {
@@ -132,6 +140,13 @@ func (p *Pipelines) migrate(ctx context.Context, tx storage.Tx, prev *pipeline.D
 		}
 	}
 	return nil
+}
+
+// timingChanged reports whether a stage's due times may differ under its
+// new definition.
+func timingChanged(old, new pipeline.Stage, holidaysChanged bool) bool {
+	return old.Norm != new.Norm || old.SLA != new.SLA || old.Terminal != new.Terminal ||
+		(holidaysChanged && (old.Norm.BusinessDays > 0 || new.Norm.BusinessDays > 0 || new.SLA != ""))
 }
 
 // pipelineUser returns a record of kind k in one of def's stages, if any.
@@ -193,15 +208,20 @@ func (p *Pipelines) Delete(ctx context.Context, name string) error {
 }
 
 // compiled returns the compiled pipeline stored under name, reading it in
-// tx and caching the compilation per tenant, name and version.
+// tx. Compilations are cached per tenant and name and reused while the
+// stored definition is byte for byte the same, so a pipeline that is
+// deleted and saved again, or changed by another engine on the same store,
+// is compiled afresh; the cache holds one compilation per pipeline.
 func (t *Tenant) compiled(ctx context.Context, tx storage.ReadTx, name string) (*pipeline.Pipeline, error) {
 	rec, err := tx.Get(ctx, pipelinesCollection, name)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline %q: %w", name, err)
 	}
-	key := pipelineKey{tenant: t.id, name: name, version: rec.Version}
-	if p, ok := t.e.pipelines.Load(key); ok {
-		return p.(*pipeline.Pipeline), nil
+	key := pipelineKey{tenant: t.id, name: name}
+	if c, ok := t.e.pipelines.Load(key); ok {
+		if c := c.(*compiledPipeline); bytes.Equal(c.body, rec.Body) {
+			return c.p, nil
+		}
 	}
 	var def pipeline.Definition
 	if err := json.Unmarshal(rec.Body, &def); err != nil {
@@ -211,16 +231,18 @@ func (t *Tenant) compiled(ctx context.Context, tx storage.ReadTx, name string) (
 	if err != nil {
 		return nil, err
 	}
-	t.e.pipelines.Store(key, p)
+	t.e.pipelines.Store(key, &compiledPipeline{body: bytes.Clone(rec.Body), p: p})
 	return p, nil
 }
 
-type pipelineKey struct {
-	tenant, name string
-	version      uint64
+type pipelineKey struct{ tenant, name string }
+
+type compiledPipeline struct {
+	body []byte
+	p    *pipeline.Pipeline
 }
 
-// pipelineCache maps pipelineKey to *pipeline.Pipeline.
+// pipelineCache maps pipelineKey to *compiledPipeline.
 type pipelineCache = sync.Map
 
 func (t *Tenant) view(ctx context.Context, fn func(storage.ReadTx) error) error {

@@ -47,9 +47,18 @@ func stagedIndexes() []storage.Index {
 // deadline checks. Leads, deals, cases and accounts are staged.
 //
 // A record enters a pipeline when it is created with Pipeline set (at
-// Stage, or at the first stage if Stage is empty). From then on its stage
-// changes only through Move, ChangePipeline, or a pipeline change that
-// migrates it (Pipelines.SaveWith); Update refuses to change it.
+// Stage, or at the first stage if Stage is empty; StageEnteredAt may be
+// given, not in the future, for imports). Creating a record at a stage is
+// not a move: transitions, guards and required fields are not checked.
+// From then on its stage changes only through Move, ChangePipeline, or a
+// pipeline change that migrates it (Pipelines.SaveWith); Update refuses to
+// change it. Due times follow the stage's norm, or a contract's SLA, and
+// are recomputed when the definition or the contract changes.
+//
+// Timed events: sla.breached fires once per record, stage and due time
+// (Tenant.CheckTimers), so a record that comes back to a stage can breach
+// it again, while a deadline that does not move (a case's resolution
+// time) fires once however often the case comes back.
 type Staged[T any] struct {
 	*Records[T]
 }
@@ -140,14 +149,20 @@ func (s *Staged[T]) ChangePipeline(ctx context.Context, id, pipelineName, stage 
 		if err != nil {
 			return err
 		}
+		ref := s.k.staging.ref(&cur)
+		if pipelineName == *ref.pipeline {
+			return fmt.Errorf("%w: %s %s is in pipeline %s already; use Move, which checks the transitions", ErrInvalid, s.k.name, id, pipelineName)
+		}
 		p, err := s.t.compiled(ctx, tx, pipelineName)
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("%w: no pipeline %q in this tenant", ErrInvalid, pipelineName)
+		}
 		if err != nil {
 			return err
 		}
 		if p.Kind() != s.k.staging.kind {
 			return fmt.Errorf("%w: pipeline %s is for %ss, not %ss", ErrInvalid, pipelineName, p.Kind(), s.k.staging.kind)
 		}
-		ref := s.k.staging.ref(&cur)
 		if err := p.CheckEnter(pipeline.Move{From: *ref.stage, To: stage, Record: record, Actor: opts.Actor, Reason: opts.Reason}); err != nil {
 			return err
 		}
@@ -189,9 +204,6 @@ func (s *Staged[T]) relocate(ctx context.Context, tx storage.Tx, cur T, p *pipel
 	}
 	if !ref.enteredAt.IsZero() {
 		change.InPrevious = now.Sub(*ref.enteredAt)
-	}
-	if err := clearBreach(ctx, tx, s.k.collection.Name, m.ID, *ref.stage, *ref.dueAt); err != nil {
-		return zero, err
 	}
 	next := cur
 	nref := s.k.staging.ref(&next)
@@ -279,9 +291,18 @@ func (r *Records[T]) checkStage(ctx context.Context, tx storage.ReadTx, rec *T, 
 		p.add("stage", "pipeline %s has no stage %q", *ref.pipeline, *ref.stage)
 		return nil
 	}
-	if ref.enteredAt.IsZero() {
-		*ref.enteredAt = r.k.meta(rec).UpdatedAt
+	now := r.k.meta(rec).UpdatedAt
+	switch {
+	case ref.enteredAt.IsZero():
+		*ref.enteredAt = now
+	case ref.enteredAt.After(now):
+		p.add("stage_entered_at", "%s is in the future", ref.enteredAt.Format(time.RFC3339))
+		return nil
+	case ref.enteredAt.Before(minTime):
+		p.add("stage_entered_at", "%s is before the year 1", ref.enteredAt.Format(time.RFC3339))
+		return nil
 	}
+	*ref.enteredAt = ref.enteredAt.UTC()
 	due, err := (&Staged[T]{Records: r}).deadline(ctx, tx, rec, pl, *ref.stage, *ref.enteredAt)
 	if err != nil {
 		return err
@@ -444,10 +465,58 @@ func (k *kind[T]) relocateRecord(ctx context.Context, tx storage.Tx, t *Tenant, 
 	return err
 }
 
+// redueRecord recomputes the due time of a stored record of kind k in its
+// current stage of p (after the pipeline's norms or a contract's terms
+// changed) and, if it moved, stores the record with a "<kind>.updated"
+// event.
+func (k *kind[T]) redueRecord(ctx context.Context, tx storage.Tx, t *Tenant, rec storage.Record, p *pipeline.Pipeline) error {
+	s := &Staged[T]{Records: &Records[T]{t: t, k: k}}
+	cur, err := s.decode(rec)
+	if err != nil {
+		return err
+	}
+	ref := k.staging.ref(&cur)
+	due, err := s.deadline(ctx, tx, &cur, p, *ref.stage, *ref.enteredAt)
+	if err != nil || due.Equal(*ref.dueAt) {
+		return err
+	}
+	*ref.dueAt = due
+	m := k.meta(&cur)
+	m.UpdatedAt = s.now()
+	m.Version++
+	body, err := s.put(ctx, tx, &cur, rec.Version)
+	if err != nil {
+		return err
+	}
+	return s.appendEvent(ctx, tx, "updated", m.ID, body, []string{"stage_due_at"})
+}
+
 // stagedKind is what pipeline management needs of a staged kind.
 type stagedKind interface {
 	collectionName() string
 	relocateRecord(ctx context.Context, tx storage.Tx, t *Tenant, rec storage.Record, p *pipeline.Pipeline, to string, opts MoveOptions) error
+	redueRecord(ctx context.Context, tx storage.Tx, t *Tenant, rec storage.Record, p *pipeline.Pipeline) error
+}
+
+// redueStage recomputes the due times of every record of kind k in stage
+// of pipeline p.
+func redueStage(ctx context.Context, tx storage.Tx, t *Tenant, k stagedKind, p *pipeline.Pipeline, stage string) error {
+	q := storage.Query{Index: "stage", Equal: p.Name() + "/" + stage, Limit: 1000}
+	for {
+		pg, err := tx.Scan(ctx, k.collectionName(), q)
+		if err != nil {
+			return err
+		}
+		for _, rec := range pg.Records {
+			if err := k.redueRecord(ctx, tx, t, rec, p); err != nil {
+				return err
+			}
+		}
+		if pg.Next == "" {
+			return nil
+		}
+		q.Cursor = pg.Next
+	}
 }
 
 func (k *kind[T]) collectionName() string { return k.collection.Name }

@@ -265,3 +265,137 @@ func TestOverdueByOwnersAndDeletedBreaches(t *testing.T) {
 		assert.NotContains(t, line, "notices/")
 	}
 }
+
+// TestPipelineRecreatedWithAnotherKind: a pipeline deleted and saved again
+// under the same name is compiled afresh, not served from the cache.
+func TestPipelineRecreatedWithAnotherKind(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	asLead := &pipeline.Definition{Name: "p", Kind: pipeline.KindLead, Stages: []pipeline.Stage{{Key: "a"}, {Key: "b"}}}
+	require.NoError(t, env.engine.Pipelines().Save(ctx, asLead))
+	l, err := env.engine.Leads().Create(ctx, crm.Lead{FirstName: "L", Pipeline: "p"})
+	require.NoError(t, err)
+	assert.Equal(t, "a", l.Stage)
+	require.NoError(t, env.engine.Leads().Delete(ctx, l.ID))
+	require.NoError(t, env.engine.Pipelines().Delete(ctx, "p"))
+
+	asDeal := &pipeline.Definition{Name: "p", Kind: pipeline.KindDeal, Stages: []pipeline.Stage{{Key: "x"}, {Key: "y"}}}
+	require.NoError(t, env.engine.Pipelines().Save(ctx, asDeal))
+	d, err := env.engine.Deals().Create(ctx, crm.Deal{Title: "D", Pipeline: "p", Stage: "x"})
+	require.NoError(t, err)
+	assert.Equal(t, "x", d.Stage)
+	_, err = env.engine.Leads().Create(ctx, crm.Lead{FirstName: "L", Pipeline: "p"})
+	var ve *crm.ValidationError
+	require.ErrorAs(t, err, &ve)
+}
+
+// TestDueTimesFollowDefinitionsAndContracts: changing a live pipeline's
+// norms, or a contract's terms, recomputes the due times of the records
+// they apply to, in the same transaction.
+func TestDueTimesFollowDefinitionsAndContracts(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	def := &pipeline.Definition{Name: "p", Kind: pipeline.KindLead, Stages: []pipeline.Stage{
+		{Key: "a", Norm: pipeline.Norm{Duration: time.Hour}}, {Key: "b"}, {Key: "done", Terminal: pipeline.Converted}}}
+	require.NoError(t, env.engine.Pipelines().Save(ctx, def))
+	l, err := env.engine.Leads().Create(ctx, crm.Lead{FirstName: "L", Pipeline: "p"})
+	require.NoError(t, err)
+	start := env.clock.Now()
+	assert.Equal(t, start.Add(time.Hour), l.StageDueAt)
+
+	def.Stages[0].Norm = pipeline.Norm{Duration: 3 * time.Hour}
+	require.NoError(t, env.engine.Pipelines().Save(ctx, def))
+	got, err := env.engine.Leads().Get(ctx, l.ID)
+	require.NoError(t, err)
+	assert.Equal(t, start.Add(3*time.Hour), got.StageDueAt)
+	assert.Equal(t, l.Version+1, got.Version)
+
+	// A norm that is removed leaves nothing overdue.
+	def.Stages[0].Norm = pipeline.Norm{}
+	require.NoError(t, env.engine.Pipelines().Save(ctx, def))
+	env.clock.Advance(24 * time.Hour)
+	page, err := env.engine.Leads().Overdue(ctx, crm.OverdueOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, page.Items)
+	timers, err := env.engine.CheckTimers(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, timers.Breaches)
+
+	// A contract's new terms move its cases' due times.
+	saveBuiltin(t, env, "service-case")
+	contract, err := env.engine.Contracts().Create(ctx, crm.Contract{Title: "SUP-2", ResponseTime: pipeline.Norm{Duration: 2 * time.Hour}})
+	require.NoError(t, err)
+	c, err := env.engine.Cases().Create(ctx, crm.Case{Subject: "Broken", ContractID: contract.ID, Pipeline: "service-case"})
+	require.NoError(t, err)
+	assert.Equal(t, env.clock.Now().Add(2*time.Hour), c.StageDueAt)
+	contract.ResponseTime = pipeline.Norm{Duration: 30 * time.Minute}
+	_, err = env.engine.Contracts().Update(ctx, contract)
+	require.NoError(t, err)
+	c, err = env.engine.Cases().Get(ctx, c.ID)
+	require.NoError(t, err)
+	assert.Equal(t, env.clock.Now().Add(30*time.Minute), c.StageDueAt)
+
+	// Norms that could not be stored and read back are refused.
+	_, err = env.engine.Contracts().Create(ctx, crm.Contract{Title: "X", ResolutionTime: pipeline.Norm{Duration: 4000 * 24 * time.Hour}})
+	var ve *crm.ValidationError
+	require.ErrorAs(t, err, &ve)
+	_, ok := ve.Field("resolution_time")
+	assert.True(t, ok)
+	def.Stages[1].Norm = pipeline.Norm{BusinessDays: -1}
+	require.ErrorIs(t, env.engine.Pipelines().Save(ctx, def), pipeline.ErrInvalidDefinition)
+}
+
+// TestResolutionBreachFiresOnce: the resolution deadline counts from when
+// the case was opened, so going back and forth does not fire it again.
+func TestResolutionBreachFiresOnce(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	saveBuiltin(t, env, "service-case")
+	contract, err := env.engine.Contracts().Create(ctx, crm.Contract{Title: "SUP-3", ResolutionTime: pipeline.Norm{Duration: 4 * time.Hour}})
+	require.NoError(t, err)
+	cases := env.engine.Cases()
+	c, err := cases.Create(ctx, crm.Case{Subject: "Slow", ContractID: contract.ID, Pipeline: "service-case", Stage: "in-progress"})
+	require.NoError(t, err)
+	breaches := 0
+	for i := range 6 {
+		env.clock.Advance(time.Hour)
+		to := "waiting-for-customer"
+		if i%2 == 1 {
+			to = "in-progress"
+		}
+		_, err = cases.Move(ctx, c.ID, to, crm.MoveOptions{})
+		require.NoError(t, err)
+		timers, err := env.engine.CheckTimers(ctx)
+		require.NoError(t, err)
+		breaches += timers.Breaches
+	}
+	assert.Equal(t, 1, breaches, "one deadline, one breach")
+}
+
+func TestStagedBadInput(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	saveBuiltin(t, env, "b2c-deal")
+	before := snapshot(t, env.store, "default")
+	_, err := env.engine.Deals().Create(ctx, crm.Deal{Title: "Future", Pipeline: "b2c-deal", StageEnteredAt: env.clock.Now().Add(time.Hour)})
+	var ve *crm.ValidationError
+	require.ErrorAs(t, err, &ve)
+	_, ok := ve.Field("stage_entered_at")
+	assert.True(t, ok)
+	_, err = env.engine.Deals().Create(ctx, crm.Deal{Title: "Nowhere", Stage: "new"})
+	require.ErrorAs(t, err, &ve)
+	_, ok = ve.Field("pipeline")
+	assert.True(t, ok)
+	_, err = env.engine.Deals().Move(ctx, "missing", "new", crm.MoveOptions{})
+	require.ErrorIs(t, err, crm.ErrNotFound)
+	assert.Equal(t, before, snapshot(t, env.store, "default"))
+
+	// A deal in no pipeline cannot move.
+	d, err := env.engine.Deals().Create(ctx, crm.Deal{Title: "Loose"})
+	require.NoError(t, err)
+	_, err = env.engine.Deals().Move(ctx, d.ID, "new", crm.MoveOptions{})
+	require.ErrorIs(t, err, crm.ErrInvalid)
+	allowed, err := env.engine.Deals().Allowed(ctx, d.ID, pipeline.Actor{})
+	require.NoError(t, err)
+	assert.Empty(t, allowed)
+}

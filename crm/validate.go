@@ -4,6 +4,7 @@ import (
 	"net/mail"
 	"regexp"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -79,6 +80,21 @@ func contains(list []string, s string) bool {
 
 // isText reports whether s is valid UTF-8, at most max characters, with
 // no control characters.
+// minTime and maxTime bound the times records hold: years 1 to 9998, so
+// that times serialise as RFC 3339 and index values, plus a day, stay in
+// four-digit years.
+var (
+	minTime = time.Date(1, 1, 2, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(9998, 12, 31, 0, 0, 0, 0, time.UTC)
+)
+
+// checkTime validates a time field: zero, or between minTime and maxTime.
+func checkTime(p *problems, field string, t time.Time) {
+	if !t.IsZero() && (t.Before(minTime) || t.After(maxTime)) {
+		p.add(field, "%s is outside the years 1 to 9998", t.Format(time.RFC3339))
+	}
+}
+
 // checkLongText validates a long text field: valid UTF-8, at most
 // MaxLongTextLen characters, no control characters but line breaks and
 // tabs.

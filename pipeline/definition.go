@@ -124,6 +124,23 @@ type Norm struct {
 	BusinessDays int
 }
 
+// MaxNormDays bounds norms: at most this many days or business days.
+const MaxNormDays = 3650
+
+// Validate reports whether the norm can be written and read back: not
+// negative, not both a duration and business days, at most MaxNormDays.
+func (n Norm) Validate() error {
+	switch {
+	case n.Duration < 0 || n.BusinessDays < 0:
+		return fmt.Errorf("norm is negative")
+	case n.Duration != 0 && n.BusinessDays != 0:
+		return fmt.Errorf("norm has both a duration (%s) and business days (%d)", n.Duration, n.BusinessDays)
+	case n.Duration > MaxNormDays*24*time.Hour || n.BusinessDays > MaxNormDays:
+		return fmt.Errorf("norm is longer than %d days", MaxNormDays)
+	}
+	return nil
+}
+
 // IsZero reports whether the norm is unset.
 func (n Norm) IsZero() bool { return n.Duration == 0 && n.BusinessDays == 0 }
 
@@ -149,7 +166,7 @@ func ParseNorm(s string) (Norm, error) {
 	}
 	if m := normRE.FindStringSubmatch(s); m != nil {
 		n, err := strconv.Atoi(m[1])
-		if err != nil || n > 3650 {
+		if err != nil || n > MaxNormDays {
 			return Norm{}, fmt.Errorf("norm %q: too large", s)
 		}
 		if m[2] == "bd" {
@@ -161,11 +178,20 @@ func ParseNorm(s string) (Norm, error) {
 	if err != nil || d < 0 {
 		return Norm{}, fmt.Errorf("norm %q: want a duration such as 72h, 5d (days) or 3bd (business days)", s)
 	}
+	if d > MaxNormDays*24*time.Hour {
+		return Norm{}, fmt.Errorf("norm %q: too large", s)
+	}
 	return Norm{Duration: d}, nil
 }
 
-// MarshalText writes the norm in the form ParseNorm reads.
-func (n Norm) MarshalText() ([]byte, error) { return []byte(n.String()), nil }
+// MarshalText writes the norm in the form ParseNorm reads; an invalid
+// norm (see Validate) is an error, so that nothing unreadable is stored.
+func (n Norm) MarshalText() ([]byte, error) {
+	if err := n.Validate(); err != nil {
+		return nil, err
+	}
+	return []byte(n.String()), nil
+}
 
 // UnmarshalText parses the norm with ParseNorm.
 func (n *Norm) UnmarshalText(b []byte) error {

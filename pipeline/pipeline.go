@@ -43,6 +43,9 @@ func (d *Definition) Validate() error {
 		if s.Probability < 0 || s.Probability > 100 {
 			add(s.line, s.Key, "probability %d is outside 0-100", s.Probability)
 		}
+		if err := s.Norm.Validate(); err != nil {
+			add(s.line, s.Key, "%v", err)
+		}
 		switch s.SLA {
 		case "", SLAResponse, SLAResolution:
 		default:
@@ -297,6 +300,9 @@ func (p *Pipeline) Stage(key string) (Stage, bool) {
 
 // First returns the stage new records start in.
 func (p *Pipeline) First() Stage { return p.def.Stages[0] }
+
+// Holidays returns the definition's holidays (YYYY-MM-DD).
+func (p *Pipeline) Holidays() []string { return slices.Clone(p.def.Holidays) }
 
 // LostReasons returns the configured lost reasons.
 func (p *Pipeline) LostReasons() []string { return slices.Clone(p.def.LostReasons) }

@@ -252,9 +252,29 @@ func TestNormsAndOverdue(t *testing.T) {
 		require.NoError(t, err, in)
 		assert.Equal(t, want, got, in)
 	}
-	for _, bad := range []string{"soon", "-5h", "5x", "99999d", "3 bd"} {
+	for _, bad := range []string{"soon", "-5h", "5x", "99999d", "3 bd", "100000h"} {
 		_, err := pipeline.ParseNorm(bad)
 		assert.Error(t, err, bad)
+	}
+	// Norms built in Go that could not be read back are refused by
+	// Validate, by definitions and by MarshalText, so they are never stored.
+	for _, bad := range []pipeline.Norm{
+		{Duration: 4000 * 24 * time.Hour}, {BusinessDays: 4000}, {BusinessDays: -1},
+		{Duration: -time.Hour}, {Duration: 90 * time.Minute, BusinessDays: 2},
+	} {
+		require.Error(t, bad.Validate(), "%+v", bad)
+		_, err := bad.MarshalText()
+		require.Error(t, err, "%+v", bad)
+		def := &pipeline.Definition{Name: "x", Kind: pipeline.KindDeal, Stages: []pipeline.Stage{{Key: "a", Norm: bad}}}
+		require.ErrorIs(t, def.Validate(), pipeline.ErrInvalidDefinition, "%+v", bad)
+	}
+	for _, good := range []pipeline.Norm{{Duration: 3650 * 24 * time.Hour}, {BusinessDays: 3650}, {Duration: 90 * time.Minute}} {
+		require.NoError(t, good.Validate())
+		text, err := good.MarshalText()
+		require.NoError(t, err)
+		back, err := pipeline.ParseNorm(string(text))
+		require.NoError(t, err)
+		assert.Equal(t, good, back, "round trip")
 	}
 
 	def := &pipeline.Definition{
