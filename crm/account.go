@@ -30,7 +30,7 @@ const (
 //
 // Events: account.created, account.updated, account.deleted,
 // account.stage_changed, sla.breached. An account that contacts, deals,
-// contracts or cases refer to cannot be deleted (ErrInUse).
+// contracts, cases or orders refer to cannot be deleted (ErrInUse).
 type Account struct {
 	Meta
 	// Name is required.
@@ -87,7 +87,7 @@ func checkAccount(_ context.Context, _ storage.ReadTx, a, _ *Account, p *problem
 }
 
 func accountInUse(ctx context.Context, tx storage.ReadTx, id string) error {
-	return referencedBy(ctx, tx, "account", id, []string{contactsCollection, dealsCollection, contractsCollection, casesCollection}, "account")
+	return referencedBy(ctx, tx, "account", id, []string{contactsCollection, dealsCollection, contractsCollection, casesCollection, ordersCollection}, "account")
 }
 
 // referencedBy refuses with ErrInUse if a record of one of collections

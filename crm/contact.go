@@ -15,7 +15,8 @@ import (
 // "account".
 //
 // Events: contact.created, contact.updated, contact.deleted. A contact
-// that deals, contracts or cases refer to cannot be deleted (ErrInUse).
+// that deals, contracts, cases or orders refer to cannot be deleted
+// (ErrInUse).
 type Contact struct {
 	Meta
 	FirstName string `json:"first_name,omitempty"`
@@ -48,7 +49,7 @@ var contactKind = newKind[Contact]("contact",
 		{Name: "account", Field: "account_id"},
 	}},
 	checkContact, func(ctx context.Context, tx storage.ReadTx, id string) error {
-		return referencedBy(ctx, tx, "contact", id, []string{dealsCollection, contractsCollection, casesCollection}, "contact")
+		return referencedBy(ctx, tx, "contact", id, []string{dealsCollection, contractsCollection, casesCollection, ordersCollection}, "contact")
 	})
 
 func checkContact(ctx context.Context, tx storage.ReadTx, c, prev *Contact, p *problems) error {

@@ -64,6 +64,9 @@ type kind[T any] struct {
 	beforeDelete func(ctx context.Context, tx storage.ReadTx, id string) error
 	// checkUpdate, if set, may refuse changes an Update must not make.
 	checkUpdate func(cur, next *T, p *problems)
+	// createdVerb names the create event, "<name>.<createdVerb>"; it
+	// defaults to "created" (orders are "placed").
+	createdVerb string
 	// staging is set for kinds that move through pipelines.
 	staging *staging[T]
 	// afterCreate, if set, writes what goes with a new record (timeline
@@ -96,6 +99,7 @@ func newStagedKind[T any, P entity[T]](name string, c storage.Collection,
 func collections() []storage.Collection {
 	return []storage.Collection{contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection,
 		contractKind.collection, caseKind.collection, activityKind.collection, interactionKind.collection,
+		productKind.collection, orderKind.collection,
 		pipelineCollection, timelineKind, noticeCollection, deadLetterCollection}
 }
 
@@ -338,7 +342,11 @@ func (r *Records[T]) create(ctx context.Context, tx storage.Tx, rec T, now time.
 			return zero, err
 		}
 	}
-	return rec, r.appendEvent(ctx, tx, "created", m.ID, body, nil)
+	verb := r.k.createdVerb
+	if verb == "" {
+		verb = "created"
+	}
+	return rec, r.appendEvent(ctx, tx, verb, m.ID, body, nil)
 }
 
 func (r *Records[T]) replace(ctx context.Context, tx storage.Tx, rec T) (T, error) {
