@@ -26,7 +26,8 @@ const (
 // commitment → dissolution); see Staged.
 //
 // Indexes for ListOptions.By: "domain" (unique per tenant), "name",
-// "owner", "tag", "industry", "stage" (values "<pipeline>/<stage>").
+// "external_id" (unique per tenant), "owner", "tag", "industry", "stage"
+// (values "<pipeline>/<stage>").
 //
 // Events: account.created, account.updated, account.deleted,
 // account.stage_changed, sla.breached. An account that contacts, deals,
@@ -43,6 +44,9 @@ type Account struct {
 	// Employees is the head count; it cannot be negative.
 	Employees int    `json:"employees,omitempty"`
 	Territory string `json:"territory,omitempty"`
+	// ExternalID is the account's ID in another system; it is unique per
+	// tenant, which makes imports restartable.
+	ExternalID string `json:"external_id,omitempty"`
 	// Pipeline, Stage, StageEnteredAt and StageDueAt place the account in
 	// a lifecycle pipeline, as for deals.
 	Pipeline       string    `json:"pipeline,omitempty"`
@@ -64,6 +68,7 @@ var accountKind = newStagedKind[Account]("account",
 		{Name: "owner", Field: "owner"},
 		{Name: "tag", Field: "tags"},
 		{Name: "industry", Field: "industry"},
+		{Name: "external_id", Field: "external_id", Unique: true},
 	}},
 	checkAccount, accountInUse, &staging[Account]{kind: pipeline.KindAccount, ref: (*Account).stageRef})
 
@@ -75,6 +80,7 @@ func checkAccount(_ context.Context, _ storage.ReadTx, a, _ *Account, p *problem
 	checkDomain(p, "domain", &a.Domain)
 	checkText(p, "industry", &a.Industry)
 	checkText(p, "territory", &a.Territory)
+	checkText(p, "external_id", &a.ExternalID)
 	switch a.Type {
 	case "", B2B, B2C, B2G:
 	default:

@@ -11,8 +11,8 @@ import (
 
 // Contact is a person: a customer, a prospect, or someone at an account.
 //
-// Indexes for ListOptions.By: "email" (unique per tenant), "owner", "tag",
-// "account".
+// Indexes for ListOptions.By: "email" and "external_id" (each unique per
+// tenant), "owner", "tag", "account", "country".
 //
 // Events: contact.created, contact.updated, contact.deleted. A contact
 // that deals, contracts, cases or orders refer to cannot be deleted
@@ -29,6 +29,10 @@ type Contact struct {
 	Title string `json:"title,omitempty"`
 	// AccountID refers to an Account of the same tenant.
 	AccountID string `json:"account_id,omitempty"`
+	// ExternalID is the contact's ID in another system (a shop's customer
+	// number); it is unique per tenant, which makes imports restartable.
+	ExternalID string `json:"external_id,omitempty"`
+	Country    string `json:"country,omitempty"`
 }
 
 // Name returns the contact's full name, or its email if it has no name.
@@ -47,6 +51,8 @@ var contactKind = newKind[Contact]("contact",
 		{Name: "owner", Field: "owner"},
 		{Name: "tag", Field: "tags"},
 		{Name: "account", Field: "account_id"},
+		{Name: "external_id", Field: "external_id", Unique: true},
+		{Name: "country", Field: "country"},
 	}},
 	checkContact, func(ctx context.Context, tx storage.ReadTx, id string) error {
 		return referencedBy(ctx, tx, "contact", id, []string{dealsCollection, contractsCollection, casesCollection, ordersCollection}, "contact")
@@ -62,8 +68,10 @@ func checkContact(ctx context.Context, tx storage.ReadTx, c, prev *Contact, p *p
 	checkText(p, "title", &c.Title)
 	checkEmail(p, "email", &c.Email)
 	checkPhone(p, "phone", &c.Phone)
-	if c.FirstName == "" && c.LastName == "" && c.Email == "" {
-		p.add("name", "a contact needs a first name, a last name or an email")
+	checkText(p, "external_id", &c.ExternalID)
+	checkText(p, "country", &c.Country)
+	if c.FirstName == "" && c.LastName == "" && c.Email == "" && c.ExternalID == "" {
+		p.add("name", "a contact needs a first name, a last name, an email or an external ID")
 	}
 	return checkRef(ctx, tx, p, "account_id", accountsCollection, "account", &c.AccountID, was.AccountID)
 }

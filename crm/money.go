@@ -30,6 +30,9 @@ func CurrencyScale(code string) (int, error) {
 	if err != nil || u.String() != code {
 		return 0, fmt.Errorf("%w: %q is not an ISO 4217 currency code", ErrInvalid, code)
 	}
+	if u == currency.XXX || u == currency.XTS {
+		return 0, fmt.Errorf("%w: %q is the ISO 4217 code for no currency or for testing, not a currency", ErrInvalid, code)
+	}
 	scale, _ := currency.Standard.Rounding(u)
 	return scale, nil
 }
