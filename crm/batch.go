@@ -55,7 +55,9 @@ func (r *Records[T]) CreateEach(ctx context.Context, recs []T) (created []T, err
 			stored, err := r.create(ctx, tx, rec, now)
 			var ve *ValidationError
 			switch {
-			case errors.As(err, &ve) || errors.Is(err, storage.ErrExists):
+			case errors.As(err, &ve):
+				errs[i] = err
+			case errors.Is(err, storage.ErrExists):
 				errs[i] = fmt.Errorf("crm: %s: %w", r.k.name, err)
 			case err != nil:
 				return fmt.Errorf("record %d of %d: %w", i, len(recs), err)
