@@ -3,10 +3,14 @@
 //	crmctl [-db rapport.db] [-tenant default] contacts add -first Ada -last Lovelace -email ada@example.com -tags vip,b2b
 //	crmctl [-db rapport.db] [-tenant default] contacts list [-tag vip | -owner u1] [-limit 50]
 //	crmctl [-db rapport.db] [-tenant default] contacts get ID
+//	crmctl [-db rapport.db] [-tenant default] import contacts|accounts|products|orders FILE [--map col=field]... [--format csv|jsonl] [--currency GBP] [--refund-prefix C] [--stop-on-error]
+//	crmctl [-db rapport.db] [-tenant default] export contacts|accounts|products|orders [-o FILE] [--format csv|jsonl]
 //	crmctl [-db rapport.db] check
 //
-// Output is JSON, one record per line. More commands (import, reports,
-// rule tests, migrations) arrive with the features they drive.
+// Output is JSON, one record per line. An import prints a summary on
+// standard output, bad rows (file:line: why) on standard error, and its
+// progress on standard error when that is a terminal. Exit codes: 0 done,
+// 1 failed, 2 usage, 3 imported with some rows skipped.
 package main
 
 import (
@@ -32,7 +36,11 @@ commands:
   contacts add -first F -last L -email E [-phone P] [-owner O] [-tags a,b]
   contacts list [-tag T | -owner O] [-limit N]
   contacts get ID
-  check        verify the consistency of the database file`
+  import contacts|accounts|products|orders FILE [--map col=field]... [--format csv|jsonl]
+         [--currency C] [--refund-prefix P] [--stop-on-error] [--batch N]
+  export contacts|accounts|products|orders [-o FILE] [--format csv|jsonl]
+  check        verify the consistency of the database file
+exit codes: 0 done, 1 failed, 2 usage, 3 imported with some rows skipped`
 
 // run executes one command and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -55,11 +63,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = check(*db, stdout)
 	case "contacts":
 		err = contacts(ctx, *db, *tenant, rest[1:], stdout, stderr)
+	case "import":
+		err = importCmd(ctx, *db, *tenant, rest[1:], stdout, stderr)
+	case "export":
+		err = exportCmd(ctx, *db, *tenant, rest[1:], stdout, stderr)
 	default:
 		err = fmt.Errorf("unknown command %q\n%s", rest[0], usage)
 	}
 	if errors.Is(err, errUsage) {
 		return 2
+	}
+	if errors.Is(err, errPartial) {
+		return 3
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "crmctl:", err)
