@@ -15,9 +15,10 @@
 // wraps storage.ErrLocked. Do not run a View inside an Update on the same
 // goroutine: bbolt may deadlock when it grows the file.
 //
-// The on-disk layout has a format version. Open refuses a file written in
-// another format (by an older or a newer version) with an error that wraps
-// storage.ErrFormat and leaves it as it was; there is no migration.
+// The on-disk layout has a format version, stamped into new files. Open
+// refuses a file stamped with another version (written by a newer version
+// of Rapport) with an error that wraps storage.ErrFormat and leaves it as
+// it was.
 package bolt
 
 import (

@@ -19,21 +19,17 @@ var (
 	metaFormat = []byte("format")
 )
 
-// space is where the records and index entries of one tenant's collection
-// live: one bucket, and in it the keys that start with base.
-type space struct {
-	bucket []byte
-	base   []byte
+func recordBucket(tenant, coll string) []byte {
+	return []byte("r\x00" + tenant + "\x00" + coll)
 }
 
-func collSpace(tenant, coll string) space {
-	return space{bucket: []byte("c\x00" + tenant + "\x00" + coll)}
+func indexBucket(tenant, coll, index string) []byte {
+	return []byte("i\x00" + tenant + "\x00" + coll + "\x00" + index)
 }
 
-// parseCollBucket splits the name of a collection bucket into tenant and
-// collection.
-func parseCollBucket(name []byte) (tenant, coll string, ok bool) {
-	rest, found := bytes.CutPrefix(name, []byte("c\x00"))
+// parseRecordBucket splits a record bucket name into tenant and collection.
+func parseRecordBucket(name []byte) (tenant, coll string, ok bool) {
+	rest, found := bytes.CutPrefix(name, []byte("r\x00"))
 	if !found {
 		return "", "", false
 	}
@@ -44,80 +40,24 @@ func parseCollBucket(name []byte) (tenant, coll string, ok bool) {
 	return string(t), string(c), true
 }
 
-// recordsBase is the prefix of every record key: base ‖ 'r'.
-func (sp space) recordsBase() []byte {
-	return append(bytes.Clone(sp.base), 'r')
-}
-
-// recordKey is base ‖ 'r' ‖ id.
-func (sp space) recordKey(id string) []byte {
-	k := make([]byte, 0, len(sp.base)+1+len(id))
-	k = append(k, sp.base...)
-	k = append(k, 'r')
-	return append(k, id...)
-}
-
-// indexBase is the prefix of every entry of one index: base ‖ 'i' ‖ index ‖ 0.
-func (sp space) indexBase(index string) []byte {
-	k := make([]byte, 0, len(sp.base)+2+len(index))
-	k = append(k, sp.base...)
-	k = append(k, 'i')
-	k = append(k, index...)
-	return append(k, 0)
-}
-
-// indexKey is base ‖ 'i' ‖ index ‖ 0 ‖ value ‖ 0 ‖ id: entries sort by
-// value, then by ID.
-func (sp space) indexKey(index, value, id string) []byte {
-	k := make([]byte, 0, len(sp.base)+4+len(index)+len(value)+len(id))
-	k = append(k, sp.base...)
-	k = append(k, 'i')
-	k = append(k, index...)
-	k = append(k, 0)
+// indexKey is value ‖ 0 ‖ id: entries sort by value, then by ID.
+func indexKey(value, id string) []byte {
+	k := make([]byte, 0, len(value)+1+len(id))
 	k = append(k, value...)
 	k = append(k, 0)
 	return append(k, id...)
 }
 
-// holder returns the ID of a record that holds value in the index whose
-// entries start with ib (see indexBase).
-func holder(b Bucket, ib []byte, value string) (id string, ok bool) {
-	prefix := make([]byte, 0, len(ib)+len(value)+1)
-	prefix = append(prefix, ib...)
-	prefix = append(prefix, value...)
-	prefix = append(prefix, 0)
-	b.Ascend(prefix, func(k, _ []byte) bool {
+// holder returns the ID of a record that holds value in index bucket ib.
+func holder(ib Bucket, value string) (id string, ok bool) {
+	prefix := indexKey(value, "")
+	ib.Ascend(prefix, func(k, _ []byte) bool {
 		if bytes.HasPrefix(k, prefix) {
 			id, ok = string(k[len(prefix):]), true
 		}
 		return false
 	})
 	return id, ok
-}
-
-// deletePrefix deletes every key of b that starts with p, in batches, so
-// that no key is deleted while a cursor walks the bucket.
-func deletePrefix(b Bucket, p []byte) error {
-	const batch = 1024
-	keys := make([][]byte, 0, batch)
-	for {
-		keys = keys[:0]
-		b.Ascend(p, func(k, _ []byte) bool {
-			if !bytes.HasPrefix(k, p) {
-				return false
-			}
-			keys = append(keys, bytes.Clone(k))
-			return len(keys) < batch
-		})
-		if len(keys) == 0 {
-			return nil
-		}
-		for _, k := range keys {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-	}
 }
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }

@@ -1,7 +1,6 @@
 package kvstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,9 +28,8 @@ type Store struct {
 }
 
 // formatVersion is the version of the on-disk layout described in the
-// package doc, stored in meta under "format". Version 1, a bucket per index,
-// had no stamp.
-const formatVersion = "2"
+// package doc, stored in meta under "format".
+const formatVersion = "1"
 
 // newStore returns a Store over db without looking at what db holds.
 func newStore(db DB, name string) *Store {
@@ -40,12 +38,13 @@ func newStore(db DB, name string) *Store {
 	return s
 }
 
-// Open returns a Store over db after checking that db holds data in the
-// layout of this package, or nothing: an empty db is stamped with the
-// format version. Data in another layout (an older version of this package,
-// which had no stamp, or a newer one) is refused with an error that wraps
-// storage.ErrFormat, and db is left as it was. Open does not close db on
-// error. name identifies the backend in errors.
+// Open returns a Store over db after checking its on-disk format: an empty
+// db is stamped with the format version, data stamped with this version or
+// not stamped at all (written before the stamp, in the same layout) is
+// used as it is, and data stamped with another version (written by a newer
+// version of this package) is refused with an error that wraps
+// storage.ErrFormat, leaving db as it was. Open does not close db on error.
+// name identifies the backend in errors.
 func Open(db DB, name string) (*Store, error) {
 	var empty bool
 	err := db.View(func(kt KVTx) error {
@@ -74,16 +73,12 @@ func Open(db DB, name string) (*Store, error) {
 
 var errStop = errors.New("stop")
 
-// checkFormat returns nil if the stored format version is this package's,
-// and reports whether db holds no bucket at all.
+// checkFormat returns an error if db holds data of another format version,
+// and reports whether it holds no bucket at all.
 func checkFormat(kt KVTx) (empty bool, err error) {
 	if meta := kt.Bucket(bucketMeta); meta != nil {
-		switch v := meta.Get(metaFormat); {
-		case v == nil:
-			return false, fmt.Errorf("%w: the data has no format version: it was written in the format-1 layout of an older version; "+
-				"this version reads format %s only", storage.ErrFormat, formatVersion)
-		case string(v) != formatVersion:
-			return false, fmt.Errorf("%w: the data is in format %q; this version reads format %s only",
+		if v := meta.Get(metaFormat); v != nil && string(v) != formatVersion {
+			return false, fmt.Errorf("%w: the data is in format %q, written by a newer version; this version reads format %s",
 				storage.ErrFormat, v, formatVersion)
 		}
 		return false, nil
@@ -96,11 +91,7 @@ func checkFormat(kt KVTx) (empty bool, err error) {
 	if err != nil && !errors.Is(err, errStop) {
 		return false, err
 	}
-	if !empty {
-		return false, fmt.Errorf("%w: the data has no format version: it was written in the format-1 layout of an older version; "+
-			"this version reads format %s only", storage.ErrFormat, formatVersion)
-	}
-	return true, nil
+	return empty, nil
 }
 
 // enter registers a running call; it fails once the store is closed.
@@ -282,25 +273,24 @@ func declare(kt KVTx, meta Bucket, c storage.Collection) error {
 		return nil
 	}
 	// Find the tenants that hold records of c.
-	var spaces []space
+	var tenants []string
 	err := kt.ForEachBucket(func(name []byte) error {
-		if t, coll, ok := parseCollBucket(name); ok && coll == c.Name {
-			spaces = append(spaces, collSpace(t, coll))
+		if t, coll, ok := parseRecordBucket(name); ok && coll == c.Name {
+			tenants = append(tenants, t)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, sp := range spaces {
-		b := kt.Bucket(sp.bucket)
+	for _, tenant := range tenants {
 		for _, name := range drop {
-			if err := deletePrefix(b, sp.indexBase(name)); err != nil {
+			if err := kt.DeleteBucket(indexBucket(tenant, c.Name, name)); err != nil {
 				return err
 			}
 		}
 		for _, i := range rebuild {
-			if err := rebuildIndex(b, sp, c.Name, c.Indexes[i]); err != nil {
+			if err := rebuildIndex(kt, tenant, c, i); err != nil {
 				return err
 			}
 		}
@@ -312,72 +302,48 @@ func declare(kt KVTx, meta Bucket, c storage.Collection) error {
 	return meta.Put(key, raw)
 }
 
-// rebuildIndex replaces the entries of index ix in sp by entries computed
-// from the records. It reads the records in batches and writes between
-// them, because a bucket must not change while a cursor walks it.
-func rebuildIndex(b Bucket, sp space, coll string, ix storage.Index) error {
-	ib := sp.indexBase(ix.Name)
-	if err := deletePrefix(b, ib); err != nil {
+func rebuildIndex(kt KVTx, tenant string, c storage.Collection, i int) error {
+	ix := c.Indexes[i]
+	name := indexBucket(tenant, c.Name, ix.Name)
+	if err := kt.DeleteBucket(name); err != nil {
 		return err
 	}
-	one := storage.Collection{Name: coll, Indexes: []storage.Index{ix}}
-	rbase := sp.recordsBase()
-	rend := prefixEnd(rbase)
-	type entry struct{ id, value string }
-	const batch = 1024
-	from := rbase
-	for {
-		var (
-			entries []entry
-			n       int
-			last    []byte
-			ferr    error
-		)
-		b.Ascend(from, func(k, v []byte) bool {
-			if bytes.Compare(k, rend) >= 0 || n == batch {
-				return false
-			}
-			if bytes.Equal(k, from) {
-				// The last record of the previous batch (rbase itself
-				// is no record key).
-				return true
-			}
-			id := string(k[len(rbase):])
-			_, body, err := decodeRecord(v)
-			if err != nil {
-				ferr = fmt.Errorf("record %s: %w", id, err)
-				return false
-			}
-			vals, err := one.IndexValues(body)
-			if err != nil {
-				ferr = fmt.Errorf("record %s: %w", id, err)
-				return false
-			}
-			for _, val := range vals[0] {
-				entries = append(entries, entry{id, val})
-			}
-			n++
-			last = bytes.Clone(k)
-			return true
-		})
-		if ferr != nil {
-			return ferr
+	ib, err := kt.CreateBucket(name)
+	if err != nil {
+		return err
+	}
+	rb := kt.Bucket(recordBucket(tenant, c.Name))
+	if rb == nil {
+		return nil
+	}
+	one := storage.Collection{Name: c.Name, Indexes: []storage.Index{ix}}
+	var ferr error
+	rb.Ascend(nil, func(k, v []byte) bool {
+		_, body, err := decodeRecord(v)
+		if err != nil {
+			ferr = err
+			return false
 		}
-		if n == 0 {
-			return nil
+		vals, err := one.IndexValues(body)
+		if err != nil {
+			ferr = fmt.Errorf("record %s: %w", k, err)
+			return false
 		}
-		from = last
-		for _, e := range entries {
+		for _, val := range vals[0] {
 			if ix.Unique {
-				if other, ok := holder(b, ib, e.value); ok && other != e.id {
-					return &storage.UniqueError{Collection: coll, Index: ix.Name, Value: e.value, ExistingID: other}
+				if other, ok := holder(ib, val); ok && other != string(k) {
+					ferr = &storage.UniqueError{Collection: c.Name, Index: ix.Name, Value: val, ExistingID: other}
+					return false
 				}
 			}
-			if err := b.Put(sp.indexKey(ix.Name, e.value, e.id), nil); err != nil {
-				return err
+			if err := ib.Put(indexKey(val, string(k)), nil); err != nil {
+				ferr = err
+				return false
 			}
 		}
-	}
+		return true
+	})
+	return ferr
 }
 
 // ReadOutbox implements storage.Store.

@@ -52,12 +52,11 @@ func (t *tx) Get(ctx context.Context, collection, id string) (storage.Record, er
 	if err := storage.ValidateID("record ID", id); err != nil {
 		return storage.Record{}, err
 	}
-	sp := collSpace(t.tenant, collection)
-	b := t.kv.Bucket(sp.bucket)
-	if b == nil {
+	rb := t.kv.Bucket(recordBucket(t.tenant, collection))
+	if rb == nil {
 		return storage.Record{}, notFound(collection, id)
 	}
-	v := b.Get(sp.recordKey(id))
+	v := rb.Get([]byte(id))
 	if v == nil {
 		return storage.Record{}, notFound(collection, id)
 	}
@@ -96,11 +95,10 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 	if err != nil {
 		return storage.Record{}, fmt.Errorf("%s %q: %w", collection, rec.ID, err)
 	}
-	sp := collSpace(t.tenant, collection)
-	b := t.kv.Bucket(sp.bucket)
+	rb := t.kv.Bucket(recordBucket(t.tenant, collection))
 	var old []byte
-	if b != nil {
-		old = b.Get(sp.recordKey(rec.ID))
+	if rb != nil {
+		old = rb.Get([]byte(rec.ID))
 	}
 	var oldVer uint64
 	var oldVals [][]string
@@ -125,52 +123,62 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 	}
 	// Unique checks for the values this write adds.
 	for i, ix := range c.Indexes {
-		if !ix.Unique || b == nil || len(newVals[i]) == 0 {
+		if !ix.Unique {
 			continue
 		}
-		ib := sp.indexBase(ix.Name)
+		ib := t.kv.Bucket(indexBucket(t.tenant, collection, ix.Name))
+		if ib == nil {
+			continue
+		}
 		for _, v := range newVals[i] {
-			if other, ok := holder(b, ib, v); ok && other != rec.ID {
+			if other, ok := holder(ib, v); ok && other != rec.ID {
 				return storage.Record{}, &storage.UniqueError{Collection: collection, Index: ix.Name, Value: v, ExistingID: other}
 			}
 		}
 	}
-	if err := t.write(sp, c, rec, oldVer+1, oldVals, newVals); err != nil {
+	if err := t.write(collection, c, rec, oldVer+1, oldVals, newVals); err != nil {
 		t.failed = err
 		return storage.Record{}, err
 	}
 	return storage.Record{ID: rec.ID, Version: oldVer + 1, Body: bytes.Clone(rec.Body)}, nil
 }
 
-func (t *tx) write(sp space, c storage.Collection, rec storage.Record, ver uint64, oldVals, newVals [][]string) error {
-	b, err := t.kv.CreateBucket(sp.bucket)
-	if err != nil {
-		return err
-	}
+func (t *tx) write(collection string, c storage.Collection, rec storage.Record, ver uint64, oldVals, newVals [][]string) error {
 	for i, ix := range c.Indexes {
 		var was []string
 		if oldVals != nil {
 			was = oldVals[i]
 		}
-		if err := reindex(b, sp, ix.Name, rec.ID, was, newVals[i]); err != nil {
+		if err := t.reindex(collection, ix.Name, rec.ID, was, newVals[i]); err != nil {
 			return err
 		}
 	}
-	return b.Put(sp.recordKey(rec.ID), encodeRecord(ver, rec.Body))
+	rb, err := t.kv.CreateBucket(recordBucket(t.tenant, collection))
+	if err != nil {
+		return err
+	}
+	return rb.Put([]byte(rec.ID), encodeRecord(ver, rec.Body))
 }
 
 // reindex replaces the entries of id in one index: was → now.
-func reindex(b Bucket, sp space, index, id string, was, now []string) error {
+func (t *tx) reindex(collection, index, id string, was, now []string) error {
+	if len(was) == 0 && len(now) == 0 {
+		return nil
+	}
+	ib, err := t.kv.CreateBucket(indexBucket(t.tenant, collection, index))
+	if err != nil {
+		return err
+	}
 	for _, v := range was {
 		if !slices.Contains(now, v) {
-			if err := b.Delete(sp.indexKey(index, v, id)); err != nil {
+			if err := ib.Delete(indexKey(v, id)); err != nil {
 				return err
 			}
 		}
 	}
 	for _, v := range now {
 		if !slices.Contains(was, v) {
-			if err := b.Put(sp.indexKey(index, v, id), nil); err != nil {
+			if err := ib.Put(indexKey(v, id), nil); err != nil {
 				return err
 			}
 		}
@@ -190,12 +198,11 @@ func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) 
 	if err := storage.ValidateID("record ID", id); err != nil {
 		return err
 	}
-	sp := collSpace(t.tenant, collection)
-	b := t.kv.Bucket(sp.bucket)
-	if b == nil {
+	rb := t.kv.Bucket(recordBucket(t.tenant, collection))
+	if rb == nil {
 		return notFound(collection, id)
 	}
-	old := b.Get(sp.recordKey(id))
+	old := rb.Get([]byte(id))
 	if old == nil {
 		return notFound(collection, id)
 	}
@@ -213,11 +220,11 @@ func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) 
 	}
 	err = func() error {
 		for i, ix := range c.Indexes {
-			if err := reindex(b, sp, ix.Name, id, oldVals[i], nil); err != nil {
+			if err := t.reindex(collection, ix.Name, id, oldVals[i], nil); err != nil {
 				return err
 			}
 		}
-		return b.Delete(sp.recordKey(id))
+		return rb.Delete([]byte(id))
 	}()
 	if err != nil {
 		t.failed = err
@@ -294,19 +301,17 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 			return storage.Page{}, err
 		}
 	}
-	sp := collSpace(t.tenant, collection)
-	b := t.kv.Bucket(sp.bucket)
-	if b == nil {
+	lo, hi := bounds(q)
+	rb := t.kv.Bucket(recordBucket(t.tenant, collection))
+	if rb == nil {
 		return storage.Page{}, nil
 	}
-	// Every key the scan visits starts with base; cursors hold the rest.
-	base := sp.recordsBase()
+	b := rb
 	if q.Index != "" {
-		base = sp.indexBase(q.Index)
-	}
-	lo, hi := bounds(base, q)
-	if cursor != nil {
-		cursor = append(bytes.Clone(base), cursor...)
+		b = t.kv.Bucket(indexBucket(t.tenant, collection, q.Index))
+		if b == nil {
+			return storage.Page{}, nil
+		}
 	}
 
 	page := storage.Page{Records: make([]storage.Record, 0, min(limit, 1024))}
@@ -314,19 +319,19 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 	var ierr error
 	visit := func(k, v []byte) bool {
 		if len(page.Records) == limit {
-			page.Next = encodeCursor(lastKey[len(base):])
+			page.Next = encodeCursor(lastKey)
 			return false
 		}
 		if q.Index == "" {
-			rec, err := makeRecord(string(k[len(base):]), v)
+			rec, err := makeRecord(string(k), v)
 			if err != nil {
 				ierr = err
 				return false
 			}
 			page.Records = append(page.Records, rec)
 		} else {
-			val, id, _ := bytes.Cut(k[len(base):], []byte{0})
-			rv := b.Get(sp.recordKey(string(id)))
+			val, id, _ := bytes.Cut(k, []byte{0})
+			rv := rb.Get(id)
 			if rv == nil {
 				ierr = fmt.Errorf("index %s.%s has an entry for missing record %q", collection, q.Index, id)
 				return false
@@ -351,21 +356,21 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 			if cursor != nil && bytes.Compare(k, cursor) <= 0 {
 				return true
 			}
-			if bytes.Compare(k, hi) >= 0 {
+			if hi != nil && bytes.Compare(k, hi) >= 0 {
 				return false
 			}
 			return visit(k, v)
 		})
 	} else {
 		from := hi
-		if cursor != nil && bytes.Compare(cursor, from) < 0 {
+		if cursor != nil && (from == nil || bytes.Compare(cursor, from) < 0) {
 			from = cursor
 		}
 		b.Descend(from, func(k, v []byte) bool {
-			if bytes.Compare(k, from) >= 0 {
+			if from != nil && bytes.Compare(k, from) >= 0 {
 				return true
 			}
-			if bytes.Compare(k, lo) < 0 {
+			if lo != nil && bytes.Compare(k, lo) < 0 {
 				return false
 			}
 			return visit(k, v)
@@ -380,33 +385,21 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 	return page, nil
 }
 
-// bounds returns the key range [lo, hi) of a query over the keys that start
-// with base (records or one index). Both bounds start with base, or hi is
-// the end of base's range, so a scan never leaves it.
-func bounds(base []byte, q storage.Query) (lo, hi []byte) {
-	with := func(parts ...string) []byte {
-		k := bytes.Clone(base)
-		for _, p := range parts {
-			k = append(k, p...)
-		}
-		return k
-	}
+// bounds returns the key range [lo, hi) of a query; nil means unbounded.
+func bounds(q storage.Query) (lo, hi []byte) {
 	switch {
 	case q.Equal != "" && q.Index != "":
-		return with(q.Equal, "\x00"), with(q.Equal, "\x01")
+		return indexKey(q.Equal, ""), append([]byte(q.Equal), 1)
 	case q.Equal != "":
-		return with(q.Equal), with(q.Equal, "\x00")
+		return []byte(q.Equal), append([]byte(q.Equal), 0)
 	case q.Prefix != "":
-		// base ends in a byte below 0xff ('r', or the 0 after the index
-		// name), so prefixEnd stays within base's range.
-		return with(q.Prefix), prefixEnd(with(q.Prefix))
+		return []byte(q.Prefix), prefixEnd([]byte(q.Prefix))
 	}
-	lo, hi = base, prefixEnd(base)
 	if q.Start != "" {
-		lo = with(q.Start)
+		lo = []byte(q.Start)
 	}
 	if q.End != "" {
-		hi = with(q.End)
+		hi = []byte(q.End)
 	}
 	return lo, hi
 }
