@@ -29,6 +29,10 @@ var (
 	// ErrLocked means the database file is held by another process and the
 	// lock could not be taken within the configured timeout.
 	ErrLocked = errors.New("storage: database is locked by another process")
+	// ErrFormat means a durable backend found data in an on-disk format
+	// version it cannot read, written by another version of Rapport. The
+	// data is left as it was.
+	ErrFormat = errors.New("storage: unsupported on-disk format")
 	// ErrTxDone means a transaction was used after its function returned.
 	ErrTxDone = errors.New("storage: transaction has already finished")
 )

@@ -14,6 +14,11 @@
 // Options.Timeout (one second by default) and then fails with an error that
 // wraps storage.ErrLocked. Do not run a View inside an Update on the same
 // goroutine: bbolt may deadlock when it grows the file.
+//
+// The on-disk layout has a format version, stamped into new files. Open
+// refuses a file stamped with another version (written by a newer version
+// of Rapport) with an error that wraps storage.ErrFormat and leaves it as
+// it was.
 package bolt
 
 import (
@@ -86,7 +91,12 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	return &Store{Store: kvstore.New(boltDB{db}, "bolt"), db: db, path: path}, nil
+	ks, err := kvstore.Open(boltDB{db}, "bolt")
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	return &Store{Store: ks, db: db, path: path}, nil
 }
 
 // Path returns the file the store was opened on.

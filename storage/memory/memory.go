@@ -29,7 +29,11 @@ var _ storage.Store = (*Store)(nil)
 
 // New returns an empty in-memory store.
 func New() *Store {
-	return &Store{Store: kvstore.New(&db{buckets: map[string]*bucket{}}, "memory")}
+	ks, err := kvstore.Open(&db{buckets: map[string]*bucket{}}, "memory")
+	if err != nil {
+		panic(err) // an empty database always has the current format
+	}
+	return &Store{Store: ks}
 }
 
 type item struct{ k, v []byte }

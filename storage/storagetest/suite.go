@@ -89,6 +89,7 @@ func Run(t *testing.T, newStore NewStore, opts ...Option) {
 		{"ConcurrentIncrements", s.testConcurrentIncrements},
 		{"SnapshotUnderWrites", s.testSnapshot},
 		{"TenantIsolation", s.testTenantIsolation},
+		{"KeyBoundaries", s.testKeyBoundaries},
 		{"Outbox", s.testOutbox},
 		{"OutboxRollback", s.testOutboxRollback},
 		{"OutboxSignal", s.testOutboxSignal},

@@ -15,6 +15,8 @@ var (
 	bucketMeta      = []byte("meta")
 	bucketOutbox    = []byte("outbox")
 	bucketConsumers = []byte("consumers")
+	// metaFormat is the key in meta of the on-disk format version.
+	metaFormat = []byte("format")
 )
 
 func recordBucket(tenant, coll string) []byte {

@@ -3,6 +3,7 @@ package kvstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"sync"
@@ -26,11 +27,71 @@ type Store struct {
 	colls    map[string]storage.Collection // replaced, never modified
 }
 
-// New returns a Store over db. name identifies the backend in errors.
-func New(db DB, name string) *Store {
+// formatVersion is the version of the on-disk layout described in the
+// package doc, stored in meta under "format".
+const formatVersion = "1"
+
+// newStore returns a Store over db without looking at what db holds.
+func newStore(db DB, name string) *Store {
 	s := &Store{db: db, name: name, colls: map[string]storage.Collection{}}
 	s.signal.init()
 	return s
+}
+
+// Open returns a Store over db after checking its on-disk format: an empty
+// db is stamped with the format version, data stamped with this version or
+// not stamped at all (written before the stamp, in the same layout) is
+// used as it is, and data stamped with another version (written by a newer
+// version of this package) is refused with an error that wraps
+// storage.ErrFormat, leaving db as it was. Open does not close db on error.
+// name identifies the backend in errors.
+func Open(db DB, name string) (*Store, error) {
+	var empty bool
+	err := db.View(func(kt KVTx) error {
+		var err error
+		empty, err = checkFormat(kt)
+		return err
+	})
+	if err == nil && empty {
+		err = db.Update(func(kt KVTx) error {
+			empty, err := checkFormat(kt)
+			if err != nil || !empty {
+				return err
+			}
+			meta, err := kt.CreateBucket(bucketMeta)
+			if err != nil {
+				return err
+			}
+			return meta.Put(metaFormat, []byte(formatVersion))
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return newStore(db, name), nil
+}
+
+var errStop = errors.New("stop")
+
+// checkFormat returns an error if db holds data of another format version,
+// and reports whether it holds no bucket at all.
+func checkFormat(kt KVTx) (empty bool, err error) {
+	if meta := kt.Bucket(bucketMeta); meta != nil {
+		if v := meta.Get(metaFormat); v != nil && string(v) != formatVersion {
+			return false, fmt.Errorf("%w: the data is in format %q, written by a newer version; this version reads format %s",
+				storage.ErrFormat, v, formatVersion)
+		}
+		return false, nil
+	}
+	empty = true
+	err = kt.ForEachBucket(func([]byte) error {
+		empty = false
+		return errStop
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return false, err
+	}
+	return empty, nil
 }
 
 // enter registers a running call; it fails once the store is closed.
