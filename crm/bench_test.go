@@ -1,6 +1,7 @@
 package crm_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -171,6 +172,53 @@ func BenchmarkMoveDurable(b *testing.B) {
 			}
 			i++
 		}
+	})
+	// raw-bbolt-same-writes writes what a move writes: the deal, its stage
+	// and due-time index entries (old ones deleted), a timeline entry and
+	// its index entry, and the outbox event, in one transaction.
+	b.Run("raw-bbolt-same-writes", func(b *testing.B) {
+		d := crm.Deal{Title: "Rockets", Amount: crm.Money{Amount: 100, Currency: "EUR"}, Pipeline: "b2b-deal", Stage: "needs-clarification",
+			Meta: crm.Meta{ID: uuid.Must(uuid.NewV7()).String(), Tenant: "default", Version: 1, CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}}
+		body, err := json.Marshal(d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		entry := bytes.Repeat([]byte("h"), 420)
+		event := append(bytes.Repeat([]byte("e"), 120), body...)
+		var seq uint64
+		rawBolt(b, func(int) (string, []byte) { return d.ID, body }, func(tx *bbolt.Tx, i int, id string, body []byte) error {
+			put := func(bucket string, k, v []byte) error {
+				bk, err := tx.CreateBucketIfNotExists([]byte(bucket))
+				if err != nil {
+					return err
+				}
+				return bk.Put(k, v)
+			}
+			if err := put("deals", []byte(id), body); err != nil {
+				return err
+			}
+			for _, ix := range []string{"deals-stage", "deals-stage_due"} {
+				bk, err := tx.CreateBucketIfNotExists([]byte(ix))
+				if err != nil {
+					return err
+				}
+				if err := bk.Delete(fmt.Appendf(nil, "%s-%d\x00%s", ix, i-1, id)); err != nil {
+					return err
+				}
+				if err := bk.Put(fmt.Appendf(nil, "%s-%d\x00%s", ix, i, id), nil); err != nil {
+					return err
+				}
+			}
+			key := []byte(time.Now().UTC().Format(time.RFC3339Nano) + uuid.Must(uuid.NewV7()).String())
+			if err := put("timeline", key, entry); err != nil {
+				return err
+			}
+			if err := put("timeline-record", append([]byte("deals\x1f"+id+"\x1f"), key...), nil); err != nil {
+				return err
+			}
+			seq++
+			return put("outbox", binary.BigEndian.AppendUint64(nil, seq), event)
+		})
 	})
 	b.Run("raw-bbolt-record", func(b *testing.B) {
 		body, err := json.Marshal(crm.Deal{Title: "Rockets", Amount: crm.Money{Amount: 100, Currency: "EUR"}, Pipeline: "b2b-deal", Stage: "needs-clarification"})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/rapportcrm/rapport/pipeline"
@@ -222,10 +223,17 @@ func (s *Staged[T]) relocate(ctx context.Context, tx storage.Tx, cur T, p *pipel
 	if err := appendStageChange(ctx, tx, &change); err != nil {
 		return zero, err
 	}
-	changed, err := diff(&cur, &next)
-	if err != nil {
-		return zero, err
+	changed := []string{"stage_entered_at"}
+	if *ref.stage != *nref.stage {
+		changed = append(changed, "stage")
 	}
+	if *ref.pipeline != *nref.pipeline {
+		changed = append(changed, "pipeline")
+	}
+	if !ref.dueAt.Equal(*nref.dueAt) {
+		changed = append(changed, "stage_due_at")
+	}
+	slices.Sort(changed)
 	if err := s.appendEvent(ctx, tx, "stage_changed", m.ID, body, changed); err != nil {
 		return zero, err
 	}

@@ -24,6 +24,8 @@ const (
 // changed; they stay when the record they belong to is deleted, for
 // analytics.
 type TimelineEntry struct {
+	// ID starts with At (UTC, sortable), so entries listed in ID order are
+	// in time order: a period's entries are an ID range.
 	ID string `json:"id"`
 	// Collection and RecordID name the record whose timeline holds the
 	// entry, for example "deals" and the deal's ID.
@@ -64,9 +66,10 @@ type StageChange struct {
 
 const timelineCollection = "timeline"
 
-// timelineKind indexes entries by record and by type, each in time order:
-//   - "record": collection ‖ sep ‖ record ID ‖ sep ‖ at;
-//   - "type": type ‖ sep ‖ at (for example every stage change of a period).
+// timelineKind indexes entries by record, in time order: "record" is
+// collection ‖ sep ‖ record ID ‖ sep ‖ at. Entry IDs start with the time,
+// so the collection itself is in time order; one index keeps a move's
+// writes (and its fsync) small.
 var timelineKind = storage.Collection{Name: timelineCollection, Indexes: []storage.Index{
 	{Name: "record", Extract: func(body []byte) ([]string, error) {
 		at, err := sortableTime("at")(body)
@@ -74,13 +77,6 @@ var timelineKind = storage.Collection{Name: timelineCollection, Indexes: []stora
 			return nil, err
 		}
 		return []string{gjsonString(body, "collection") + sep + gjsonString(body, "record_id") + sep + at[0]}, nil
-	}},
-	{Name: "type", Extract: func(body []byte) ([]string, error) {
-		at, err := sortableTime("at")(body)
-		if err != nil || len(at) == 0 {
-			return nil, err
-		}
-		return []string{gjsonString(body, "type") + sep + at[0]}, nil
 	}},
 }}
 
@@ -148,14 +144,16 @@ func scanTimeline(ctx context.Context, tx storage.ReadTx, collection, id string,
 	}
 }
 
-// appendTimeline stores entries, assigning their IDs.
+// appendTimeline stores entries, assigning their IDs: the entry's time,
+// then a UUIDv7 for uniqueness.
 func appendTimeline(ctx context.Context, tx storage.Tx, entries ...*TimelineEntry) error {
 	for _, e := range entries {
 		id, err := uuid.NewV7()
 		if err != nil {
 			return err
 		}
-		e.ID = id.String()
+		e.At = e.At.UTC()
+		e.ID = e.At.Format(sortableTimeLayout) + "-" + id.String()
 		body, err := json.Marshal(e)
 		if err != nil {
 			return err
