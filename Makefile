@@ -3,7 +3,7 @@
 GO        ?= go
 PKGS      ?= ./...
 BENCH     ?= .
-BENCHPKGS ?= ./storage/... ./crm/...
+BENCHPKGS ?= ./storage/... ./crm/... ./bulk/... ./pipeline/... ./internal/...
 COUNT     ?= 6
 
 .PHONY: all test deps lint bench bench-store fmt
@@ -33,5 +33,5 @@ fmt:
 # BENCH selects benchmarks by regexp, e.g. make bench BENCH=Create.
 bench:
 	@mkdir -p bench
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) -timeout 60m $(BENCHPKGS) | tee bench/latest.txt
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) -timeout 120m $(BENCHPKGS) | tee bench/latest.txt
 	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da bench/latest.txt
