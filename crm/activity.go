@@ -343,43 +343,11 @@ func (a *Activities) checkTimers(ctx context.Context) (due, overdue int, err err
 // fire emits "activity.<what>" once for every open activity whose time in
 // index is before end.
 func (a *Activities) fire(ctx context.Context, index, what string, end time.Time, at func(*Activity) time.Time) (int, error) {
-	q := storage.Query{Index: index, End: end.Format(sortableTimeLayout), Limit: 1000}
-	emitted := 0
-	for {
-		var next string
-		err := a.update(ctx, func(tx storage.Tx) error {
-			pg, err := tx.Scan(ctx, activitiesCollection, q)
-			if err != nil {
-				return err
-			}
-			next = pg.Next
-			for _, rec := range pg.Records {
-				v, err := a.decode(rec)
-				if err != nil {
-					return err
-				}
-				fresh, err := markOnce(ctx, tx, noticeID(activitiesCollection, v.ID, what, dueString(at(&v))))
-				if err != nil || !fresh {
-					if err != nil {
-						return err
-					}
-					continue
-				}
-				if err := a.appendEvent(ctx, tx, what, v.ID, rec.Body, nil); err != nil {
-					return err
-				}
-				emitted++
-			}
-			return nil
-		})
-		if err != nil {
-			return emitted, err
-		}
-		if next == "" {
-			return emitted, nil
-		}
-		q.Cursor = next
-	}
+	return a.fireOnce(ctx, index, end, func(v *Activity) string {
+		return noticeID(activitiesCollection, v.ID, what, dueString(at(v)))
+	}, func(tx storage.Tx, rec storage.Record, v *Activity) error {
+		return a.appendEvent(ctx, tx, what, v.ID, rec.Body, nil)
+	})
 }
 
 // Timers counts the events one CheckTimers call emitted.

@@ -419,41 +419,56 @@ func (s *Staged[T]) Overdue(ctx context.Context, opts OverdueOptions) (Page[Over
 func (s *Staged[T]) CheckDeadlines(ctx context.Context) (int, error) {
 	now := s.now()
 	coll := s.k.collection.Name
-	q := storage.Query{Index: "stage_due", End: now.Format(sortableTimeLayout), Limit: 1000}
+	return s.fireOnce(ctx, "stage_due", now, func(v *T) string {
+		ref := s.k.staging.ref(v)
+		return slaNotice(coll, s.k.meta(v).ID, *ref.stage, *ref.dueAt)
+	}, func(tx storage.Tx, rec storage.Record, _ *T) error {
+		return tx.Append(ctx, storage.Event{Type: "sla.breached", Collection: coll, RecordID: rec.ID,
+			Time: now, Body: append(append([]byte(`{"data":`), rec.Body...), '}')})
+	})
+}
+
+// fireOnce pages through the records whose value in index (a sortable
+// time) is before end, one write transaction per page, and calls emit for
+// each record whose notice marker, notice(record), is new; it returns how
+// many it emitted. Marker and event commit together, so each fires once.
+func (r *Records[T]) fireOnce(ctx context.Context, index string, end time.Time, notice func(*T) string,
+	emit func(tx storage.Tx, rec storage.Record, v *T) error) (int, error) {
+	q := storage.Query{Index: index, End: end.Format(sortableTimeLayout), Limit: 1000}
 	emitted := 0
 	for {
 		var next string
-		err := s.update(ctx, func(tx storage.Tx) error {
-			pg, err := tx.Scan(ctx, coll, q)
+		n := 0
+		err := r.update(ctx, func(tx storage.Tx) error {
+			n = 0
+			pg, err := tx.Scan(ctx, r.k.collection.Name, q)
 			if err != nil {
 				return err
 			}
 			next = pg.Next
 			for _, rec := range pg.Records {
-				v, err := s.decode(rec)
+				v, err := r.decode(rec)
 				if err != nil {
 					return err
 				}
-				ref := s.k.staging.ref(&v)
-				fresh, err := markOnce(ctx, tx, slaNotice(coll, rec.ID, *ref.stage, *ref.dueAt))
+				fresh, err := markOnce(ctx, tx, notice(&v))
 				if err != nil {
 					return err
 				}
 				if !fresh {
 					continue
 				}
-				err = tx.Append(ctx, storage.Event{Type: "sla.breached", Collection: coll, RecordID: rec.ID,
-					Time: now, Body: append(append([]byte(`{"data":`), rec.Body...), '}')})
-				if err != nil {
+				if err := emit(tx, rec, &v); err != nil {
 					return err
 				}
-				emitted++
+				n++
 			}
 			return nil
 		})
 		if err != nil {
 			return emitted, err
 		}
+		emitted += n
 		if next == "" {
 			return emitted, nil
 		}
