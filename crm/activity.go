@@ -276,9 +276,8 @@ type DueOptions struct {
 // earliest first, through an index of open activities by assignee and due
 // time.
 func (a *Activities) Due(ctx context.Context, assignee string, opts DueOptions) (Page[Activity], error) {
-	var page Page[Activity]
 	if err := storage.ValidateID("assignee", assignee); err != nil {
-		return page, fmt.Errorf("crm: activity: %w", err)
+		return Page[Activity]{}, fmt.Errorf("crm: activity: %w", err)
 	}
 	until := opts.Until.UTC()
 	if until.After(maxTime) {
@@ -286,23 +285,7 @@ func (a *Activities) Due(ctx context.Context, assignee string, opts DueOptions) 
 	}
 	q := storage.Query{Index: "assignee_due", Start: assignee + sep,
 		End: assignee + sep + until.Add(time.Nanosecond).Format(sortableTimeLayout), Limit: opts.Limit, Cursor: opts.Cursor}
-	err := a.view(ctx, func(tx storage.ReadTx) error {
-		pg, err := tx.Scan(ctx, activitiesCollection, q)
-		if err != nil {
-			return err
-		}
-		page.Next = pg.Next
-		page.Items = make([]Activity, 0, len(pg.Records))
-		for _, rec := range pg.Records {
-			v, err := a.decode(rec)
-			if err != nil {
-				return err
-			}
-			page.Items = append(page.Items, v)
-		}
-		return nil
-	})
-	return page, err
+	return a.page(ctx, q)
 }
 
 // DueToday returns everything the assignee has to do by the end of today

@@ -234,11 +234,16 @@ func (r *Records[T]) Delete(ctx context.Context, id string) error {
 
 // List returns one page of records, selected and ordered by opts.
 func (r *Records[T]) List(ctx context.Context, opts ListOptions) (Page[T], error) {
-	var page Page[T]
 	q := storage.Query{Index: opts.By, Equal: opts.Value, Limit: opts.Limit, Cursor: opts.Cursor, Reverse: opts.Reverse}
 	if opts.By == "" && opts.Value != "" {
-		return page, fmt.Errorf("crm: list %s: %w: Value %q without By", r.k.name, ErrInvalid, opts.Value)
+		return Page[T]{}, fmt.Errorf("crm: list %s: %w: Value %q without By", r.k.name, ErrInvalid, opts.Value)
 	}
+	return r.page(ctx, q)
+}
+
+// page reads one page of the kind's records selected by q.
+func (r *Records[T]) page(ctx context.Context, q storage.Query) (Page[T], error) {
+	var page Page[T]
 	err := r.view(ctx, func(tx storage.ReadTx) error {
 		p, err := tx.Scan(ctx, r.k.collection.Name, q)
 		if err != nil {
