@@ -100,7 +100,7 @@ func collections() []storage.Collection {
 	return []storage.Collection{contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection,
 		contractKind.collection, caseKind.collection, activityKind.collection, interactionKind.collection,
 		productKind.collection, orderKind.collection,
-		pipelineCollection, timelineKind, noticeCollection, deadLetterCollection}
+		pipelineCollection, versionCollection, timelineKind, noticeCollection, deadLetterCollection}
 }
 
 // Records reads and writes the entities of one kind in one tenant.
@@ -335,8 +335,12 @@ func (r *Records[T]) create(ctx context.Context, tx storage.Tx, rec T, now time.
 	}
 	if r.k.staging != nil {
 		if ref := r.k.staging.ref(&rec); *ref.pipeline != "" {
-			err := appendStageChange(ctx, tx, &StageChange{Collection: r.k.collection.Name, RecordID: m.ID,
-				Pipeline: *ref.pipeline, To: *ref.stage, At: *ref.enteredAt})
+			version, err := latestVersion(ctx, tx, *ref.pipeline)
+			if err != nil {
+				return zero, err
+			}
+			err = appendStageChange(ctx, tx, &StageChange{Collection: r.k.collection.Name, RecordID: m.ID,
+				Pipeline: *ref.pipeline, PipelineVersion: version, To: *ref.stage, At: *ref.enteredAt})
 			if err != nil {
 				return zero, err
 			}

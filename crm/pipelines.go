@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/rapportcrm/rapport/pipeline"
 	"github.com/rapportcrm/rapport/storage"
@@ -65,21 +68,23 @@ func (p *Pipelines) SaveWith(ctx context.Context, def *pipeline.Definition, opts
 	if err := storage.ValidateID("pipeline name", def.Name); err != nil {
 		return fmt.Errorf("crm: save pipeline: %w", err)
 	}
+	if strings.Contains(def.Name, "@") || len(def.Name) > storage.MaxIDLen-21 {
+		return fmt.Errorf("crm: save pipeline %q: %w: a pipeline name has no '@' and at most %d bytes", def.Name, ErrInvalid, storage.MaxIDLen-21)
+	}
 	body, err := json.Marshal(def)
 	if err != nil {
 		return fmt.Errorf("crm: save pipeline %s: %w", def.Name, err)
 	}
+	now := p.t.e.clock.Now().UTC()
 	return p.t.update(ctx, func(tx storage.Tx) error {
 		var version uint64
+		var prev *pipeline.Definition
 		old, err := tx.Get(ctx, pipelinesCollection, def.Name)
 		switch {
 		case err == nil:
 			version = old.Version
-			var prev pipeline.Definition
-			if err := json.Unmarshal(old.Body, &prev); err != nil {
-				return err
-			}
-			if err := p.migrate(ctx, tx, &prev, compiled, opts); err != nil {
+			prev = new(pipeline.Definition)
+			if err := json.Unmarshal(old.Body, prev); err != nil {
 				return err
 			}
 		case !errors.Is(err, storage.ErrNotFound):
@@ -88,8 +93,86 @@ func (p *Pipelines) SaveWith(ctx context.Context, def *pipeline.Definition, opts
 		if _, err := tx.Put(ctx, pipelinesCollection, storage.Record{ID: def.Name, Version: version, Body: body}); err != nil {
 			return err
 		}
-		return tx.Append(ctx, storage.Event{Type: "pipeline.saved", Collection: pipelinesCollection, RecordID: def.Name, Time: p.t.e.clock.Now().UTC()})
+		// Keep the version, so that history entries can name the
+		// definition they were made under; then migrate the records.
+		n, err := latestVersion(ctx, tx, def.Name)
+		if err != nil {
+			return err
+		}
+		saved, err := json.Marshal(PipelineVersion{Name: def.Name, Version: n + 1, SavedAt: now, Actor: opts.Actor.ID, Definition: *def})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Put(ctx, versionsCollection, storage.Record{ID: versionID(def.Name, n+1), Body: saved}); err != nil {
+			return err
+		}
+		if prev != nil {
+			if err := p.migrate(ctx, tx, prev, compiled, opts); err != nil {
+				return err
+			}
+		}
+		return tx.Append(ctx, storage.Event{Type: "pipeline.saved", Collection: pipelinesCollection, RecordID: def.Name, Time: now})
 	})
+}
+
+// PipelineVersion is one saved version of a pipeline definition. Every
+// Save stores one; versions of a name count up from 1 and are kept when
+// the pipeline is deleted, because stage history refers to them
+// (StageChange.PipelineVersion).
+type PipelineVersion struct {
+	Name    string    `json:"name"`
+	Version uint64    `json:"version"`
+	SavedAt time.Time `json:"saved_at"`
+	// Actor is SaveOptions.Actor.
+	Actor      string              `json:"actor,omitempty"`
+	Definition pipeline.Definition `json:"definition"`
+}
+
+const versionsCollection = "pipeline_versions"
+
+var versionCollection = storage.Collection{Name: versionsCollection}
+
+// versionID is name@version, zero-padded so that IDs sort by version.
+func versionID(name string, v uint64) string { return fmt.Sprintf("%s@%020d", name, v) }
+
+// latestVersion returns the highest saved version of a pipeline, 0 if
+// none.
+func latestVersion(ctx context.Context, tx storage.ReadTx, name string) (uint64, error) {
+	pg, err := tx.Scan(ctx, versionsCollection, storage.Query{Prefix: name + "@", Reverse: true, Limit: 1})
+	if err != nil || len(pg.Records) == 0 {
+		return 0, err
+	}
+	_, num, _ := strings.Cut(strings.TrimPrefix(pg.Records[0].ID, name), "@")
+	return strconv.ParseUint(num, 10, 64)
+}
+
+// Versions returns the saved versions of a pipeline, oldest first.
+func (p *Pipelines) Versions(ctx context.Context, name string) ([]PipelineVersion, error) {
+	var out []PipelineVersion
+	err := p.t.view(ctx, func(tx storage.ReadTx) error {
+		q := storage.Query{Prefix: name + "@", Limit: storage.MaxScanLimit}
+		for {
+			pg, err := tx.Scan(ctx, versionsCollection, q)
+			if err != nil {
+				return err
+			}
+			for _, rec := range pg.Records {
+				var v PipelineVersion
+				if err := json.Unmarshal(rec.Body, &v); err != nil {
+					return fmt.Errorf("pipeline version %s: %w", rec.ID, err)
+				}
+				out = append(out, v)
+			}
+			if pg.Next == "" {
+				return nil
+			}
+			q.Cursor = pg.Next
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("crm: pipeline %s: %w", name, err)
+	}
+	return out, nil
 }
 
 // migrate moves the records out of the stages of prev that the new

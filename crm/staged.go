@@ -206,6 +206,10 @@ func (s *Staged[T]) relocate(ctx context.Context, tx storage.Tx, cur T, p *pipel
 	if !ref.enteredAt.IsZero() {
 		change.InPrevious = now.Sub(*ref.enteredAt)
 	}
+	var err error
+	if change.PipelineVersion, err = latestVersion(ctx, tx, p.Name()); err != nil {
+		return zero, err
+	}
 	next := cur
 	nref := s.k.staging.ref(&next)
 	nm := s.k.meta(&next)

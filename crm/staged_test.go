@@ -399,3 +399,45 @@ func TestStagedBadInput(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, allowed)
 }
+
+// TestPipelineVersions: every save keeps a version; history entries name
+// the version they were made under, and versions outlive the pipeline.
+func TestPipelineVersions(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	def := &pipeline.Definition{Name: "p", Kind: pipeline.KindDeal, Stages: []pipeline.Stage{{Key: "a"}, {Key: "b"}, {Key: "c"}}}
+	require.NoError(t, env.engine.Pipelines().Save(ctx, def))
+	d, err := env.engine.Deals().Create(ctx, crm.Deal{Title: "D", Pipeline: "p"})
+	require.NoError(t, err)
+	def.Stages = []pipeline.Stage{{Key: "b"}, {Key: "c"}} // drops a, where the deal is
+	require.NoError(t, env.engine.Pipelines().SaveWith(ctx, def, crm.SaveOptions{StageMap: map[string]string{"a": "b"}, Actor: pipeline.Actor{ID: "admin"}}))
+	_, err = env.engine.Deals().Move(ctx, d.ID, "c", crm.MoveOptions{})
+	require.NoError(t, err)
+
+	hist, err := env.engine.Deals().History(ctx, d.ID)
+	require.NoError(t, err)
+	require.Len(t, hist, 3)
+	assert.Equal(t, []uint64{1, 2, 2}, []uint64{hist[0].PipelineVersion, hist[1].PipelineVersion, hist[2].PipelineVersion})
+	versions, err := env.engine.Pipelines().Versions(ctx, "p")
+	require.NoError(t, err)
+	require.Len(t, versions, 2)
+	assert.Len(t, versions[0].Definition.Stages, 3)
+	assert.Len(t, versions[1].Definition.Stages, 2)
+	assert.Equal(t, "admin", versions[1].Actor)
+
+	// Deleted and saved again, the pipeline's versions count on.
+	require.NoError(t, env.engine.Deals().Delete(ctx, d.ID))
+	require.NoError(t, env.engine.Pipelines().Delete(ctx, "p"))
+	require.NoError(t, env.engine.Pipelines().Save(ctx, def))
+	versions, err = env.engine.Pipelines().Versions(ctx, "p")
+	require.NoError(t, err)
+	require.Len(t, versions, 3)
+	assert.Equal(t, uint64(3), versions[2].Version)
+
+	// A name with '@' is refused and nothing is stored.
+	before := snapshot(t, env.store, "default")
+	bad := *def
+	bad.Name = "p@2"
+	require.ErrorIs(t, env.engine.Pipelines().Save(ctx, &bad), crm.ErrInvalid)
+	assert.Equal(t, before, snapshot(t, env.store, "default"))
+}

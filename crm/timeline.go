@@ -50,6 +50,9 @@ type StageChange struct {
 	Collection string `json:"collection"`
 	RecordID   string `json:"record_id"`
 	Pipeline   string `json:"pipeline"`
+	// PipelineVersion is the version of the definition the move was made
+	// under (see Pipelines.Versions).
+	PipelineVersion uint64 `json:"pipeline_version,omitempty"`
 	// FromPipeline is set when the record came from another pipeline.
 	FromPipeline string `json:"from_pipeline,omitempty"`
 	// From is empty when the record entered its first pipeline.
