@@ -33,6 +33,8 @@ type Contact struct {
 	// number); it is unique per tenant, which makes imports restartable.
 	ExternalID string `json:"external_id,omitempty"`
 	Country    string `json:"country,omitempty"`
+	// LeadID is the lead the contact was converted from, if any.
+	LeadID string `json:"lead_id,omitempty"`
 }
 
 // Name returns the contact's full name, or its email if it has no name.
@@ -53,6 +55,7 @@ var contactKind = newKind[Contact]("contact",
 		{Name: "account", Field: "account_id"},
 		{Name: "external_id", Field: "external_id", Unique: true},
 		{Name: "country", Field: "country"},
+		{Name: "lead", Field: "lead_id"},
 	}},
 	checkContact, func(ctx context.Context, tx storage.ReadTx, id string) error {
 		return referencedBy(ctx, tx, "contact", id, []string{dealsCollection, contractsCollection, casesCollection, ordersCollection}, "contact")
@@ -69,6 +72,9 @@ func checkContact(ctx context.Context, tx storage.ReadTx, c, prev *Contact, p *p
 	checkEmail(p, "email", &c.Email)
 	checkPhone(p, "phone", &c.Phone)
 	checkText(p, "external_id", &c.ExternalID)
+	if err := checkRef(ctx, tx, p, "lead_id", leadsCollection, "lead", &c.LeadID, was.LeadID); err != nil {
+		return err
+	}
 	checkText(p, "country", &c.Country)
 	if c.FirstName == "" && c.LastName == "" && c.Email == "" && c.ExternalID == "" {
 		p.add("name", "a contact needs a first name, a last name, an email or an external ID")

@@ -242,3 +242,38 @@ func ExampleActivities_DueToday() {
 	// interaction: phone outbound: Quote accepted
 	// activity_done: call done: Call about the quote
 }
+
+// Convert a qualified lead into a contact, an account and a deal in one
+// transaction.
+func ExampleLeads_Convert() {
+	ctx := context.Background()
+	store := memory.New()
+	defer store.Close()
+	engine, err := crm.Open(ctx, crm.Options{Store: store})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer engine.Close()
+
+	amount, err := crm.ParseMoney("12000", "EUR")
+	if err != nil {
+		log.Fatal(err)
+	}
+	lead, err := engine.Leads().Create(ctx, crm.Lead{
+		FirstName: "Hank", Email: "hank@globex.example", Company: "Globex", ExpectedAmount: amount,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	conv, err := engine.Leads().Convert(ctx, lead.ID, crm.ConvertOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(conv.Contact.Email, "at", conv.Account.Name)
+	fmt.Println("deal:", conv.Deal.Title, conv.Deal.Amount)
+	fmt.Println("links back:", conv.Deal.LeadID == lead.ID, conv.Lead.DealID == conv.Deal.ID)
+	// Output:
+	// hank@globex.example at Globex
+	// deal: Globex 12000.00 EUR
+	// links back: true true
+}

@@ -21,7 +21,8 @@ import (
 // "<pipeline>/<stage>"), "source", "campaign".
 //
 // Events: lead.created, lead.updated, lead.deleted, lead.stage_changed,
-// sla.breached.
+// lead.converted, sla.breached. A lead that contacts or deals were
+// converted from cannot be deleted (ErrInUse).
 type Lead struct {
 	Meta
 	FirstName string `json:"first_name,omitempty"`
@@ -43,6 +44,12 @@ type Lead struct {
 	Stage          string    `json:"stage,omitempty"`
 	StageEnteredAt time.Time `json:"stage_entered_at,omitzero"`
 	StageDueAt     time.Time `json:"stage_due_at,omitzero"`
+	// ConvertedAt, ContactID, AccountID and DealID are set by
+	// Leads.Convert: when, and into what, the lead was converted.
+	ConvertedAt time.Time `json:"converted_at,omitzero"`
+	ContactID   string    `json:"contact_id,omitempty"`
+	AccountID   string    `json:"account_id,omitempty"`
+	DealID      string    `json:"deal_id,omitempty"`
 }
 
 func (l *Lead) stageRef() stageRef {
@@ -51,17 +58,30 @@ func (l *Lead) stageRef() stageRef {
 
 const leadsCollection = "leads"
 
-var leadKind = newStagedKind[Lead]("lead",
-	storage.Collection{Name: leadsCollection, Indexes: []storage.Index{
-		{Name: "email", Field: "email"},
-		{Name: "owner", Field: "owner"},
-		{Name: "tag", Field: "tags"},
-		{Name: "source", Field: "source"},
-		{Name: "campaign", Field: "campaign_id"},
-	}},
-	checkLead, nil, &staging[Lead]{kind: pipeline.KindLead, ref: (*Lead).stageRef})
+var leadKind = func() *kind[Lead] {
+	k := newStagedKind[Lead]("lead",
+		storage.Collection{Name: leadsCollection, Indexes: []storage.Index{
+			{Name: "email", Field: "email"},
+			{Name: "owner", Field: "owner"},
+			{Name: "tag", Field: "tags"},
+			{Name: "source", Field: "source"},
+			{Name: "campaign", Field: "campaign_id"},
+		}},
+		checkLead, func(ctx context.Context, tx storage.ReadTx, id string) error {
+			return referencedBy(ctx, tx, "lead", id, []string{contactsCollection, dealsCollection}, "lead")
+		}, &staging[Lead]{kind: pipeline.KindLead, ref: (*Lead).stageRef})
+	stage := k.checkUpdate
+	k.checkUpdate = func(cur, next *Lead, p *problems) {
+		stage(cur, next, p)
+		checkLeadUpdate(cur, next, p)
+	}
+	return k
+}()
 
-func checkLead(_ context.Context, _ storage.ReadTx, l, _ *Lead, p *problems) error {
+func checkLead(_ context.Context, _ storage.ReadTx, l, prev *Lead, p *problems) error {
+	if prev == nil && (!l.ConvertedAt.IsZero() || l.ContactID != "" || l.AccountID != "" || l.DealID != "") {
+		p.add("converted_at", "conversion fields are set by Leads.Convert")
+	}
 	checkText(p, "first_name", &l.FirstName)
 	checkText(p, "last_name", &l.LastName)
 	checkText(p, "company", &l.Company)
