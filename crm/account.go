@@ -69,6 +69,7 @@ var accountKind = newStagedKind[Account]("account",
 		{Name: "tag", Field: "tags"},
 		{Name: "industry", Field: "industry"},
 		{Name: "external_id", Field: "external_id", Unique: true},
+		{Name: "search", Extract: searchTerms([]string{"name", "domain"}, nil, nil)},
 	}},
 	checkAccount, accountInUse, &staging[Account]{kind: pipeline.KindAccount, ref: (*Account).stageRef})
 

@@ -56,6 +56,7 @@ var contactKind = newKind[Contact]("contact",
 		{Name: "external_id", Field: "external_id", Unique: true},
 		{Name: "country", Field: "country"},
 		{Name: "lead", Field: "lead_id"},
+		{Name: "search", Extract: searchTerms([]string{"first_name", "last_name"}, []string{"email"}, []string{"phone"})},
 	}},
 	checkContact, func(ctx context.Context, tx storage.ReadTx, id string) error {
 		return referencedBy(ctx, tx, "contact", id, []string{dealsCollection, contractsCollection, casesCollection, ordersCollection}, "contact")

@@ -66,6 +66,7 @@ var leadKind = func() *kind[Lead] {
 			{Name: "tag", Field: "tags"},
 			{Name: "source", Field: "source"},
 			{Name: "campaign", Field: "campaign_id"},
+			{Name: "search", Extract: searchTerms([]string{"first_name", "last_name", "company"}, []string{"email"}, []string{"phone"})},
 		}},
 		checkLead, func(ctx context.Context, tx storage.ReadTx, id string) error {
 			return referencedBy(ctx, tx, "lead", id, []string{contactsCollection, dealsCollection}, "lead")
