@@ -36,6 +36,9 @@ type Meta struct {
 	// Version counts the record's writes. Pass the version you read to
 	// Update; a stale version fails with ErrConflict.
 	Version uint64 `json:"version"`
+	// ArchivedAt is set by Archive and cleared by Restore. Archived records
+	// are left out of List unless asked for, and kept for analytics.
+	ArchivedAt time.Time `json:"archived_at,omitzero"`
 }
 
 func (m *Meta) meta() *Meta { return m }
@@ -80,6 +83,8 @@ type kind[T any] struct {
 func newKind[T any, P entity[T]](name string, c storage.Collection,
 	check func(context.Context, storage.ReadTx, *T, *T, *problems) error,
 	beforeDelete func(context.Context, storage.ReadTx, string) error) *kind[T] {
+	// Every kind lists its archived records by the time they were archived.
+	c.Indexes = append(c.Indexes, storage.Index{Name: "archived", Extract: sortableTime("archived_at")})
 	return &kind[T]{name: name, collection: c, meta: func(t *T) *Meta { return P(t).meta() }, check: check, beforeDelete: beforeDelete}
 }
 
@@ -124,6 +129,10 @@ type ListOptions struct {
 	Cursor string
 	// Reverse lists from the last record to the first.
 	Reverse bool
+	// Archived says whether archived records are listed: not at all (the
+	// default), as well, or only them. Filtering can leave a page with
+	// fewer than Limit records; follow Next until it is "".
+	Archived Archived
 }
 
 // Page is one page of a List.
@@ -238,7 +247,23 @@ func (r *Records[T]) List(ctx context.Context, opts ListOptions) (Page[T], error
 	if opts.By == "" && opts.Value != "" {
 		return Page[T]{}, fmt.Errorf("crm: list %s: %w: Value %q without By", r.k.name, ErrInvalid, opts.Value)
 	}
-	return r.page(ctx, q)
+	switch opts.Archived {
+	case ArchivedExcluded, ArchivedIncluded:
+	case ArchivedOnly:
+		if q.Index == "" {
+			q.Index = "archived" // in the order they were archived
+		}
+	default:
+		return Page[T]{}, fmt.Errorf("crm: list %s: %w: Archived %q: want \"\", include or only", r.k.name, ErrInvalid, opts.Archived)
+	}
+	page, err := r.page(ctx, q)
+	if err != nil || opts.Archived == ArchivedIncluded {
+		return page, err
+	}
+	page.Items = slices.DeleteFunc(page.Items, func(v T) bool {
+		return r.k.meta(&v).ArchivedAt.IsZero() == (opts.Archived == ArchivedOnly)
+	})
+	return page, nil
 }
 
 // page reads one page of the kind's records selected by q.
@@ -313,6 +338,9 @@ func (r *Records[T]) create(ctx context.Context, tx storage.Tx, rec T, now time.
 	if m.Version != 0 {
 		p.add("version", "must be 0 for a new record, not %d", m.Version)
 	}
+	if !m.ArchivedAt.IsZero() {
+		p.add("archived_at", "is set by Archive")
+	}
 	m.Tenant = r.t.id
 	m.CreatedAt, m.UpdatedAt = now, now
 	if err := r.validate(ctx, tx, &rec, nil, &p); err != nil {
@@ -374,6 +402,9 @@ func (r *Records[T]) replace(ctx context.Context, tx storage.Tx, rec T) (T, erro
 			ErrConflict, r.k.name, m.ID, cm.Version, m.Version)
 	}
 	m.Tenant, m.CreatedAt, m.UpdatedAt = cm.Tenant, cm.CreatedAt, cm.UpdatedAt
+	if !m.ArchivedAt.Equal(cm.ArchivedAt) {
+		return zero, (problems{{Field: "archived_at", Message: "is set by Archive and Restore"}}).err(r.k.name, m.ID)
+	}
 	var p problems
 	if r.k.checkUpdate != nil {
 		r.k.checkUpdate(&cur, &rec, &p)

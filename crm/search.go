@@ -85,7 +85,8 @@ type SearchOptions struct {
 // Search returns records matching query, a few words typed by a person:
 // each word must be a prefix of one of the record's search terms (names,
 // email, phone digits, company or domain, depending on the kind), case
-// and accents ignored. Records come in the order of their terms matching
+// and accents ignored; archived records are left out. Records come in the
+// order of their terms matching
 // the query's longest word. A record with several terms that match can
 // appear on two pages. Kinds without a search index (contacts, accounts
 // and leads have one) fail with ErrInvalid.
@@ -135,6 +136,9 @@ func (r *Records[T]) Search(ctx context.Context, query string, opts SearchOption
 				v, err := r.decode(rec)
 				if err != nil {
 					return err
+				}
+				if !r.k.meta(&v).ArchivedAt.IsZero() {
+					continue
 				}
 				page.Items = append(page.Items, v)
 			}
