@@ -105,6 +105,13 @@ type Tx interface {
 	// Append adds events to the outbox. They are committed with the
 	// transaction and get their sequence numbers then.
 	Append(ctx context.Context, events ...Event) error
+	// RedactEvents replaces the body of every outbox event of this tenant
+	// about record id of collection — delivered or not, including those
+	// appended in this transaction — with body (which may be nil), keeping
+	// each event's sequence number, type and time, and returns how many
+	// it changed. It serves erasure of personal data; it reads the whole
+	// outbox, so it is not for frequent use.
+	RedactEvents(ctx context.Context, collection, id string, body []byte) (int, error)
 }
 
 // Store is a transactional multi-tenant document store with secondary

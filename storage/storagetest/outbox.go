@@ -180,3 +180,82 @@ func (s *suite) testOutboxAfterReopen(t *testing.T) {
 	require.Len(t, all, 3)
 	assert.Greater(t, all[2].Seq, evs[3].Seq)
 }
+
+func (s *suite) testRedactEvents(t *testing.T) {
+	st := s.open(t)
+	ctx := context.Background()
+	appendOne := func(tenant, id string, i int) {
+		require.NoError(t, st.Update(ctx, tenant, func(tx storage.Tx) error {
+			return tx.Append(ctx, storage.Event{Type: "p.changed", Collection: counters, RecordID: id,
+				Time: time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC), Body: body(t, map[string]string{"name": fmt.Sprint("secret", i)})})
+		}))
+	}
+	appendOne(tenant, "r1", 1)
+	appendOne(tenant, "r2", 2)
+	appendOne(tenant, "r1", 3)
+	appendOne("other", "r1", 4)
+	evs, err := st.ReadOutbox(ctx, "c", 1)
+	require.NoError(t, err)
+	require.NoError(t, st.AckOutbox(ctx, "c", evs[0].Seq))
+	before, err := st.ReadOutbox(ctx, "fresh", 100)
+	require.NoError(t, err)
+
+	// A redaction that rolls back changes nothing.
+	boom := fmt.Errorf("boom")
+	err = st.Update(ctx, tenant, func(tx storage.Tx) error {
+		if _, err := tx.RedactEvents(ctx, counters, "r1", []byte(`{"erased":true}`)); err != nil {
+			return err
+		}
+		return boom
+	})
+	require.ErrorIs(t, err, boom)
+	after, err := st.ReadOutbox(ctx, "fresh", 100)
+	require.NoError(t, err)
+	assert.Equal(t, before, after)
+
+	var n int
+	require.NoError(t, st.Update(ctx, tenant, func(tx storage.Tx) error {
+		if err := tx.Append(ctx, storage.Event{Type: "p.erased", Collection: counters, RecordID: "r1", Body: []byte(`{"name":"secret5"}`)}); err != nil {
+			return err
+		}
+		n, err = tx.RedactEvents(ctx, counters, "r1", []byte(`{"erased":true}`))
+		return err
+	}))
+	assert.Equal(t, 3, n, "two committed events and one from this transaction")
+	after, err = st.ReadOutbox(ctx, "fresh", 100)
+	require.NoError(t, err)
+	require.Len(t, after, 5)
+	for i, ev := range after[:4] {
+		assert.Equal(t, before[i].Seq, ev.Seq)
+		assert.Equal(t, before[i].Type, ev.Type)
+		assert.True(t, before[i].Time.Equal(ev.Time))
+		if ev.Tenant == tenant && ev.RecordID == "r1" {
+			assert.JSONEq(t, `{"erased":true}`, string(ev.Body))
+		} else {
+			assert.Equal(t, before[i].Body, ev.Body, "other records and tenants keep their events")
+		}
+	}
+	assert.JSONEq(t, `{"erased":true}`, string(after[4].Body))
+
+	// A consumer's position is unchanged; redacting to no body works.
+	evs, err = st.ReadOutbox(ctx, "c", 100)
+	require.NoError(t, err)
+	assert.Len(t, evs, 4)
+	require.NoError(t, st.Update(ctx, tenant, func(tx storage.Tx) error {
+		n, err = tx.RedactEvents(ctx, counters, "r2", nil)
+		return err
+	}))
+	assert.Equal(t, 1, n)
+	evs, err = st.ReadOutbox(ctx, "fresh", 100)
+	require.NoError(t, err)
+	assert.Empty(t, evs[1].Body)
+
+	// Bad input fails; a read-only transaction cannot redact.
+	for _, bad := range []struct{ id, body string }{{"", `{}`}, {"r1", `[1]`}, {"r1", `{`}} {
+		err := st.Update(ctx, tenant, func(tx storage.Tx) error {
+			_, err := tx.RedactEvents(ctx, counters, bad.id, []byte(bad.body))
+			return err
+		})
+		require.ErrorIs(t, err, storage.ErrInvalid, "%+v", bad)
+	}
+}

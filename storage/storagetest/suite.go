@@ -93,6 +93,7 @@ func Run(t *testing.T, newStore NewStore, opts ...Option) {
 		{"Outbox", s.testOutbox},
 		{"OutboxRollback", s.testOutboxRollback},
 		{"OutboxSignal", s.testOutboxSignal},
+		{"RedactEvents", s.testRedactEvents},
 		{"BadInput", s.testBadInput},
 		{"CancelledContext", s.testCancelledContext},
 		{"Closed", s.testClosed},

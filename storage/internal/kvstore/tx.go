@@ -232,6 +232,57 @@ func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) 
 	return err
 }
 
+// RedactEvents implements storage.Tx.
+func (t *tx) RedactEvents(ctx context.Context, collection, id string, body []byte) (int, error) {
+	if err := t.check(ctx, true); err != nil {
+		return 0, err
+	}
+	if err := storage.ValidateID("record ID", id); err != nil {
+		return 0, err
+	}
+	if len(body) > 0 {
+		if err := storage.ValidateBody(body); err != nil {
+			return 0, err
+		}
+	}
+	ob := t.kv.Bucket(bucketOutbox)
+	if ob == nil {
+		return 0, nil
+	}
+	// Collect first: a bucket must not change while it is iterated.
+	type change struct{ k, v []byte }
+	var changes []change
+	var bad error
+	ob.Ascend(nil, func(k, v []byte) bool {
+		ev, err := decodeEvent(v)
+		if err != nil {
+			bad = fmt.Errorf("outbox event %d: %w", seqFromKey(k), err)
+			return false
+		}
+		if ev.Tenant != t.tenant || ev.Collection != collection || ev.RecordID != id {
+			return true
+		}
+		ev.Body = body
+		raw, err := encodeEvent(ev)
+		if err != nil {
+			bad = err
+			return false
+		}
+		changes = append(changes, change{bytes.Clone(k), raw})
+		return true
+	})
+	if bad != nil {
+		return 0, bad
+	}
+	for _, c := range changes {
+		if err := ob.Put(c.k, c.v); err != nil {
+			t.failed = err
+			return 0, err
+		}
+	}
+	return len(changes), nil
+}
+
 // Append implements storage.Tx.
 func (t *tx) Append(ctx context.Context, events ...storage.Event) error {
 	if err := t.check(ctx, true); err != nil {
