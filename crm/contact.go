@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/rapportcrm/rapport/storage"
 )
@@ -35,6 +36,9 @@ type Contact struct {
 	Country    string `json:"country,omitempty"`
 	// LeadID is the lead the contact was converted from, if any.
 	LeadID string `json:"lead_id,omitempty"`
+	// ErasedAt is set by Tenant.EraseContact; an erased contact keeps its
+	// ID for aggregates and cannot be updated.
+	ErasedAt time.Time `json:"erased_at,omitzero"`
 }
 
 // Name returns the contact's full name, or its email if it has no name.
@@ -47,20 +51,30 @@ func (c Contact) Name() string {
 
 const contactsCollection = "contacts"
 
-var contactKind = newKind[Contact]("contact",
-	storage.Collection{Name: contactsCollection, Indexes: []storage.Index{
-		{Name: "email", Field: "email", Unique: true},
-		{Name: "owner", Field: "owner"},
-		{Name: "tag", Field: "tags"},
-		{Name: "account", Field: "account_id"},
-		{Name: "external_id", Field: "external_id", Unique: true},
-		{Name: "country", Field: "country"},
-		{Name: "lead", Field: "lead_id"},
-		{Name: "search", Extract: searchTerms([]string{"first_name", "last_name"}, []string{"email"}, []string{"phone"})},
-	}},
-	checkContact, func(ctx context.Context, tx storage.ReadTx, id string) error {
-		return referencedBy(ctx, tx, "contact", id, []string{dealsCollection, contractsCollection, casesCollection, ordersCollection}, "contact")
-	})
+var contactKind = func() *kind[Contact] {
+	k := newKind[Contact]("contact",
+		storage.Collection{Name: contactsCollection, Indexes: []storage.Index{
+			{Name: "email", Field: "email", Unique: true},
+			{Name: "owner", Field: "owner"},
+			{Name: "tag", Field: "tags"},
+			{Name: "account", Field: "account_id"},
+			{Name: "external_id", Field: "external_id", Unique: true},
+			{Name: "country", Field: "country"},
+			{Name: "lead", Field: "lead_id"},
+			{Name: "search", Extract: searchTerms([]string{"first_name", "last_name"}, []string{"email"}, []string{"phone"})},
+		}},
+		checkContact, func(ctx context.Context, tx storage.ReadTx, id string) error {
+			return referencedBy(ctx, tx, "contact", id, []string{dealsCollection, contractsCollection, casesCollection, ordersCollection}, "contact")
+		})
+	k.checkUpdate = func(cur, next *Contact, p *problems) {
+		if !cur.ErasedAt.IsZero() {
+			p.add("erased_at", "the contact was erased and cannot be changed")
+		} else if !next.ErasedAt.IsZero() {
+			p.add("erased_at", "is set by Tenant.EraseContact")
+		}
+	}
+	return k
+}()
 
 func checkContact(ctx context.Context, tx storage.ReadTx, c, prev *Contact, p *problems) error {
 	var was Contact
@@ -72,6 +86,9 @@ func checkContact(ctx context.Context, tx storage.ReadTx, c, prev *Contact, p *p
 	checkText(p, "title", &c.Title)
 	checkEmail(p, "email", &c.Email)
 	checkPhone(p, "phone", &c.Phone)
+	if prev == nil && !c.ErasedAt.IsZero() {
+		p.add("erased_at", "is set by Tenant.EraseContact")
+	}
 	checkText(p, "external_id", &c.ExternalID)
 	if err := checkRef(ctx, tx, p, "lead_id", leadsCollection, "lead", &c.LeadID, was.LeadID); err != nil {
 		return err

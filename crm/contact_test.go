@@ -22,7 +22,7 @@ func snapshot(t *testing.T, st storage.Store, tenant string) []string {
 	ctx := context.Background()
 	var out []string
 	require.NoError(t, st.View(ctx, tenant, func(tx storage.ReadTx) error {
-		for _, coll := range []string{"contacts", "accounts", "deals", "leads", "cases", "contracts", "activities", "interactions", "timeline", "notices", "pipelines", "pipeline_versions", "products", "orders"} {
+		for _, coll := range []string{"contacts", "accounts", "deals", "leads", "cases", "contracts", "activities", "interactions", "timeline", "notices", "pipelines", "pipeline_versions", "products", "orders", "erasures", "dead_letters"} {
 			p, err := tx.Scan(ctx, coll, storage.Query{Limit: storage.MaxScanLimit})
 			if err != nil {
 				return err

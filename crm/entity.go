@@ -105,7 +105,7 @@ func collections() []storage.Collection {
 	return []storage.Collection{contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection,
 		contractKind.collection, caseKind.collection, activityKind.collection, interactionKind.collection,
 		productKind.collection, orderKind.collection,
-		pipelineCollection, versionCollection, timelineKind, noticeCollection, deadLetterCollection}
+		pipelineCollection, versionCollection, timelineKind, erasureCollection, noticeCollection, deadLetterCollection}
 }
 
 // Records reads and writes the entities of one kind in one tenant.

@@ -1,0 +1,372 @@
+package crm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/rapportcrm/rapport/storage"
+)
+
+// PersonalData is everything the tenant stores about one contact, for a
+// data subject's request under GDPR Art. 15 and 20. It marshals to JSON.
+type PersonalData struct {
+	ExportedAt time.Time `json:"exported_at"`
+	Contact    Contact   `json:"contact"`
+	// Lead is the lead the contact was converted from, if any.
+	Lead         *Lead           `json:"lead,omitempty"`
+	Deals        []Deal          `json:"deals,omitempty"`
+	Orders       []Order         `json:"orders,omitempty"`
+	Cases        []Case          `json:"cases,omitempty"`
+	Contracts    []Contract      `json:"contracts,omitempty"`
+	Activities   []Activity      `json:"activities,omitempty"`
+	Interactions []Interaction   `json:"interactions,omitempty"`
+	Timeline     []TimelineEntry `json:"timeline,omitempty"`
+}
+
+// ExportPersonalData returns everything stored about a contact, read in
+// one snapshot: the contact, the lead it came from, and the deals, orders,
+// cases, contracts, activities and interactions that refer to it, with its
+// timeline.
+func (t *Tenant) ExportPersonalData(ctx context.Context, contactID string) (PersonalData, error) {
+	var out PersonalData
+	err := t.view(ctx, func(tx storage.ReadTx) error {
+		c, err := t.Contacts().get(ctx, tx, contactID)
+		if err != nil {
+			return err
+		}
+		out.ExportedAt, out.Contact = t.e.clock.Now().UTC(), c
+		if c.LeadID != "" {
+			l, err := t.Leads().get(ctx, tx, c.LeadID)
+			if err == nil {
+				out.Lead = &l
+			} else if !isNotFound(err) {
+				return err
+			}
+		}
+		if out.Deals, err = related(ctx, tx, t.Deals().Records, contactID); err != nil {
+			return err
+		}
+		if out.Orders, err = related(ctx, tx, t.Orders(), contactID); err != nil {
+			return err
+		}
+		if out.Cases, err = related(ctx, tx, t.Cases().Records, contactID); err != nil {
+			return err
+		}
+		if out.Contracts, err = related(ctx, tx, t.Contracts(), contactID); err != nil {
+			return err
+		}
+		if out.Activities, err = related(ctx, tx, t.Activities().Records, contactID); err != nil {
+			return err
+		}
+		if out.Interactions, err = related(ctx, tx, t.Interactions(), contactID); err != nil {
+			return err
+		}
+		return scanTimeline(ctx, tx, contactsCollection, contactID, func(e *TimelineEntry) error {
+			out.Timeline = append(out.Timeline, *e)
+			return nil
+		})
+	})
+	if err != nil {
+		return PersonalData{}, fmt.Errorf("crm: export personal data of contact %s: %w", contactID, err)
+	}
+	return out, nil
+}
+
+func isNotFound(err error) bool { return errors.Is(err, storage.ErrNotFound) }
+
+// related returns every record of r whose "contact" index holds id.
+func related[T any](ctx context.Context, tx storage.ReadTx, r *Records[T], id string) ([]T, error) {
+	var out []T
+	q := storage.Query{Index: "contact", Equal: id, Limit: storage.MaxScanLimit}
+	for {
+		pg, err := tx.Scan(ctx, r.k.collection.Name, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, rec := range pg.Records {
+			v, err := r.decode(rec)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		if pg.Next == "" {
+			return out, nil
+		}
+		q.Cursor = pg.Next
+	}
+}
+
+// Erasure records that a contact's personal data was erased, without the
+// data.
+type Erasure struct {
+	ID        string    `json:"id"`
+	ContactID string    `json:"contact_id"`
+	At        time.Time `json:"at"`
+	Actor     string    `json:"actor,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	// Records counts the records anonymised, by collection; Events the
+	// outbox events redacted.
+	Records map[string]int `json:"records"`
+	Events  int            `json:"events"`
+}
+
+const erasuresCollection = "erasures"
+
+var erasureCollection = storage.Collection{Name: erasuresCollection, Indexes: []storage.Index{
+	{Name: "contact", Field: "contact_id"},
+}}
+
+// erased replaces erased text.
+const erased = "erased"
+
+// EraseContact erases a contact's personal data (GDPR Art. 17) in one
+// transaction, all of it or, on any error, nothing:
+//   - the contact keeps its ID, account and owner, so that orders and
+//     other aggregates still add up, and loses its names, email, phone,
+//     title, external ID, country, tags and custom fields; it is marked
+//     ErasedAt and can no longer be updated;
+//   - the lead it came from loses its names, email and phone;
+//   - interactions, activities and cases linked to it lose their free
+//     text (summary, body, reference, subject, notes, description,
+//     resolution);
+//   - timeline entries about it or about those records lose their
+//     summaries and comments, keeping their type and time;
+//   - outbox events and dead letters about all those records keep their
+//     type and time and lose their data.
+//
+// Deals, orders and contracts are business records and stay as they are;
+// they refer to the contact by ID only. The erasure is recorded (Erasure)
+// without the erased data, with a contact.erased event. Erasing an erased
+// contact fails with ErrInvalid.
+func (t *Tenant) EraseContact(ctx context.Context, contactID string, opts ChangeOptions) (Erasure, error) {
+	var out Erasure
+	err := t.update(ctx, func(tx storage.Tx) error {
+		contacts := t.Contacts()
+		c, err := contacts.get(ctx, tx, contactID)
+		if err != nil {
+			return err
+		}
+		if !c.ErasedAt.IsZero() {
+			return fmt.Errorf("%w: contact %s was erased at %s", ErrInvalid, contactID, c.ErasedAt.Format(time.RFC3339))
+		}
+		if opts.Version != 0 && opts.Version != c.Version {
+			return fmt.Errorf("%w: contact %s is at version %d, the erasure was based on version %d", ErrConflict, contactID, c.Version, opts.Version)
+		}
+		now := t.e.clock.Now().UTC()
+		id, err := uuid.NewV7()
+		if err != nil {
+			return err
+		}
+		out = Erasure{ID: id.String(), ContactID: contactID, At: now, Actor: opts.Actor, Reason: opts.Reason, Records: map[string]int{}}
+		// refs are the records whose events, dead letters and timeline
+		// entries lose their data: collection → IDs.
+		refs := map[string]map[string]bool{contactsCollection: {contactID: true}}
+		mark := func(coll, id string) {
+			if refs[coll] == nil {
+				refs[coll] = map[string]bool{}
+			}
+			refs[coll][id] = true
+			out.Records[coll]++
+		}
+
+		c.FirstName, c.LastName, c.Email, c.Phone, c.Title, c.ExternalID, c.Country = "", "", "", "", "", "", ""
+		c.Tags, c.Custom, c.ErasedAt = nil, nil, now
+		if _, err := contacts.rewrite(ctx, tx, c, now, "updated", []string{"erased_at"}); err != nil {
+			return err
+		}
+		out.Records[contactsCollection] = 1
+
+		if c.LeadID != "" {
+			leads := t.Leads().Records
+			l, err := leads.get(ctx, tx, c.LeadID)
+			switch {
+			case err == nil:
+				l.FirstName, l.LastName, l.Email, l.Phone, l.Tags, l.Custom = "", "", "", "", nil, nil
+				if _, err := leads.rewrite(ctx, tx, l, now, "updated", []string{"email", "first_name", "last_name", "phone"}); err != nil {
+					return err
+				}
+				mark(leadsCollection, l.ID)
+			case !isNotFound(err):
+				return err
+			}
+		}
+		if err := eraseRelated(ctx, tx, t.Interactions(), contactID, now, mark, func(in *Interaction) {
+			in.Summary, in.Body, in.Reference = erased, "", ""
+		}); err != nil {
+			return err
+		}
+		if err := eraseRelated(ctx, tx, t.Activities().Records, contactID, now, mark, func(a *Activity) {
+			a.Subject, a.Notes = erased, ""
+		}); err != nil {
+			return err
+		}
+		if err := eraseRelated(ctx, tx, t.Cases().Records, contactID, now, mark, func(cs *Case) {
+			cs.Subject, cs.Description, cs.Resolution = erased, "", ""
+		}); err != nil {
+			return err
+		}
+
+		n, err := redactTimeline(ctx, tx, refs)
+		if err != nil {
+			return err
+		}
+		out.Records[timelineCollection] = n
+		if n, err = redactDeadLetters(ctx, tx, refs); err != nil {
+			return err
+		}
+		out.Records[deadLettersCollection] = n
+		for coll, ids := range refs {
+			for id := range ids {
+				body := fmt.Appendf(nil, `{"data":{"id":%q,"erased":true}}`, id)
+				n, err := tx.RedactEvents(ctx, coll, id, body)
+				if err != nil {
+					return err
+				}
+				out.Events += n
+			}
+		}
+
+		raw, err := json.Marshal(out)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Put(ctx, erasuresCollection, storage.Record{ID: out.ID, Body: raw}); err != nil {
+			return err
+		}
+		return tx.Append(ctx, storage.Event{Type: "contact.erased", Collection: contactsCollection, RecordID: contactID, Time: now,
+			Body: fmt.Appendf(nil, `{"data":{"id":%q,"erased_at":%q}}`, contactID, now.Format(time.RFC3339Nano))})
+	})
+	if err != nil {
+		return Erasure{}, fmt.Errorf("crm: erase contact %s: %w", contactID, err)
+	}
+	return out, nil
+}
+
+// eraseRelated applies scrub to every record of r linked to the contact
+// and stores it.
+func eraseRelated[T any](ctx context.Context, tx storage.Tx, r *Records[T], contactID string, now time.Time,
+	mark func(coll, id string), scrub func(*T)) error {
+	recs, err := related(ctx, tx, r, contactID)
+	if err != nil {
+		return err
+	}
+	for _, v := range recs {
+		scrub(&v)
+		m := r.k.meta(&v)
+		m.Custom = nil
+		if _, err := r.rewrite(ctx, tx, v, now, "updated", []string{"erased"}); err != nil {
+			return err
+		}
+		mark(r.k.collection.Name, m.ID)
+	}
+	return nil
+}
+
+// redactTimeline blanks the summaries and comments of the timeline entries
+// of, or about, the records in refs. It reads the tenant's whole timeline.
+func redactTimeline(ctx context.Context, tx storage.Tx, refs map[string]map[string]bool) (int, error) {
+	n := 0
+	q := storage.Query{Limit: storage.MaxScanLimit}
+	for {
+		pg, err := tx.Scan(ctx, timelineCollection, q)
+		if err != nil {
+			return n, err
+		}
+		for _, rec := range pg.Records {
+			var e TimelineEntry
+			if err := json.Unmarshal(rec.Body, &e); err != nil {
+				return n, fmt.Errorf("timeline entry %s: %w", rec.ID, err)
+			}
+			if !refs[e.Collection][e.RecordID] && !refs[e.RefCollection][e.RefID] {
+				continue
+			}
+			e.Summary = erased
+			if e.StageChange != nil {
+				e.StageChange.Comment = ""
+			}
+			body, err := json.Marshal(e)
+			if err != nil {
+				return n, err
+			}
+			if _, err := tx.Put(ctx, timelineCollection, storage.Record{ID: rec.ID, Version: rec.Version, Body: body}); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if pg.Next == "" {
+			return n, nil
+		}
+		q.Cursor = pg.Next
+	}
+}
+
+// redactDeadLetters drops the event bodies of dead letters about records
+// in refs.
+func redactDeadLetters(ctx context.Context, tx storage.Tx, refs map[string]map[string]bool) (int, error) {
+	n := 0
+	q := storage.Query{Limit: storage.MaxScanLimit}
+	for {
+		pg, err := tx.Scan(ctx, deadLettersCollection, q)
+		if err != nil {
+			return n, err
+		}
+		for _, rec := range pg.Records {
+			var dl DeadLetter
+			if err := json.Unmarshal(rec.Body, &dl); err != nil {
+				return n, fmt.Errorf("dead letter %s: %w", rec.ID, err)
+			}
+			if !refs[dl.Collection][dl.RecordID] {
+				continue
+			}
+			dl.EventBody = json.RawMessage(`{"erased":true}`)
+			body, err := json.Marshal(dl)
+			if err != nil {
+				return n, err
+			}
+			if _, err := tx.Put(ctx, deadLettersCollection, storage.Record{ID: rec.ID, Version: rec.Version, Body: body}); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if pg.Next == "" {
+			return n, nil
+		}
+		q.Cursor = pg.Next
+	}
+}
+
+// Erasures lists the recorded erasures of a contact.
+func (t *Tenant) Erasures(ctx context.Context, contactID string) ([]Erasure, error) {
+	var out []Erasure
+	err := t.view(ctx, func(tx storage.ReadTx) error {
+		pg, err := tx.Scan(ctx, erasuresCollection, storage.Query{Index: "contact", Equal: contactID, Limit: storage.MaxScanLimit})
+		if err != nil {
+			return err
+		}
+		for _, rec := range pg.Records {
+			var e Erasure
+			if err := json.Unmarshal(rec.Body, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ExportPersonalData runs Tenant.ExportPersonalData on the default tenant.
+func (e *Engine) ExportPersonalData(ctx context.Context, contactID string) (PersonalData, error) {
+	return e.Default().ExportPersonalData(ctx, contactID)
+}
+
+// EraseContact runs Tenant.EraseContact on the default tenant.
+func (e *Engine) EraseContact(ctx context.Context, contactID string, opts ChangeOptions) (Erasure, error) {
+	return e.Default().EraseContact(ctx, contactID, opts)
+}

@@ -1,0 +1,153 @@
+package crm_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rapportcrm/rapport/crm"
+	"github.com/rapportcrm/rapport/storage"
+	"github.com/rapportcrm/rapport/storage/memory"
+)
+
+var errInjected = errors.New("injected failure")
+
+// faultyStore fails every Put to one collection while armed, to check
+// that multi-record operations are atomic.
+type faultyStore struct {
+	storage.Store
+	failOn string
+	armed  atomic.Bool
+}
+
+func (f *faultyStore) Update(ctx context.Context, tenant string, fn func(storage.Tx) error) error {
+	return f.Store.Update(ctx, tenant, func(tx storage.Tx) error { return fn(&faultyTx{Tx: tx, f: f}) })
+}
+
+type faultyTx struct {
+	storage.Tx
+	f *faultyStore
+}
+
+func (t *faultyTx) Put(ctx context.Context, coll string, rec storage.Record) (storage.Record, error) {
+	if t.f.armed.Load() && coll == t.f.failOn {
+		return storage.Record{}, errInjected
+	}
+	return t.Tx.Put(ctx, coll, rec)
+}
+
+// dump returns every stored record and outbox event of a tenant as text.
+func dump(t *testing.T, st storage.Store) string {
+	t.Helper()
+	var b strings.Builder
+	for _, line := range snapshot(t, st, "default") {
+		b.WriteString(line + "\n")
+	}
+	evs, err := st.ReadOutbox(context.Background(), "dump", 10000)
+	require.NoError(t, err)
+	for _, ev := range evs {
+		b.WriteString(ev.Type + " " + ev.RecordID + " " + string(ev.Body) + "\n")
+	}
+	return b.String()
+}
+
+func TestExportAndEraseContact(t *testing.T) {
+	st := &faultyStore{Store: memory.New(), failOn: "erasures"}
+	t.Cleanup(func() { require.NoError(t, st.Store.Close()) })
+	clock := newClock()
+	ctx := context.Background()
+	e, err := crm.Open(ctx, crm.Options{Store: st, Clock: clock})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, e.Close()) })
+
+	lead, err := e.Leads().Create(ctx, crm.Lead{FirstName: "Hank", LastName: "Scorpio", Email: "hank@globex.example", Company: "Globex"})
+	require.NoError(t, err)
+	conv, err := e.Leads().Convert(ctx, lead.ID, crm.ConvertOptions{})
+	require.NoError(t, err)
+	hank := conv.Contact
+	hank.Phone, hank.Tags, hank.Custom = "+1 555 0100", []string{"volcano"}, map[string]any{"hobby": "doomsday devices"}
+	hank, err = e.Contacts().Update(ctx, hank)
+	require.NoError(t, err)
+	_, err = e.Interactions().Create(ctx, crm.Interaction{Channel: "phone", Summary: "Hank asked about the hammock district",
+		Body: "Call Hank Scorpio back on +1 555 0100", Links: crm.Links{ContactID: hank.ID, DealID: conv.Deal.ID}})
+	require.NoError(t, err)
+	_, err = e.Activities().Create(ctx, crm.Activity{Type: crm.Call, Subject: "Call Hank Scorpio", Links: crm.Links{ContactID: hank.ID}})
+	require.NoError(t, err)
+	order, err := e.Orders().Create(ctx, crm.Order{Number: "1", ContactID: hank.ID, OrderedAt: clock.Now(), Currency: "USD",
+		Lines: []crm.OrderLine{{SKU: "HAMMOCK", Quantity: 2, UnitPrice: crm.Money{Amount: 5000}}}})
+	require.NoError(t, err)
+	_, err = e.Contacts().Create(ctx, crm.Contact{FirstName: "Homer", Email: "homer@globex.example"})
+	require.NoError(t, err)
+
+	// Art. 20: everything about Hank, as JSON.
+	data, err := e.ExportPersonalData(ctx, hank.ID)
+	require.NoError(t, err)
+	raw, err := json.Marshal(data)
+	require.NoError(t, err)
+	for _, want := range []string{"hank@globex.example", "Scorpio", "+15550100", "hammock district", "doomsday devices", "HAMMOCK"} {
+		assert.Contains(t, string(raw), want)
+	}
+	assert.NotContains(t, string(raw), "homer")
+	require.NotNil(t, data.Lead)
+	assert.Len(t, data.Deals, 1)
+	assert.Len(t, data.Orders, 1)
+	assert.Len(t, data.Interactions, 1)
+	assert.Len(t, data.Activities, 1)
+	assert.NotEmpty(t, data.Timeline)
+
+	// Art. 17: a failure at the last step leaves everything as it was.
+	before := dump(t, st)
+	st.armed.Store(true)
+	_, err = e.EraseContact(ctx, hank.ID, crm.ChangeOptions{Actor: "dpo"})
+	require.ErrorIs(t, err, errInjected)
+	assert.Equal(t, before, dump(t, st))
+	st.armed.Store(false)
+
+	clock.Advance(time.Hour)
+	erasure, err := e.EraseContact(ctx, hank.ID, crm.ChangeOptions{Actor: "dpo", Reason: "request 42"})
+	require.NoError(t, err)
+	assert.Positive(t, erasure.Events)
+	assert.Equal(t, 1, erasure.Records["interactions"])
+
+	// No trace of Hank's personal data anywhere: records, timeline, outbox.
+	after := dump(t, st)
+	for _, gone := range []string{"Hank", "hank@globex.example", "Scorpio", "15550100", "hammock district", "doomsday", "volcano"} {
+		assert.NotContains(t, after, gone)
+	}
+	// What aggregates need stays: the contact's ID, the order, the deal.
+	got, err := e.Contacts().Get(ctx, hank.ID)
+	require.NoError(t, err)
+	assert.Equal(t, clock.Now(), got.ErasedAt)
+	assert.Empty(t, got.Email)
+	gotOrder, err := e.Orders().Get(ctx, order.ID)
+	require.NoError(t, err)
+	assert.Equal(t, order.Total, gotOrder.Total)
+	assert.Equal(t, hank.ID, gotOrder.ContactID)
+	_, err = e.Deals().Get(ctx, conv.Deal.ID)
+	require.NoError(t, err)
+	homer, err := e.Contacts().FindBy(ctx, "email", []string{"homer@globex.example"})
+	require.NoError(t, err)
+	assert.Contains(t, homer, "homer@globex.example", "other contacts are untouched")
+
+	// The erasure is recorded, without the data; erased contacts stay erased.
+	recorded, err := e.Default().Erasures(ctx, hank.ID)
+	require.NoError(t, err)
+	require.Len(t, recorded, 1)
+	assert.Equal(t, "request 42", recorded[0].Reason)
+	_, err = e.Contacts().Update(ctx, got)
+	var ve *crm.ValidationError
+	require.ErrorAs(t, err, &ve)
+	_, err = e.EraseContact(ctx, hank.ID, crm.ChangeOptions{})
+	require.ErrorIs(t, err, crm.ErrInvalid)
+	_, err = e.EraseContact(ctx, "missing", crm.ChangeOptions{})
+	require.ErrorIs(t, err, crm.ErrNotFound)
+	_, err = e.Contacts().Create(ctx, crm.Contact{FirstName: "X", ErasedAt: clock.Now()})
+	require.ErrorAs(t, err, &ve)
+}
