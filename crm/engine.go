@@ -26,8 +26,10 @@ type Engine struct {
 	closed   bool
 	inflight sync.WaitGroup // running calls
 	subs     map[string]*subscription
-	// pipelines caches compiled pipeline definitions.
+	// pipelines caches compiled pipeline definitions; schemas custom-field
+	// schemas.
 	pipelines pipelineCache
+	schemas   sync.Map
 	runCtx    context.Context // cancelled by Close; dispatchers run under it
 	stop      context.CancelFunc
 	workers   sync.WaitGroup // dispatcher goroutines

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -83,8 +84,10 @@ type kind[T any] struct {
 func newKind[T any, P entity[T]](name string, c storage.Collection,
 	check func(context.Context, storage.ReadTx, *T, *T, *problems) error,
 	beforeDelete func(context.Context, storage.ReadTx, string) error) *kind[T] {
-	// Every kind lists its archived records by the time they were archived.
-	c.Indexes = append(c.Indexes, storage.Index{Name: "archived", Extract: sortableTime("archived_at")})
+	// Every kind lists its archived records by the time they were archived,
+	// and its records by custom values (ListOptions.By "custom.<key>").
+	c.Indexes = append(c.Indexes, storage.Index{Name: "archived", Extract: sortableTime("archived_at")},
+		storage.Index{Name: "custom", Extract: customIndex})
 	return &kind[T]{name: name, collection: c, meta: func(t *T) *Meta { return P(t).meta() }, check: check, beforeDelete: beforeDelete}
 }
 
@@ -105,7 +108,7 @@ func collections() []storage.Collection {
 	return []storage.Collection{contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection,
 		contractKind.collection, caseKind.collection, activityKind.collection, interactionKind.collection,
 		productKind.collection, orderKind.collection,
-		pipelineCollection, versionCollection, timelineKind, erasureCollection, noticeCollection, deadLetterCollection}
+		pipelineCollection, versionCollection, timelineKind, erasureCollection, schemaCollection, noticeCollection, deadLetterCollection}
 }
 
 // Records reads and writes the entities of one kind in one tenant.
@@ -244,6 +247,14 @@ func (r *Records[T]) Delete(ctx context.Context, id string) error {
 // List returns one page of records, selected and ordered by opts.
 func (r *Records[T]) List(ctx context.Context, opts ListOptions) (Page[T], error) {
 	q := storage.Query{Index: opts.By, Equal: opts.Value, Limit: opts.Limit, Cursor: opts.Cursor, Reverse: opts.Reverse}
+	if key, ok := strings.CutPrefix(opts.By, "custom."); ok {
+		q.Index = "custom"
+		if opts.Value == "" {
+			q.Equal, q.Prefix = "", key+sep
+		} else {
+			q.Equal = key + sep + opts.Value
+		}
+	}
 	if opts.By == "" && opts.Value != "" {
 		return Page[T]{}, fmt.Errorf("crm: list %s: %w: Value %q without By", r.k.name, ErrInvalid, opts.Value)
 	}
@@ -440,6 +451,13 @@ func (r *Records[T]) replace(ctx context.Context, tx storage.Tx, rec T) (T, erro
 func (r *Records[T]) validate(ctx context.Context, tx storage.ReadTx, rec, prev *T, p *problems) error {
 	checkMeta(r.k.meta(rec), p)
 	if err := r.k.check(ctx, tx, rec, prev, p); err != nil {
+		return err
+	}
+	var prevMeta *Meta
+	if prev != nil {
+		prevMeta = r.k.meta(prev)
+	}
+	if err := r.checkCustom(ctx, tx, r.k.meta(rec), prevMeta, p); err != nil {
 		return err
 	}
 	if r.k.staging != nil {
