@@ -44,6 +44,10 @@ type Account struct {
 	// Employees is the head count; it cannot be negative.
 	Employees int    `json:"employees,omitempty"`
 	Territory string `json:"territory,omitempty"`
+	City      string `json:"city,omitempty"`
+	// MergedInto is set on an account merged into another
+	// (Tenant.MergeAccounts): the survivor's ID.
+	MergedInto string `json:"merged_into,omitempty"`
 	// ExternalID is the account's ID in another system; it is unique per
 	// tenant, which makes imports restartable.
 	ExternalID string `json:"external_id,omitempty"`
@@ -70,10 +74,14 @@ var accountKind = newStagedKind[Account]("account",
 		{Name: "industry", Field: "industry"},
 		{Name: "external_id", Field: "external_id", Unique: true},
 		{Name: "search", Extract: searchTerms([]string{"name", "domain"}, nil, nil)},
+		{Name: "dupkey", Extract: accountKeys},
 	}},
 	checkAccount, accountInUse, &staging[Account]{kind: pipeline.KindAccount, ref: (*Account).stageRef})
 
-func checkAccount(_ context.Context, _ storage.ReadTx, a, _ *Account, p *problems) error {
+func checkAccount(_ context.Context, _ storage.ReadTx, a, prev *Account, p *problems) error {
+	if (prev == nil && a.MergedInto != "") || (prev != nil && prev.MergedInto != a.MergedInto) {
+		p.add("merged_into", "is set by Tenant.MergeAccounts")
+	}
 	checkText(p, "name", &a.Name)
 	if a.Name == "" {
 		p.add("name", "is required")
@@ -81,6 +89,7 @@ func checkAccount(_ context.Context, _ storage.ReadTx, a, _ *Account, p *problem
 	checkDomain(p, "domain", &a.Domain)
 	checkText(p, "industry", &a.Industry)
 	checkText(p, "territory", &a.Territory)
+	checkText(p, "city", &a.City)
 	checkText(p, "external_id", &a.ExternalID)
 	switch a.Type {
 	case "", B2B, B2C, B2G:

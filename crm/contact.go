@@ -39,6 +39,9 @@ type Contact struct {
 	// ErasedAt is set by Tenant.EraseContact; an erased contact keeps its
 	// ID for aggregates and cannot be updated.
 	ErasedAt time.Time `json:"erased_at,omitzero"`
+	// MergedInto is set on a contact merged into another
+	// (Tenant.MergeContacts): the survivor's ID.
+	MergedInto string `json:"merged_into,omitempty"`
 }
 
 // Name returns the contact's full name, or its email if it has no name.
@@ -62,6 +65,7 @@ var contactKind = func() *kind[Contact] {
 			{Name: "country", Field: "country"},
 			{Name: "lead", Field: "lead_id"},
 			{Name: "search", Extract: searchTerms([]string{"first_name", "last_name"}, []string{"email"}, []string{"phone"})},
+			{Name: "dupkey", Extract: contactKeys},
 		}},
 		checkContact, func(ctx context.Context, tx storage.ReadTx, id string) error {
 			return referencedBy(ctx, tx, "contact", id, []string{dealsCollection, contractsCollection, casesCollection, ordersCollection}, "contact")
@@ -71,6 +75,9 @@ var contactKind = func() *kind[Contact] {
 			p.add("erased_at", "the contact was erased and cannot be changed")
 		} else if !next.ErasedAt.IsZero() {
 			p.add("erased_at", "is set by Tenant.EraseContact")
+		}
+		if cur.MergedInto != next.MergedInto {
+			p.add("merged_into", "is set by Tenant.MergeContacts")
 		}
 	}
 	return k
@@ -88,6 +95,9 @@ func checkContact(ctx context.Context, tx storage.ReadTx, c, prev *Contact, p *p
 	checkPhone(p, "phone", &c.Phone)
 	if prev == nil && !c.ErasedAt.IsZero() {
 		p.add("erased_at", "is set by Tenant.EraseContact")
+	}
+	if prev == nil && c.MergedInto != "" {
+		p.add("merged_into", "is set by Tenant.MergeContacts")
 	}
 	checkText(p, "external_id", &c.ExternalID)
 	if err := checkRef(ctx, tx, p, "lead_id", leadsCollection, "lead", &c.LeadID, was.LeadID); err != nil {

@@ -390,6 +390,9 @@ func (r *Records[T]) create(ctx context.Context, tx storage.Tx, rec T, now time.
 			return zero, err
 		}
 	}
+	if err := r.suspectDuplicates(ctx, tx, m.ID, body); err != nil {
+		return zero, err
+	}
 	verb := r.k.createdVerb
 	if verb == "" {
 		verb = "created"
