@@ -65,18 +65,22 @@ func (a *Account) stageRef() stageRef {
 
 const accountsCollection = "accounts"
 
-var accountKind = newStagedKind[Account]("account",
-	storage.Collection{Name: accountsCollection, Indexes: []storage.Index{
-		{Name: "domain", Field: "domain", Unique: true},
-		{Name: "name", Field: "name"},
-		{Name: "owner", Field: "owner"},
-		{Name: "tag", Field: "tags"},
-		{Name: "industry", Field: "industry"},
-		{Name: "external_id", Field: "external_id", Unique: true},
-		{Name: "search", Extract: searchTerms([]string{"name", "domain"}, nil, nil)},
-		{Name: "dupkey", Extract: accountKeys},
-	}},
-	checkAccount, accountInUse, &staging[Account]{kind: pipeline.KindAccount, ref: (*Account).stageRef})
+var accountSearch = searchTerms([]string{"name", "domain"}, nil, nil)
+
+var accountKind = func() *kind[Account] {
+	k := newStagedKind[Account]("account",
+		storage.Collection{Name: accountsCollection, Indexes: []storage.Index{
+			{Name: "domain", Field: "domain", Unique: true},
+			{Name: "name", Field: "name"},
+			{Name: "owner", Field: "owner"},
+			{Name: "tag", Field: "tags"},
+			{Name: "industry", Field: "industry"},
+			{Name: "external_id", Field: "external_id", Unique: true},
+		}},
+		checkAccount, accountInUse, &staging[Account]{kind: pipeline.KindAccount, ref: (*Account).stageRef})
+	k.search, k.dupKeys = accountSearch, accountKeys
+	return k
+}()
 
 func checkAccount(_ context.Context, _ storage.ReadTx, a, prev *Account, p *problems) error {
 	if (prev == nil && a.MergedInto != "") || (prev != nil && prev.MergedInto != a.MergedInto) {

@@ -54,6 +54,8 @@ func (c Contact) Name() string {
 
 const contactsCollection = "contacts"
 
+var contactSearch = searchTerms([]string{"first_name", "last_name"}, []string{"email"}, []string{"phone"})
+
 var contactKind = func() *kind[Contact] {
 	k := newKind[Contact]("contact",
 		storage.Collection{Name: contactsCollection, Indexes: []storage.Index{
@@ -64,12 +66,11 @@ var contactKind = func() *kind[Contact] {
 			{Name: "external_id", Field: "external_id", Unique: true},
 			{Name: "country", Field: "country"},
 			{Name: "lead", Field: "lead_id"},
-			{Name: "search", Extract: searchTerms([]string{"first_name", "last_name"}, []string{"email"}, []string{"phone"})},
-			{Name: "dupkey", Extract: contactKeys},
 		}},
 		checkContact, func(ctx context.Context, tx storage.ReadTx, id string) error {
 			return referencedBy(ctx, tx, "contact", id, []string{dealsCollection, contractsCollection, casesCollection, ordersCollection}, "contact")
 		})
+	k.search, k.dupKeys = contactSearch, contactKeys
 	k.checkUpdate = func(cur, next *Contact, p *problems) {
 		if !cur.ErasedAt.IsZero() {
 			p.add("erased_at", "the contact was erased and cannot be changed")

@@ -3,6 +3,7 @@ package crm
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,7 +13,7 @@ import (
 )
 
 // Duplicate detection: contacts and accounts are indexed under match keys
-// ("dupkey" index), and records sharing a key are likely the same
+// (in the lookup collection, beside the search terms), and records sharing a key are likely the same
 // customer:
 //   - a contact's email, normalised: lower case, "+tag" dropped from the
 //     local part, dots dropped for Gmail addresses;
@@ -94,12 +95,16 @@ func normCompany(name string) string {
 
 // Duplicates returns the stored records that likely duplicate rec (which
 // need not be stored): those sharing a match key, leaving out rec itself
-// and records merged away. Only contacts and accounts have match keys;
-// other kinds fail with ErrInvalid.
+// and archived or merged records. Only contacts and accounts have match
+// keys; other kinds fail with ErrInvalid. New records that match others
+// also get a "<kind>.duplicate_suspected" event, listing the candidates,
+// shortly after they are created.
 func (r *Records[T]) Duplicates(ctx context.Context, rec T) ([]Match[T], error) {
-	ix, ok := r.k.collection.Index("dupkey")
-	if !ok {
+	if r.k.dupKeys == nil {
 		return nil, fmt.Errorf("crm: %s: %w: no duplicate detection", r.k.name, ErrInvalid)
+	}
+	if err := r.t.e.catchUpLookup(ctx); err != nil {
+		return nil, err
 	}
 	var out []Match[T]
 	err := r.view(ctx, func(tx storage.ReadTx) error {
@@ -112,76 +117,42 @@ func (r *Records[T]) Duplicates(ctx context.Context, rec T) ([]Match[T], error) 
 		if err != nil {
 			return err
 		}
-		out, err = r.duplicates(ctx, tx, ix, body, r.k.meta(&v).ID)
-		return err
+		keys, err := r.k.dupKeys(body)
+		if err != nil {
+			return err
+		}
+		self := r.k.meta(&v).ID
+		at := map[string]int{}
+		for _, key := range keys {
+			ids, err := lookupMatches(ctx, tx, r.k.collection.Name, dupPrefix+key, 100)
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
+				if id == self {
+					continue
+				}
+				if i, ok := at[id]; ok {
+					out[i].Reasons = append(out[i].Reasons, key)
+					continue
+				}
+				d, err := r.get(ctx, tx, id)
+				if errors.Is(err, storage.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if !r.k.meta(&d).ArchivedAt.IsZero() {
+					continue
+				}
+				at[id] = len(out)
+				out = append(out, Match[T]{Record: d, Reasons: []string{key}})
+			}
+		}
+		return nil
 	})
 	return out, err
-}
-
-// duplicates returns the stored, unarchived records other than self that
-// share a match key with the record whose JSON is body.
-func (r *Records[T]) duplicates(ctx context.Context, tx storage.ReadTx, ix storage.Index, body []byte, self string) ([]Match[T], error) {
-	keys, err := ix.Extract(body)
-	if err != nil {
-		return nil, err
-	}
-	var out []Match[T]
-	at := map[string]int{}
-	for _, key := range keys {
-		pg, err := tx.Scan(ctx, r.k.collection.Name, storage.Query{Index: "dupkey", Equal: key, Limit: 100})
-		if err != nil {
-			return nil, err
-		}
-		for _, stored := range pg.Records {
-			if stored.ID == self {
-				continue
-			}
-			d, err := r.decode(stored)
-			if err != nil {
-				return nil, err
-			}
-			if !r.k.meta(&d).ArchivedAt.IsZero() {
-				continue
-			}
-			if i, ok := at[stored.ID]; ok {
-				out[i].Reasons = append(out[i].Reasons, key)
-				continue
-			}
-			at[stored.ID] = len(out)
-			out = append(out, Match[T]{Record: d, Reasons: []string{key}})
-		}
-	}
-	return out, nil
-}
-
-// suspectDuplicates appends "<kind>.duplicate_suspected" when a new record
-// (stored as body) shares a match key with stored ones; the event's data
-// lists them.
-func (r *Records[T]) suspectDuplicates(ctx context.Context, tx storage.Tx, id string, body []byte) error {
-	ix, ok := r.k.collection.Index("dupkey")
-	if !ok {
-		return nil
-	}
-	matches, err := r.duplicates(ctx, tx, ix, body, id)
-	if err != nil || len(matches) == 0 {
-		return err
-	}
-	type candidate struct {
-		ID      string   `json:"id"`
-		Reasons []string `json:"reasons"`
-	}
-	data := struct {
-		ID         string      `json:"id"`
-		Candidates []candidate `json:"candidates"`
-	}{ID: id}
-	for _, m := range matches {
-		data.Candidates = append(data.Candidates, candidate{ID: r.k.meta(&m.Record).ID, Reasons: m.Reasons})
-	}
-	raw, err := json.Marshal(data)
-	if err != nil {
-		return err
-	}
-	return r.appendEvent(ctx, tx, "duplicate_suspected", id, raw, nil)
 }
 
 // MergeOptions describe a merge.

@@ -30,9 +30,12 @@ type Engine struct {
 	// schemas.
 	pipelines pipelineCache
 	schemas   sync.Map
-	runCtx    context.Context // cancelled by Close; dispatchers run under it
-	stop      context.CancelFunc
-	workers   sync.WaitGroup // dispatcher goroutines
+	// lookup indexes contacts, accounts and leads for search and
+	// duplicate detection.
+	lookup  *indexer
+	runCtx  context.Context // cancelled by Close; dispatchers run under it
+	stop    context.CancelFunc
+	workers sync.WaitGroup // dispatcher goroutines
 }
 
 // Open opens an engine. With no Options.Store it opens (creating if needed)
@@ -64,6 +67,8 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, errors.Join(fmt.Errorf("crm: open: %w", err), e.closeStore())
 	}
 	e.runCtx, e.stop = context.WithCancel(context.Background())
+	e.lookup = &indexer{e: e, kinds: lookupKinds()}
+	e.workers.Go(e.lookup.run)
 	if opts.TimerInterval > 0 {
 		e.workers.Add(1)
 		go e.runTimers()
@@ -91,6 +96,19 @@ func (e *Engine) Close() error {
 	err := e.closeStore()
 	e.log.Debug("engine closed")
 	return err
+}
+
+// catchUpLookup brings the lookup index up to date with every committed
+// write.
+func (e *Engine) catchUpLookup(ctx context.Context) error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.leave()
+	if err := e.lookup.catchUp(ctx); err != nil {
+		return fmt.Errorf("crm: search index: %w", err)
+	}
+	return nil
 }
 
 // runTimers calls CheckTimers for the timer tenants every TimerInterval

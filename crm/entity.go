@@ -68,6 +68,10 @@ type kind[T any] struct {
 	beforeDelete func(ctx context.Context, tx storage.ReadTx, id string) error
 	// checkUpdate, if set, may refuse changes an Update must not make.
 	checkUpdate func(cur, next *T, p *problems)
+	// search and dupKeys, when set, give a record's search terms and
+	// duplicate match keys, which the indexer keeps in the lookup
+	// collection.
+	search, dupKeys func([]byte) ([]string, error)
 	// createdVerb names the create event, "<name>.<createdVerb>"; it
 	// defaults to "created" (orders are "placed").
 	createdVerb string
@@ -108,7 +112,7 @@ func collections() []storage.Collection {
 	return []storage.Collection{contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection,
 		contractKind.collection, caseKind.collection, activityKind.collection, interactionKind.collection,
 		productKind.collection, orderKind.collection,
-		pipelineCollection, versionCollection, timelineKind, erasureCollection, schemaCollection, noticeCollection, deadLetterCollection}
+		pipelineCollection, versionCollection, timelineKind, erasureCollection, schemaCollection, lookupCollection, noticeCollection, deadLetterCollection}
 }
 
 // Records reads and writes the entities of one kind in one tenant.
@@ -389,9 +393,6 @@ func (r *Records[T]) create(ctx context.Context, tx storage.Tx, rec T, now time.
 		if err := r.k.afterCreate(ctx, tx, &rec); err != nil {
 			return zero, err
 		}
-	}
-	if err := r.suspectDuplicates(ctx, tx, m.ID, body); err != nil {
-		return zero, err
 	}
 	verb := r.k.createdVerb
 	if verb == "" {

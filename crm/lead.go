@@ -58,6 +58,8 @@ func (l *Lead) stageRef() stageRef {
 
 const leadsCollection = "leads"
 
+var leadSearch = searchTerms([]string{"first_name", "last_name", "company"}, []string{"email"}, []string{"phone"})
+
 var leadKind = func() *kind[Lead] {
 	k := newStagedKind[Lead]("lead",
 		storage.Collection{Name: leadsCollection, Indexes: []storage.Index{
@@ -66,11 +68,11 @@ var leadKind = func() *kind[Lead] {
 			{Name: "tag", Field: "tags"},
 			{Name: "source", Field: "source"},
 			{Name: "campaign", Field: "campaign_id"},
-			{Name: "search", Extract: searchTerms([]string{"first_name", "last_name", "company"}, []string{"email"}, []string{"phone"})},
 		}},
 		checkLead, func(ctx context.Context, tx storage.ReadTx, id string) error {
 			return referencedBy(ctx, tx, "lead", id, []string{contactsCollection, dealsCollection}, "lead")
 		}, &staging[Lead]{kind: pipeline.KindLead, ref: (*Lead).stageRef})
+	k.search = leadSearch
 	stage := k.checkUpdate
 	k.checkUpdate = func(cur, next *Lead, p *problems) {
 		stage(cur, next, p)

@@ -138,7 +138,8 @@ const erased = "erased"
 //   - timeline entries about it or about those records lose their
 //     summaries and comments, keeping their type and time;
 //   - outbox events and dead letters about all those records keep their
-//     type and time and lose their data.
+//     type and time and lose their data, and the search index forgets
+//     them.
 //
 // Deals, orders and contracts are business records and stay as they are;
 // they refer to the contact by ID only. The erasure is recorded (Erasure)
@@ -212,6 +213,15 @@ func (t *Tenant) EraseContact(ctx context.Context, contactID string, opts Change
 			return err
 		}
 
+		// The search index forgets them too (the indexer skips the
+		// redacted events below).
+		for _, coll := range []string{contactsCollection, leadsCollection} {
+			for id := range refs[coll] {
+				if err := tx.Delete(ctx, lookupCollectionName, lookupID(coll, id), 0); err != nil && !isNotFound(err) {
+					return err
+				}
+			}
+		}
 		n, err := redactTimeline(ctx, tx, refs)
 		if err != nil {
 			return err

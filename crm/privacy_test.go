@@ -121,6 +121,9 @@ func TestExportAndEraseContact(t *testing.T) {
 	for _, gone := range []string{"Hank", "hank@globex.example", "Scorpio", "15550100", "hammock district", "doomsday", "volcano"} {
 		assert.NotContains(t, after, gone)
 	}
+	found, err := e.Contacts().Search(ctx, "hank", crm.SearchOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, found.Items, "the search index forgot Hank")
 	// What aggregates need stays: the contact's ID, the order, the deal.
 	got, err := e.Contacts().Get(ctx, hank.ID)
 	require.NoError(t, err)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rapportcrm/rapport/storage"
@@ -79,20 +80,19 @@ var schemaCollection = storage.Collection{Name: schemasCollection}
 
 // customIndex indexes every scalar custom value as key ‖ sep ‖ value.
 func customIndex(body []byte) ([]string, error) {
-	var m struct {
-		Custom map[string]json.RawMessage `json:"custom"`
-	}
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, err
+	custom := gjson.GetBytes(body, "custom")
+	if !custom.IsObject() {
+		return nil, nil
 	}
 	var out []string
-	for k, raw := range m.Custom {
-		for _, v := range indexValues(raw) {
-			if s := k + sep + v; len(s) <= storage.MaxIndexValueLen && !slices.Contains(out, s) {
+	custom.ForEach(func(k, v gjson.Result) bool {
+		for _, val := range indexValues(json.RawMessage(v.Raw)) {
+			if s := k.String() + sep + val; len(s) <= storage.MaxIndexValueLen && !slices.Contains(out, s) {
 				out = append(out, s)
 			}
 		}
-	}
+		return true
+	})
 	return out, nil
 }
 

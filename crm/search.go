@@ -2,6 +2,8 @@ package crm
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -22,6 +24,13 @@ import (
 // "nunez", "example", "com"), its phone's digits, its domain's words.
 // A query matches a record when each of its words is a prefix of one of
 // the record's terms.
+
+// Lookup values put search terms and duplicate match keys behind a
+// prefix, so that one index serves both (see lookup.go).
+const (
+	searchPrefix = "s" + sep
+	dupPrefix    = "d" + sep
+)
 
 // fold returns s in lower case without accents or other marks.
 func fold(s string) string {
@@ -92,7 +101,7 @@ type SearchOptions struct {
 // and leads have one) fail with ErrInvalid.
 func (r *Records[T]) Search(ctx context.Context, query string, opts SearchOptions) (Page[T], error) {
 	var page Page[T]
-	if _, ok := r.k.collection.Index("search"); !ok {
+	if r.k.search == nil {
 		return page, fmt.Errorf("crm: %s: %w: not searchable", r.k.name, ErrInvalid)
 	}
 	qs := searchQuery(query)
@@ -106,32 +115,39 @@ func (r *Records[T]) Search(ctx context.Context, query string, opts SearchOption
 	if limit > storage.MaxScanLimit {
 		limit = storage.MaxScanLimit
 	}
-	// Scan the index by the longest word (fewest candidates), keep the
-	// records whose terms cover every word.
+	if err := r.t.e.catchUpLookup(ctx); err != nil {
+		return page, err
+	}
+	// Scan the lookup index by the longest word (fewest candidates), keep
+	// the records whose terms cover every word.
 	first := slices.MaxFunc(qs, func(a, b string) int { return len(a) - len(b) })
-	q := storage.Query{Index: "search", Prefix: first, Cursor: opts.Cursor}
-	extract := r.k.collection.Indexes[slices.IndexFunc(r.k.collection.Indexes, func(ix storage.Index) bool { return ix.Name == "search" })].Extract
+	coll := r.k.collection.Name
+	q := storage.Query{Index: "term", Prefix: coll + sep + searchPrefix + first, Cursor: opts.Cursor}
 	err := r.view(ctx, func(tx storage.ReadTx) error {
 		seen := map[string]bool{}
 		for len(page.Items) < limit {
-			// Each record scanned adds at most one item, so a page never
+			// Each entry scanned adds at most one item, so a page never
 			// overshoots the limit and the cursor stays exact.
 			q.Limit = limit - len(page.Items)
-			pg, err := tx.Scan(ctx, r.k.collection.Name, q)
+			pg, err := tx.Scan(ctx, lookupCollectionName, q)
 			if err != nil {
 				return err
 			}
-			for _, rec := range pg.Records {
-				if seen[rec.ID] {
-					continue
-				}
-				seen[rec.ID] = true
-				terms, err := extract(rec.Body)
-				if err != nil {
+			for _, l := range pg.Records {
+				var e lookupEntry
+				if err := json.Unmarshal(l.Body, &e); err != nil {
 					return err
 				}
-				if !covers(terms, qs) {
+				if seen[e.RecordID] || !covers(e.Terms, qs) {
 					continue
+				}
+				seen[e.RecordID] = true
+				rec, err := tx.Get(ctx, coll, e.RecordID)
+				if errors.Is(err, storage.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
 				}
 				v, err := r.decode(rec)
 				if err != nil {
