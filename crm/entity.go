@@ -111,7 +111,8 @@ func newStagedKind[T any, P entity[T]](name string, c storage.Collection,
 func collections() []storage.Collection {
 	return []storage.Collection{contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection,
 		contractKind.collection, caseKind.collection, activityKind.collection, interactionKind.collection,
-		productKind.collection, orderKind.collection,
+		productKind.collection, orderKind.collection, userKind.collection, teamKind.collection, territoryKind.collection,
+		targetKind.collection, campaignKind.collection, surveyKind.collection, priceListKind.collection,
 		pipelineCollection, versionCollection, timelineKind, erasureCollection, schemaCollection, lookupCollection, noticeCollection, deadLetterCollection}
 }
 

@@ -81,7 +81,11 @@ var leadKind = func() *kind[Lead] {
 	return k
 }()
 
-func checkLead(_ context.Context, _ storage.ReadTx, l, prev *Lead, p *problems) error {
+func checkLead(ctx context.Context, tx storage.ReadTx, l, prev *Lead, p *problems) error {
+	var was Lead
+	if prev != nil {
+		was = *prev
+	}
 	if prev == nil && (!l.ConvertedAt.IsZero() || l.ContactID != "" || l.AccountID != "" || l.DealID != "") {
 		p.add("converted_at", "conversion fields are set by Leads.Convert")
 	}
@@ -89,14 +93,13 @@ func checkLead(_ context.Context, _ storage.ReadTx, l, prev *Lead, p *problems) 
 	checkText(p, "last_name", &l.LastName)
 	checkText(p, "company", &l.Company)
 	checkText(p, "source", &l.Source)
-	checkText(p, "campaign_id", &l.CampaignID)
 	checkEmail(p, "email", &l.Email)
 	checkPhone(p, "phone", &l.Phone)
 	checkMoney(p, "expected_amount", l.ExpectedAmount, false)
 	if l.FirstName == "" && l.LastName == "" && l.Email == "" && l.Phone == "" && l.Company == "" {
 		p.add("name", "a lead needs a name, an email, a phone or a company")
 	}
-	return nil
+	return checkRef(ctx, tx, p, "campaign_id", campaignsCollection, "campaign", &l.CampaignID, was.CampaignID)
 }
 
 func gjsonString(body []byte, path string) string { return gjson.GetBytes(body, path).String() }

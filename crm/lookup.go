@@ -20,7 +20,8 @@ import (
 // create nearly twice as slow (more B-tree pages to fsync). Instead an
 // engine-internal outbox consumer, the indexer, reads the events of
 // contacts, accounts and leads in batches and writes one lookup record
-// per record, many per transaction. Search and Duplicates first let the
+// per record, many per transaction, from each record as it is when it is
+// indexed (deleted and erased records lose theirs). Search and Duplicates first let the
 // indexer catch up with the outbox, so they see every committed write.
 //
 // A lookup record's ID is "<collection>/<record ID>"; its "term" index
@@ -157,28 +158,27 @@ func (ix *indexer) catchUp(ctx context.Context) error {
 // lookupBatch is how many events the indexer reads at a time.
 const lookupBatch = 1000
 
-// apply brings the lookup record of an event's record up to date, and
-// reports a new record that shares match keys with others.
+// apply brings the lookup record of an event's record up to date with the
+// record as it is now (not as the event says: an event read before an
+// erasure redacted it must not bring erased data back), and reports a new
+// record that shares match keys with others.
 func (ix *indexer) apply(ctx context.Context, tx storage.Tx, ev storage.Event) error {
 	k := ix.kinds[ev.Collection]
 	id := lookupID(ev.Collection, ev.RecordID)
 	_, what, _ := strings.Cut(ev.Type, ".")
-	if what == "deleted" {
+	rec, err := tx.Get(ctx, ev.Collection, ev.RecordID)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && gjson.GetBytes(rec.Body, "erased_at").String() != "") {
 		err := tx.Delete(ctx, lookupCollectionName, id, 0)
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil
 		}
 		return err
 	}
-	data := gjson.GetBytes(ev.Body, "data")
-	// Only events that carry the whole record say what to index (not
-	// duplicate_suspected, erased, ...).
-	if !data.IsObject() || data.Get("tenant").String() == "" {
-		return nil
+	if err != nil {
+		return err
 	}
-	body := []byte(data.Raw)
+	body := rec.Body
 	entry := lookupEntry{Collection: ev.Collection, RecordID: ev.RecordID}
-	var err error
 	if entry.Terms, err = k.search(body); err != nil {
 		return err
 	}
@@ -205,7 +205,7 @@ func (ix *indexer) apply(ctx context.Context, tx storage.Tx, ev storage.Event) e
 	if _, err := tx.Put(ctx, lookupCollectionName, storage.Record{ID: id, Body: raw}); err != nil {
 		return err
 	}
-	if what != "created" || len(entry.Keys) == 0 || data.Get("archived_at").String() != "" {
+	if what != "created" || len(entry.Keys) == 0 || gjson.GetBytes(body, "archived_at").String() != "" {
 		return nil
 	}
 	return ix.suspect(ctx, tx, ev, k, entry)

@@ -215,12 +215,8 @@ func checkOrder(ctx context.Context, tx storage.ReadTx, o, prev *Order, p *probl
 		{"contact_id", contactsCollection, "contact", &o.ContactID, was.ContactID},
 		{"account_id", accountsCollection, "account", &o.AccountID, was.AccountID},
 		{"refund_of", ordersCollection, "order", &o.RefundOf, was.RefundOf},
-		{"campaign_id", "", "", &o.CampaignID, ""},
+		{"campaign_id", campaignsCollection, "campaign", &o.CampaignID, was.CampaignID},
 	} {
-		if ref.coll == "" {
-			checkText(p, ref.field, ref.id)
-			continue
-		}
 		if err := checkRef(ctx, tx, p, ref.field, ref.coll, ref.what, ref.id, ref.was); err != nil {
 			return err
 		}

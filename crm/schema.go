@@ -136,6 +136,9 @@ var entityCollections = map[string]string{
 	"contact": contactsCollection, "account": accountsCollection, "lead": leadsCollection, "deal": dealsCollection,
 	"case": casesCollection, "contract": contractsCollection, "activity": activitiesCollection,
 	"interaction": interactionsCollection, "product": productsCollection, "order": ordersCollection,
+	"user": usersCollection, "team": teamsCollection, "territory": territoriesCollection,
+	"campaign": campaignsCollection, "price_list": priceListsCollection, "sales_target": targetsCollection,
+	"survey_response": surveysCollection,
 }
 
 // Validate checks a schema on its own: the entity, keys, types, options,
