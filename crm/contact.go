@@ -71,6 +71,7 @@ var contactKind = func() *kind[Contact] {
 			return referencedBy(ctx, tx, "contact", id, []string{dealsCollection, contractsCollection, casesCollection, ordersCollection}, "contact")
 		})
 	k.search, k.dupKeys = contactSearch, contactKeys
+	k.phones = func(c *Contact) map[string]*string { return map[string]*string{"phone": &c.Phone} }
 	k.checkUpdate = func(cur, next *Contact, p *problems) {
 		if !cur.ErasedAt.IsZero() {
 			p.add("erased_at", "the contact was erased and cannot be changed")

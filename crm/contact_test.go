@@ -13,6 +13,7 @@ import (
 
 	"github.com/rapportcrm/rapport/crm"
 	"github.com/rapportcrm/rapport/storage"
+	"github.com/rapportcrm/rapport/storage/memory"
 )
 
 // snapshot returns every stored record and event of a tenant, for
@@ -334,5 +335,33 @@ func TestListByIndexWithPagination(t *testing.T) {
 	_, err = contacts.List(ctx, crm.ListOptions{Limit: -1})
 	require.ErrorIs(t, err, crm.ErrInvalid)
 	_, err = contacts.List(ctx, crm.ListOptions{Cursor: "!!"})
+	require.ErrorIs(t, err, crm.ErrInvalid)
+}
+
+func TestPhoneNumbersInE164(t *testing.T) {
+	ctx := context.Background()
+	st := memory.New()
+	t.Cleanup(func() { require.NoError(t, st.Close()) })
+	e, err := crm.Open(ctx, crm.Options{Store: st, PhoneRegion: "GB"})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, e.Close()) })
+	for in, want := range map[string]string{
+		"020 7946 0958":      "+442079460958",
+		"+44 (20) 7946-0958": "+442079460958",
+		"+33 1 23 45 67 89":  "+33123456789",
+	} {
+		c, err := e.Contacts().Create(ctx, crm.Contact{FirstName: "P", Phone: in})
+		require.NoError(t, err, in)
+		assert.Equal(t, want, c.Phone, in)
+	}
+	l, err := e.Leads().Create(ctx, crm.Lead{FirstName: "L", Phone: "07700 900123"})
+	require.NoError(t, err)
+	assert.Equal(t, "+447700900123", l.Phone)
+	_, err = e.Contacts().Create(ctx, crm.Contact{FirstName: "P", Phone: "12"})
+	var ve *crm.ValidationError
+	require.ErrorAs(t, err, &ve)
+	_, ok := ve.Field("phone")
+	assert.True(t, ok)
+	_, err = crm.Open(ctx, crm.Options{Store: st, PhoneRegion: "Narnia"})
 	require.ErrorIs(t, err, crm.ErrInvalid)
 }

@@ -72,6 +72,9 @@ type kind[T any] struct {
 	// duplicate match keys, which the indexer keeps in the lookup
 	// collection.
 	search, dupKeys func([]byte) ([]string, error)
+	// phones, if set, points at the record's phone fields by JSON name,
+	// for E.164 normalisation.
+	phones func(*T) map[string]*string
 	// createdVerb names the create event, "<name>.<createdVerb>"; it
 	// defaults to "created" (orders are "placed").
 	createdVerb string
@@ -457,6 +460,11 @@ func (r *Records[T]) validate(ctx context.Context, tx storage.ReadTx, rec, prev 
 	checkMeta(r.k.meta(rec), p)
 	if err := r.k.check(ctx, tx, rec, prev, p); err != nil {
 		return err
+	}
+	if r.k.phones != nil {
+		for field, phone := range r.k.phones(rec) {
+			normalisePhone(p, field, phone, r.t.e.opts.PhoneRegion)
+		}
 	}
 	var prevMeta *Meta
 	if prev != nil {

@@ -81,6 +81,16 @@ func (p *problems) add(field, format string, args ...any) {
 	*p = append(*p, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
+// has reports whether a problem with field was added.
+func (p problems) has(field string) bool {
+	for _, f := range p {
+		if f.Field == field {
+			return true
+		}
+	}
+	return false
+}
+
 func (p problems) err(entity, id string) error {
 	if len(p) == 0 {
 		return nil

@@ -73,6 +73,7 @@ var leadKind = func() *kind[Lead] {
 			return referencedBy(ctx, tx, "lead", id, []string{contactsCollection, dealsCollection}, "lead")
 		}, &staging[Lead]{kind: pipeline.KindLead, ref: (*Lead).stageRef})
 	k.search = leadSearch
+	k.phones = func(l *Lead) map[string]*string { return map[string]*string{"phone": &l.Phone} }
 	stage := k.checkUpdate
 	k.checkUpdate = func(cur, next *Lead, p *problems) {
 		stage(cur, next, p)

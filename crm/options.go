@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nyaruka/phonenumbers"
+
 	"github.com/rapportcrm/rapport/storage"
 )
 
@@ -42,6 +44,11 @@ type Options struct {
 	// Location is the time zone that days are counted in (what is due
 	// "today"). Defaults to UTC.
 	Location *time.Location
+	// PhoneRegion is the ISO 3166 region (for example "GB") of phone
+	// numbers written without a country code. With it, every phone number
+	// is stored in E.164 form ("020 7946 0958" → "+442079460958"); without
+	// it, only numbers starting with "+" are, and others keep their digits.
+	PhoneRegion string
 	// Logger receives the engine's logs. Defaults to discarding them.
 	Logger *slog.Logger
 	// DefaultTenant is the tenant of the Engine's own methods, for
@@ -123,6 +130,9 @@ func (o Options) validate() error {
 		return fmt.Errorf("%w: PollInterval %s is negative", ErrInvalid, o.PollInterval)
 	case o.TimerInterval < 0:
 		return fmt.Errorf("%w: TimerInterval %s is negative", ErrInvalid, o.TimerInterval)
+	}
+	if o.PhoneRegion != "" && phonenumbers.GetCountryCodeForRegion(o.PhoneRegion) == 0 {
+		return fmt.Errorf("%w: PhoneRegion %q is not a region with phone numbers", ErrInvalid, o.PhoneRegion)
 	}
 	for _, t := range o.TimerTenants {
 		if err := storage.ValidateID("timer tenant", t); err != nil {

@@ -8,6 +8,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/nyaruka/phonenumbers"
+
 	"github.com/rapportcrm/rapport/storage"
 )
 
@@ -144,6 +146,20 @@ func checkEmail(p *problems, field string, s *string) {
 // checkPhone normalises a phone number by dropping spaces, dots, dashes
 // and parentheses, keeping a leading '+', and checks that 7 to 15 digits
 // remain (the E.164 maximum).
+// normalisePhone rewrites a phone number checked by checkPhone in E.164
+// form when it has a country code or region gives one.
+func normalisePhone(p *problems, field string, s *string, region string) {
+	if *s == "" || (region == "" && !strings.HasPrefix(*s, "+")) || p.has(field) {
+		return
+	}
+	n, err := phonenumbers.Parse(*s, region)
+	if err != nil || !phonenumbers.IsPossibleNumber(n) {
+		p.add(field, "%q is not a possible phone number", *s)
+		return
+	}
+	*s = phonenumbers.Format(n, phonenumbers.E164)
+}
+
 func checkPhone(p *problems, field string, s *string) {
 	in := strings.TrimSpace(*s)
 	if in == "" {
