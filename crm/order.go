@@ -91,7 +91,8 @@ func (l OrderLine) Amount() (Money, error) { return l.UnitPrice.Mul(l.Quantity) 
 // "account", "ordered_at" (RFC 3339 UTC, sortable), "sku" (one entry per
 // line's SKU), "refund_of", "campaign", "owner", "tag".
 //
-// Events: order.placed (on create), order.updated, order.deleted.
+// Events: order.placed (on create), order.updated, order.deleted. A new
+// order appears on its customer's and account's timelines.
 type Order struct {
 	Meta
 	// Number is required and unique per tenant: the shop's order or
@@ -133,6 +134,14 @@ var orderKind = func() *kind[Order] {
 			return referencedBy(ctx, tx, "order", id, []string{ordersCollection}, "refund_of")
 		})
 	k.createdVerb = "placed"
+	k.afterCreate = func(ctx context.Context, tx storage.Tx, o *Order) error {
+		what := "order "
+		if o.Refund {
+			what = "refund "
+		}
+		return appendLinked(ctx, tx, &Links{ContactID: o.ContactID, AccountID: o.AccountID}, TimelineEntry{At: o.OrderedAt,
+			Type: TimelineOrder, Summary: what + o.Number + ": " + o.Total.String(), RefCollection: ordersCollection, RefID: o.ID})
+	}
 	return k
 }()
 

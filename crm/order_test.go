@@ -42,6 +42,13 @@ func TestOrdersAndRefunds(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(-510), refund.Total.Amount)
 
+	tl, err := env.engine.Contacts().Timeline(ctx, c.ID, crm.TimelineOptions{})
+	require.NoError(t, err)
+	require.Len(t, tl.Items, 2)
+	assert.Equal(t, crm.TimelineOrder, tl.Items[0].Type)
+	assert.Equal(t, "order 536365: 33.30 GBP", tl.Items[0].Summary)
+	assert.Equal(t, "refund C536379: -5.10 GBP", tl.Items[1].Summary)
+
 	bySKU, err := env.engine.Orders().List(ctx, crm.ListOptions{By: "sku", Value: "MUG-1"})
 	require.NoError(t, err)
 	assert.Len(t, bySKU.Items, 2)

@@ -17,6 +17,7 @@ const (
 	TimelineInteraction  = "interaction"   // Ref is the interaction
 	TimelineActivity     = "activity"      // an activity was planned; Ref is the activity
 	TimelineActivityDone = "activity_done" // an activity was done; Ref is the activity
+	TimelineOrder        = "order"         // an order or refund was placed; Ref is the order
 )
 
 // TimelineEntry is one item of a record's chronological history. Entries
