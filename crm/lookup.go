@@ -24,42 +24,47 @@ import (
 // indexed (deleted and erased records lose theirs). Search and Duplicates first let the
 // indexer catch up with the outbox, so they see every committed write.
 //
-// A lookup record's ID is "<collection>/<record ID>"; its "term" index
-// holds collection ‖ sep ‖ "s" ‖ sep ‖ search term and collection ‖ sep ‖
-// "d" ‖ sep ‖ match key.
-const lookupCollectionName = "lookup"
-
+// Each indexed kind has its own lookup collection ("lookup_contacts", ...)
+// whose record IDs are the indexed records' IDs; its "term" index holds
+// "s" ‖ sep ‖ search term and "d" ‖ sep ‖ match key.
 const lookupConsumer = "rapport:lookup"
 
 type lookupEntry struct {
-	Collection string   `json:"collection"`
-	RecordID   string   `json:"record_id"`
-	Terms      []string `json:"terms,omitempty"`
-	Keys       []string `json:"keys,omitempty"`
+	RecordID string   `json:"record_id"`
+	Terms    []string `json:"terms,omitempty"`
+	Keys     []string `json:"keys,omitempty"`
 }
 
-var lookupCollection = storage.Collection{Name: lookupCollectionName, Indexes: []storage.Index{
-	{Name: "term", Extract: func(body []byte) ([]string, error) {
-		var e lookupEntry
-		if err := json.Unmarshal(body, &e); err != nil {
-			return nil, err
-		}
-		out := make([]string, 0, len(e.Terms)+len(e.Keys))
-		for _, t := range e.Terms {
-			if v := e.Collection + sep + searchPrefix + t; len(v) <= storage.MaxIndexValueLen {
-				out = append(out, v)
-			}
-		}
-		for _, k := range e.Keys {
-			if v := e.Collection + sep + dupPrefix + k; len(v) <= storage.MaxIndexValueLen {
-				out = append(out, v)
-			}
-		}
-		return out, nil
-	}},
-}}
+// lookupOf returns the lookup collection of a record collection.
+func lookupOf(collection string) string { return "lookup_" + collection }
 
-func lookupID(collection, id string) string { return collection + "/" + id }
+// lookupCollections are the lookup collections the engine declares.
+func lookupCollections() []storage.Collection {
+	var out []storage.Collection
+	for _, coll := range []string{contactsCollection, accountsCollection, leadsCollection} {
+		out = append(out, storage.Collection{Name: lookupOf(coll), Indexes: []storage.Index{
+			{Name: "term", Extract: func(body []byte) ([]string, error) {
+				var e lookupEntry
+				if err := json.Unmarshal(body, &e); err != nil {
+					return nil, err
+				}
+				out := make([]string, 0, len(e.Terms)+len(e.Keys))
+				for _, t := range e.Terms {
+					if v := searchPrefix + t; len(v) <= storage.MaxIndexValueLen {
+						out = append(out, v)
+					}
+				}
+				for _, k := range e.Keys {
+					if v := dupPrefix + k; len(v) <= storage.MaxIndexValueLen {
+						out = append(out, v)
+					}
+				}
+				return out, nil
+			}},
+		}})
+	}
+	return out
+}
 
 // lookupKinds are the kinds the indexer follows, by collection.
 type lookupKind struct {
@@ -78,8 +83,10 @@ func lookupKinds() map[string]lookupKind {
 // indexer keeps the lookup collection up to date with the outbox.
 type indexer struct {
 	e     *Engine
-	mu    sync.Mutex // one catch-up at a time
+	mu    sync.Mutex // one catch-up at a time; guards done
 	kinds map[string]lookupKind
+	// done is the last event indexed (and acknowledged) by this engine.
+	done uint64
 }
 
 // lookupDelay is how long the indexer lets events gather after a commit
@@ -110,14 +117,23 @@ func (ix *indexer) run() {
 	}
 }
 
-// catchUp indexes every event committed so far.
+// catchUp indexes every event committed before it was called, and no
+// more, so that a stream of writes cannot keep it going.
 func (ix *indexer) catchUp(ctx context.Context) error {
+	head, err := ix.e.store.OutboxHead(ctx)
+	if err != nil {
+		return err
+	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	for {
+	for ix.done < head {
 		evs, err := ix.e.store.ReadOutbox(ctx, lookupConsumer, lookupBatch)
-		if err != nil || len(evs) == 0 {
+		if err != nil {
 			return err
+		}
+		if len(evs) == 0 {
+			ix.done = head
+			return nil
 		}
 		byTenant := map[string][]storage.Event{}
 		var tenants []string
@@ -143,16 +159,13 @@ func (ix *indexer) catchUp(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := ix.e.store.AckOutbox(ctx, lookupConsumer, evs[len(evs)-1].Seq); err != nil {
+		last := evs[len(evs)-1].Seq
+		if err := ix.e.store.AckOutbox(ctx, lookupConsumer, last); err != nil {
 			return err
 		}
-		if len(evs) < lookupBatch {
-			// Caught up with what was committed when the batch was read;
-			// later writes wait for the next round, so that a stream of
-			// writes is indexed in batches, not one transaction each.
-			return nil
-		}
+		ix.done = last
 	}
+	return nil
 }
 
 // lookupBatch is how many events the indexer reads at a time.
@@ -164,11 +177,11 @@ const lookupBatch = 1000
 // record that shares match keys with others.
 func (ix *indexer) apply(ctx context.Context, tx storage.Tx, ev storage.Event) error {
 	k := ix.kinds[ev.Collection]
-	id := lookupID(ev.Collection, ev.RecordID)
+	lookup, id := lookupOf(ev.Collection), ev.RecordID
 	_, what, _ := strings.Cut(ev.Type, ".")
 	rec, err := tx.Get(ctx, ev.Collection, ev.RecordID)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && gjson.GetBytes(rec.Body, "erased_at").String() != "") {
-		err := tx.Delete(ctx, lookupCollectionName, id, 0)
+		err := tx.Delete(ctx, lookup, id, 0)
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil
 		}
@@ -178,7 +191,7 @@ func (ix *indexer) apply(ctx context.Context, tx storage.Tx, ev storage.Event) e
 		return err
 	}
 	body := rec.Body
-	entry := lookupEntry{Collection: ev.Collection, RecordID: ev.RecordID}
+	entry := lookupEntry{RecordID: ev.RecordID}
 	if entry.Terms, err = k.search(body); err != nil {
 		return err
 	}
@@ -191,18 +204,18 @@ func (ix *indexer) apply(ctx context.Context, tx storage.Tx, ev storage.Event) e
 	if err != nil {
 		return err
 	}
-	old, err := tx.Get(ctx, lookupCollectionName, id)
+	old, err := tx.Get(ctx, lookup, id)
 	switch {
 	case err == nil:
 		if bytes.Equal(old.Body, raw) {
 			return nil
 		}
-		_, err = tx.Put(ctx, lookupCollectionName, storage.Record{ID: id, Version: old.Version, Body: raw})
+		_, err = tx.Put(ctx, lookup, storage.Record{ID: id, Version: old.Version, Body: raw})
 		return err
 	case !errors.Is(err, storage.ErrNotFound):
 		return err
 	}
-	if _, err := tx.Put(ctx, lookupCollectionName, storage.Record{ID: id, Body: raw}); err != nil {
+	if _, err := tx.Put(ctx, lookup, storage.Record{ID: id, Body: raw}); err != nil {
 		return err
 	}
 	if what != "created" || len(entry.Keys) == 0 || gjson.GetBytes(body, "archived_at").String() != "" {
@@ -264,13 +277,13 @@ func (ix *indexer) suspect(ctx context.Context, tx storage.Tx, ev storage.Event,
 // lookupMatches returns the IDs of the records of collection whose lookup
 // values equal (or, for a search term, start with) value.
 func lookupMatches(ctx context.Context, tx storage.ReadTx, collection, value string, limit int) ([]string, error) {
-	pg, err := tx.Scan(ctx, lookupCollectionName, storage.Query{Index: "term", Equal: collection + sep + value, Limit: limit})
+	pg, err := tx.Scan(ctx, lookupOf(collection), storage.Query{Index: "term", Equal: value, Limit: limit})
 	if err != nil {
 		return nil, err
 	}
 	out := make([]string, 0, len(pg.Records))
 	for _, rec := range pg.Records {
-		out = append(out, gjson.GetBytes(rec.Body, "record_id").String())
+		out = append(out, rec.ID)
 	}
 	return out, nil
 }

@@ -217,7 +217,7 @@ func (t *Tenant) EraseContact(ctx context.Context, contactID string, opts Change
 		// redacted events below).
 		for _, coll := range []string{contactsCollection, leadsCollection} {
 			for id := range refs[coll] {
-				if err := tx.Delete(ctx, lookupCollectionName, lookupID(coll, id), 0); err != nil && !isNotFound(err) {
+				if err := tx.Delete(ctx, lookupOf(coll), id, 0); err != nil && !isNotFound(err) {
 					return err
 				}
 			}

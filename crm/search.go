@@ -122,14 +122,14 @@ func (r *Records[T]) Search(ctx context.Context, query string, opts SearchOption
 	// the records whose terms cover every word.
 	first := slices.MaxFunc(qs, func(a, b string) int { return len(a) - len(b) })
 	coll := r.k.collection.Name
-	q := storage.Query{Index: "term", Prefix: coll + sep + searchPrefix + first, Cursor: opts.Cursor}
+	q := storage.Query{Index: "term", Prefix: searchPrefix + first, Cursor: opts.Cursor}
 	err := r.view(ctx, func(tx storage.ReadTx) error {
 		seen := map[string]bool{}
 		for len(page.Items) < limit {
 			// Each entry scanned adds at most one item, so a page never
 			// overshoots the limit and the cursor stays exact.
 			q.Limit = limit - len(page.Items)
-			pg, err := tx.Scan(ctx, lookupCollectionName, q)
+			pg, err := tx.Scan(ctx, lookupOf(coll), q)
 			if err != nil {
 				return err
 			}

@@ -2,12 +2,17 @@ package crm_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rapportcrm/rapport/crm"
+	"github.com/rapportcrm/rapport/storage"
 )
 
 func TestSearch(t *testing.T) {
@@ -83,4 +88,48 @@ func TestSearch(t *testing.T) {
 	require.ErrorIs(t, err, crm.ErrInvalid)
 	_, err = env.engine.Orders().Search(ctx, "x", crm.SearchOptions{})
 	require.ErrorIs(t, err, crm.ErrInvalid)
+}
+
+// TestSearchIndexRobustness: a record with the longest ID is indexed like
+// any other, and Search answers while writes keep coming.
+func TestSearchIndexRobustness(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	longID := strings.Repeat("x", storage.MaxIDLen)
+	_, err := env.engine.Contacts().Create(ctx, crm.Contact{Meta: crm.Meta{ID: longID}, FirstName: "Longfellow"})
+	require.NoError(t, err)
+	pg, err := env.engine.Contacts().Search(ctx, "longf", crm.SearchOptions{})
+	require.NoError(t, err)
+	require.Len(t, pg.Items, 1)
+	assert.Equal(t, longID, pg.Items[0].ID)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				batch := make([]crm.Contact, 50)
+				for j := range batch {
+					batch[j] = crm.Contact{FirstName: fmt.Sprintf("Writer%d-%d-%d", w, i, j)}
+				}
+				if _, err := env.engine.Contacts().CreateMany(ctx, batch); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for range 5 {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := env.engine.Contacts().Search(sctx, "longfellow", crm.SearchOptions{})
+		cancel()
+		require.NoError(t, err, "search must not wait for writes that began after it")
+	}
+	close(stop)
+	wg.Wait()
 }

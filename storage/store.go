@@ -137,6 +137,10 @@ type Store interface {
 	// acknowledged anything starts at the first event. Consumer names follow
 	// the rules for IDs.
 	ReadOutbox(ctx context.Context, consumer string, limit int) ([]Event, error)
+	// OutboxHead returns the sequence number of the newest committed event,
+	// 0 when there is none: a consumer that has handled every event up to
+	// it has seen every write committed before the call.
+	OutboxHead(ctx context.Context) (uint64, error)
 	// AckOutbox records that consumer has handled every event up to and
 	// including seq. Acknowledging a position at or before the current one
 	// is a no-op.

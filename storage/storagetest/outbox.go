@@ -43,6 +43,9 @@ func (s *suite) testOutbox(t *testing.T) {
 	evs, err := st.ReadOutbox(ctx, "a", 10)
 	require.NoError(t, err)
 	assert.Empty(t, evs, "a new store has an empty outbox")
+	head, err := st.OutboxHead(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, head)
 
 	appendEvents(t, st, tenant, "x.made", 5)
 	// Several events in one transaction keep their order.
@@ -67,6 +70,9 @@ func (s *suite) testOutbox(t *testing.T) {
 	assert.True(t, first.Time.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), "time %v", first.Time)
 	assert.JSONEq(t, `{"i":0}`, string(first.Body))
 	assert.Equal(t, []string{"y.one/", "y.two/"}, types(evs[5:]))
+	head, err = st.OutboxHead(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, evs[6].Seq, head, "the head is the newest event, of any tenant")
 
 	// Without an acknowledgement the same events come again.
 	again, err := st.ReadOutbox(ctx, "a", 100)

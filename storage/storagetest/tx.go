@@ -316,6 +316,8 @@ func (s *suite) testClosed(t *testing.T) {
 	_, err = st.ReadOutbox(ctx, "c", 1)
 	require.ErrorIs(t, err, storage.ErrClosed)
 	require.ErrorIs(t, st.AckOutbox(ctx, "c", 1), storage.ErrClosed)
+	_, err = st.OutboxHead(ctx)
+	require.ErrorIs(t, err, storage.ErrClosed)
 }
 
 func (s *suite) testCancelledContext(t *testing.T) {

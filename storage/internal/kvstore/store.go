@@ -346,6 +346,25 @@ func rebuildIndex(kt KVTx, tenant string, c storage.Collection, i int) error {
 	return ferr
 }
 
+// OutboxHead implements storage.Store.
+func (s *Store) OutboxHead(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.leave()
+	var head uint64
+	err := s.db.View(func(kt KVTx) error {
+		if ob := kt.Bucket(bucketOutbox); ob != nil {
+			head = ob.Sequence()
+		}
+		return nil
+	})
+	return head, err
+}
+
 // ReadOutbox implements storage.Store.
 func (s *Store) ReadOutbox(ctx context.Context, consumer string, limit int) ([]storage.Event, error) {
 	if err := ctx.Err(); err != nil {
