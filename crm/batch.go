@@ -47,6 +47,8 @@ func (r *Records[T]) FindBy(ctx context.Context, index string, values []string) 
 // ErrExists (the ID is taken) for a record that was left out. The error
 // return is for failures that stop the whole batch, which then writes
 // nothing. Use it for imports, where one bad row should not stop the rest.
+// Validation happens before a record's first write (including the check
+// that its events will fit), so a record left out leaves nothing behind.
 func (r *Records[T]) CreateEach(ctx context.Context, recs []T) (created []T, errs []error, err error) {
 	err = r.update(ctx, func(tx storage.Tx) error {
 		created, errs = make([]T, len(recs)), make([]error, len(recs))

@@ -490,6 +490,12 @@ func (r *Records[T]) put(ctx context.Context, tx storage.Tx, rec *T, version uin
 		}
 		return nil, (problems{{Field: field, Message: "cannot be encoded as JSON: " + err.Error()}}).err(r.k.name, m.ID)
 	}
+	// The record travels in its events ({"data": record, "changed": [...]}),
+	// so refuse it now if they could not hold it, before anything is
+	// written; a refused record must not leave a half-done transaction.
+	if len(body) > storage.MaxBodySize-eventOverhead {
+		return nil, (problems{{Field: "record", Message: fmt.Sprintf("is %d bytes as JSON, the limit is %d", len(body), storage.MaxBodySize-eventOverhead)}}).err(r.k.name, m.ID)
+	}
 	_, err = tx.Put(ctx, r.k.collection.Name, storage.Record{ID: m.ID, Version: version, Body: body})
 	var ue *storage.UniqueError
 	switch {
@@ -508,6 +514,10 @@ func (r *Records[T]) put(ctx context.Context, tx storage.Tx, rec *T, version uin
 	}
 	return body, nil
 }
+
+// eventOverhead is room left in an event body for its envelope and the
+// list of changed fields.
+const eventOverhead = 16 << 10
 
 // appendEvent appends "<kind>.<what>" for the record whose JSON is data.
 // The body is {"data":<data>,"changed":[...]}, assembled without

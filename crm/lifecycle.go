@@ -121,10 +121,23 @@ func (r *Records[T]) Reassign(ctx context.Context, from, to string, opts Reassig
 	if from == to {
 		return 0, fmt.Errorf("crm: reassign %ss: %w: from and to are both %q", r.k.name, ErrInvalid, from)
 	}
-	index := "owner"
+	indexes := []string{"owner"}
 	if r.k == any(activityKind) {
-		index = "assignee"
+		indexes = append(indexes, "assignee") // activities move by either
 	}
+	moved := 0
+	for _, index := range indexes {
+		n, err := r.reassignBy(ctx, index, from, to, opts)
+		moved += n
+		if err != nil {
+			return moved, err
+		}
+	}
+	return moved, nil
+}
+
+// reassignBy reassigns the records whose index value is from.
+func (r *Records[T]) reassignBy(ctx context.Context, index, from, to string, opts ReassignOptions) (int, error) {
 	q := storage.Query{Index: index, Equal: from, Limit: 500}
 	moved := 0
 	for {
@@ -153,6 +166,9 @@ func (r *Records[T]) Reassign(ctx context.Context, from, to string, opts Reassig
 				}
 				m := r.k.meta(&v)
 				changed := []string{}
+				if a, ok := any(&v).(*Activity); ok && a.Assignee != from && m.Owner != from {
+					continue // moved already by the other index
+				}
 				if m.Owner == from {
 					m.Owner = to
 					changed = append(changed, "owner")

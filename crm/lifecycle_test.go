@@ -101,10 +101,16 @@ func TestReassign(t *testing.T) {
 	require.NoError(t, err)
 	_, err = env.engine.Contacts().Create(ctx, crm.Contact{FirstName: "Other", Meta: crm.Meta{Owner: "cy"}})
 	require.NoError(t, err)
+	delegated, err := env.engine.Activities().Create(ctx, crm.Activity{Type: crm.Task, Subject: "Delegated", Assignee: "cy", Meta: owned})
+	require.NoError(t, err)
 
 	moved, err := env.engine.Default().Reassign(ctx, "ann", "bob", crm.ReassignOptions{OpenOnly: true, Reason: "ann left", Actor: "boss"})
 	require.NoError(t, err)
-	assert.Equal(t, map[string]int{"contact": 3, "deal": 2, "activity": 1}, moved)
+	assert.Equal(t, map[string]int{"contact": 3, "deal": 2, "activity": 2}, moved)
+	dl, err := env.engine.Activities().Get(ctx, delegated.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "bob", dl.Owner, "an activity ann owns moves, its assignee stays")
+	assert.Equal(t, "cy", dl.Assignee)
 
 	lost, err := env.engine.Deals().Get(ctx, deals[0].ID)
 	require.NoError(t, err)
