@@ -66,6 +66,7 @@ var contactKind = func() *kind[Contact] {
 			{Name: "external_id", Field: "external_id", Unique: true},
 			{Name: "country", Field: "country"},
 			{Name: "lead", Field: "lead_id"},
+			{Name: "merged_into", Field: "merged_into"},
 		}},
 		checkContact, func(ctx context.Context, tx storage.ReadTx, id string) error {
 			return referencedBy(ctx, tx, "contact", id, []string{dealsCollection, contractsCollection, casesCollection, ordersCollection}, "contact")

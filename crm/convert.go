@@ -20,7 +20,7 @@ type ConvertOptions struct {
 	// lead has no company.
 	AccountID string
 	// Deal is the deal to create. Empty fields take defaults: the title
-	// from the company or name, the amount from the expected amount, the
+	// from the company (or "Deal from lead <ID>"), the amount from the expected amount, the
 	// lead's owner. NoDeal creates none.
 	Deal   Deal
 	NoDeal bool
@@ -108,7 +108,9 @@ func (l *Leads) Convert(ctx context.Context, id string, opts ConvertOptions) (Co
 				d.AccountID = accountID
 			}
 			if d.Title == "" {
-				d.Title = strings.TrimSpace(firstNonEmpty(lead.Company, lead.FirstName+" "+lead.LastName, lead.Email, lead.Phone))
+				// Not the person's name: a deal is a business record that
+				// outlives an erasure of the person.
+				d.Title = firstNonEmpty(lead.Company, "Deal from lead "+lead.ID)
 			}
 			if d.Amount.IsZero() && d.Amount.Currency == "" {
 				d.Amount = lead.ExpectedAmount

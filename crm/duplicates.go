@@ -173,6 +173,12 @@ const TimelineMerged = "merged"
 // released); contact.merged records the merge. It returns the survivor.
 func (t *Tenant) MergeContacts(ctx context.Context, survivorID, loserID string, opts MergeOptions) (Contact, error) {
 	return mergeRecords(ctx, t, t.Contacts(), survivorID, loserID, opts,
+		func(s, l *Contact) error {
+			if !s.ErasedAt.IsZero() || !l.ErasedAt.IsZero() {
+				return fmt.Errorf("%w: an erased contact cannot be merged", ErrInvalid)
+			}
+			return nil
+		},
 		func(s, l *Contact) {
 			fill(&s.FirstName, l.FirstName)
 			fill(&s.LastName, l.LastName)
@@ -194,6 +200,7 @@ func (t *Tenant) MergeContacts(ctx context.Context, survivorID, loserID string, 
 			{dealsCollection, "contact", "contact_id"}, {ordersCollection, "contact", "contact_id"},
 			{casesCollection, "contact", "contact_id"}, {contractsCollection, "contact", "contact_id"},
 			{activitiesCollection, "contact", "contact_id"}, {interactionsCollection, "contact", "contact_id"},
+			{leadsCollection, "contact", "contact_id"}, {surveysCollection, "contact", "contact_id"},
 		})
 }
 
@@ -201,7 +208,7 @@ func (t *Tenant) MergeContacts(ctx context.Context, survivorID, loserID string, 
 // does; contacts, deals, orders, cases, contracts, activities and
 // interactions move, and the loser's domain and external ID are released.
 func (t *Tenant) MergeAccounts(ctx context.Context, survivorID, loserID string, opts MergeOptions) (Account, error) {
-	return mergeRecords(ctx, t, t.Accounts().Records, survivorID, loserID, opts,
+	return mergeRecords(ctx, t, t.Accounts().Records, survivorID, loserID, opts, nil,
 		func(s, l *Account) {
 			fill(&s.Industry, l.Industry)
 			fill(&s.Territory, l.Territory)
@@ -225,7 +232,7 @@ func (t *Tenant) MergeAccounts(ctx context.Context, survivorID, loserID string, 
 			{contactsCollection, "account", "account_id"}, {dealsCollection, "account", "account_id"},
 			{ordersCollection, "account", "account_id"}, {casesCollection, "account", "account_id"},
 			{contractsCollection, "account", "account_id"}, {activitiesCollection, "account", "account_id"},
-			{interactionsCollection, "account", "account_id"},
+			{interactionsCollection, "account", "account_id"}, {leadsCollection, "account", "account_id"},
 		})
 }
 
@@ -267,7 +274,7 @@ func fill(dst *string, src string) {
 type refMove struct{ coll, index, field string }
 
 func mergeRecords[T any](ctx context.Context, t *Tenant, r *Records[T], survivorID, loserID string, opts MergeOptions,
-	combine func(survivor, loser *T), moves []refMove) (T, error) {
+	refuse func(survivor, loser *T) error, combine func(survivor, loser *T), moves []refMove) (T, error) {
 	var out T
 	if survivorID == loserID {
 		return out, fmt.Errorf("crm: merge %ss: %w: a record cannot be merged into itself", r.k.name, ErrInvalid)
@@ -284,6 +291,11 @@ func mergeRecords[T any](ctx context.Context, t *Tenant, r *Records[T], survivor
 		sm, lm := r.k.meta(&s), r.k.meta(&l)
 		if !sm.ArchivedAt.IsZero() || !lm.ArchivedAt.IsZero() {
 			return fmt.Errorf("%w: archived or merged records cannot be merged; restore them first", ErrInvalid)
+		}
+		if refuse != nil {
+			if err := refuse(&s, &l); err != nil {
+				return err
+			}
 		}
 		now := r.now()
 		combine(&s, &l)

@@ -68,6 +68,8 @@ var leadKind = func() *kind[Lead] {
 			{Name: "tag", Field: "tags"},
 			{Name: "source", Field: "source"},
 			{Name: "campaign", Field: "campaign_id"},
+			{Name: "contact", Field: "contact_id"},
+			{Name: "account", Field: "account_id"},
 		}},
 		checkLead, func(ctx context.Context, tx storage.ReadTx, id string) error {
 			return referencedBy(ctx, tx, "lead", id, []string{contactsCollection, dealsCollection}, "lead")

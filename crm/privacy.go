@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,14 +19,17 @@ type PersonalData struct {
 	ExportedAt time.Time `json:"exported_at"`
 	Contact    Contact   `json:"contact"`
 	// Lead is the lead the contact was converted from, if any.
-	Lead         *Lead           `json:"lead,omitempty"`
-	Deals        []Deal          `json:"deals,omitempty"`
-	Orders       []Order         `json:"orders,omitempty"`
-	Cases        []Case          `json:"cases,omitempty"`
-	Contracts    []Contract      `json:"contracts,omitempty"`
-	Activities   []Activity      `json:"activities,omitempty"`
-	Interactions []Interaction   `json:"interactions,omitempty"`
-	Timeline     []TimelineEntry `json:"timeline,omitempty"`
+	Lead         *Lead            `json:"lead,omitempty"`
+	Deals        []Deal           `json:"deals,omitempty"`
+	Orders       []Order          `json:"orders,omitempty"`
+	Cases        []Case           `json:"cases,omitempty"`
+	Contracts    []Contract       `json:"contracts,omitempty"`
+	Activities   []Activity       `json:"activities,omitempty"`
+	Interactions []Interaction    `json:"interactions,omitempty"`
+	Surveys      []SurveyResponse `json:"survey_responses,omitempty"`
+	// OtherLeads are leads converted into the contact other than Lead.
+	OtherLeads []Lead          `json:"other_leads,omitempty"`
+	Timeline   []TimelineEntry `json:"timeline,omitempty"`
 }
 
 // ExportPersonalData returns everything stored about a contact, read in
@@ -66,6 +70,18 @@ func (t *Tenant) ExportPersonalData(ctx context.Context, contactID string) (Pers
 		if out.Interactions, err = related(ctx, tx, t.Interactions(), contactID); err != nil {
 			return err
 		}
+		if out.Surveys, err = related(ctx, tx, t.SurveyResponses(), contactID); err != nil {
+			return err
+		}
+		leads, err := related(ctx, tx, t.Leads().Records, contactID)
+		if err != nil {
+			return err
+		}
+		for _, l := range leads {
+			if out.Lead == nil || l.ID != out.Lead.ID {
+				out.OtherLeads = append(out.OtherLeads, l)
+			}
+		}
 		return scanTimeline(ctx, tx, contactsCollection, contactID, func(e *TimelineEntry) error {
 			out.Timeline = append(out.Timeline, *e)
 			return nil
@@ -81,8 +97,13 @@ func isNotFound(err error) bool { return errors.Is(err, storage.ErrNotFound) }
 
 // related returns every record of r whose "contact" index holds id.
 func related[T any](ctx context.Context, tx storage.ReadTx, r *Records[T], id string) ([]T, error) {
+	return relatedBy(ctx, tx, r, "contact", id)
+}
+
+// relatedBy returns every record of r whose index holds id.
+func relatedBy[T any](ctx context.Context, tx storage.ReadTx, r *Records[T], index, id string) ([]T, error) {
 	var out []T
-	q := storage.Query{Index: "contact", Equal: id, Limit: storage.MaxScanLimit}
+	q := storage.Query{Index: index, Equal: id, Limit: storage.MaxScanLimit}
 	for {
 		pg, err := tx.Scan(ctx, r.k.collection.Name, q)
 		if err != nil {
@@ -167,50 +188,94 @@ func (t *Tenant) EraseContact(ctx context.Context, contactID string, opts Change
 		out = Erasure{ID: id.String(), ContactID: contactID, At: now, Actor: opts.Actor, Reason: opts.Reason, Records: map[string]int{}}
 		// refs are the records whose events, dead letters and timeline
 		// entries lose their data: collection → IDs.
-		refs := map[string]map[string]bool{contactsCollection: {contactID: true}}
-		mark := func(coll, id string) {
+		refs := map[string]map[string]bool{}
+		mark := func(coll, id string) bool {
 			if refs[coll] == nil {
 				refs[coll] = map[string]bool{}
 			}
+			if refs[coll][id] {
+				return false
+			}
 			refs[coll][id] = true
 			out.Records[coll]++
+			return true
 		}
 
-		c.FirstName, c.LastName, c.Email, c.Phone, c.Title, c.ExternalID, c.Country = "", "", "", "", "", "", ""
-		c.Tags, c.Custom, c.ErasedAt = nil, nil, now
-		if _, err := contacts.rewrite(ctx, tx, c, now, "updated", []string{"erased_at"}); err != nil {
-			return err
+		// The person: the contact and the tombstones merged into it.
+		subjects := []Contact{c}
+		for i := 0; i < len(subjects); i++ {
+			merged, err := relatedBy(ctx, tx, contacts, "merged_into", subjects[i].ID)
+			if err != nil {
+				return err
+			}
+			subjects = append(subjects, merged...)
 		}
-		out.Records[contactsCollection] = 1
-
-		if c.LeadID != "" {
-			leads := t.Leads().Records
-			l, err := leads.get(ctx, tx, c.LeadID)
-			switch {
-			case err == nil:
-				l.FirstName, l.LastName, l.Email, l.Phone, l.Tags, l.Custom = "", "", "", "", nil, nil
-				if _, err := leads.rewrite(ctx, tx, l, now, "updated", []string{"email", "first_name", "last_name", "phone"}); err != nil {
-					return err
-				}
-				mark(leadsCollection, l.ID)
-			case !isNotFound(err):
+		var leadIDs []string
+		for _, sc := range subjects {
+			if !mark(contactsCollection, sc.ID) {
+				continue
+			}
+			sc.FirstName, sc.LastName, sc.Email, sc.Phone, sc.Title, sc.ExternalID, sc.Country = "", "", "", "", "", "", ""
+			sc.Tags, sc.Custom, sc.ErasedAt = nil, nil, now
+			if _, err := contacts.rewrite(ctx, tx, sc, now, "updated", []string{"erased_at"}); err != nil {
+				return err
+			}
+			if sc.LeadID != "" {
+				leadIDs = append(leadIDs, sc.LeadID)
+			}
+			converted, err := relatedBy(ctx, tx, t.Leads().Records, "contact", sc.ID)
+			if err != nil {
+				return err
+			}
+			for _, l := range converted {
+				leadIDs = append(leadIDs, l.ID)
+			}
+		}
+		// The leads they came from.
+		leads := t.Leads().Records
+		for _, id := range leadIDs {
+			l, err := leads.get(ctx, tx, id)
+			if isNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if !mark(leadsCollection, l.ID) {
+				continue
+			}
+			l.FirstName, l.LastName, l.Email, l.Phone, l.Tags, l.Custom = "", "", "", "", nil, nil
+			if _, err := leads.rewrite(ctx, tx, l, now, "updated", []string{"email", "first_name", "last_name", "phone"}); err != nil {
 				return err
 			}
 		}
-		if err := eraseRelated(ctx, tx, t.Interactions(), contactID, now, mark, func(in *Interaction) {
-			in.Summary, in.Body, in.Reference = erased, "", ""
-		}); err != nil {
-			return err
-		}
-		if err := eraseRelated(ctx, tx, t.Activities().Records, contactID, now, mark, func(a *Activity) {
-			a.Subject, a.Notes = erased, ""
-		}); err != nil {
-			return err
-		}
-		if err := eraseRelated(ctx, tx, t.Cases().Records, contactID, now, mark, func(cs *Case) {
-			cs.Subject, cs.Description, cs.Resolution = erased, "", ""
-		}); err != nil {
-			return err
+		// What was said to, by or about them.
+		for _, link := range []struct{ index, coll string }{{"contact", contactsCollection}, {"lead", leadsCollection}} {
+			for _, id := range keys(refs[link.coll]) {
+				if err := eraseLinked(ctx, tx, t.Interactions(), link.index, id, now, mark, func(in *Interaction) {
+					in.Summary, in.Body, in.Reference = erased, "", ""
+				}); err != nil {
+					return err
+				}
+				if err := eraseLinked(ctx, tx, t.Activities().Records, link.index, id, now, mark, func(a *Activity) {
+					a.Subject, a.Notes = erased, ""
+				}); err != nil {
+					return err
+				}
+				if link.index != "contact" {
+					continue
+				}
+				if err := eraseLinked(ctx, tx, t.Cases().Records, link.index, id, now, mark, func(cs *Case) {
+					cs.Subject, cs.Description, cs.Resolution = erased, "", ""
+				}); err != nil {
+					return err
+				}
+				if err := eraseLinked(ctx, tx, t.SurveyResponses(), link.index, id, now, mark, func(sr *SurveyResponse) {
+					sr.Comment = ""
+				}); err != nil {
+					return err
+				}
+			}
 		}
 
 		// The search index forgets them too (the indexer skips the
@@ -232,14 +297,11 @@ func (t *Tenant) EraseContact(ctx context.Context, contactID string, opts Change
 		}
 		out.Records[deadLettersCollection] = n
 		for coll, ids := range refs {
-			for id := range ids {
-				body := fmt.Appendf(nil, `{"data":{"id":%q,"erased":true}}`, id)
-				n, err := tx.RedactEvents(ctx, coll, id, body)
-				if err != nil {
-					return err
-				}
-				out.Events += n
+			n, err := tx.RedactEvents(ctx, coll, keys(ids), []byte(`{"data":{"erased":true}}`))
+			if err != nil {
+				return err
 			}
+			out.Events += n
 		}
 
 		raw, err := json.Marshal(out)
@@ -258,24 +320,35 @@ func (t *Tenant) EraseContact(ctx context.Context, contactID string, opts Change
 	return out, nil
 }
 
-// eraseRelated applies scrub to every record of r linked to the contact
+// eraseLinked applies scrub to every record of r whose index holds id,
 // and stores it.
-func eraseRelated[T any](ctx context.Context, tx storage.Tx, r *Records[T], contactID string, now time.Time,
-	mark func(coll, id string), scrub func(*T)) error {
-	recs, err := related(ctx, tx, r, contactID)
+func eraseLinked[T any](ctx context.Context, tx storage.Tx, r *Records[T], index, id string, now time.Time,
+	mark func(coll, id string) bool, scrub func(*T)) error {
+	recs, err := relatedBy(ctx, tx, r, index, id)
 	if err != nil {
 		return err
 	}
 	for _, v := range recs {
-		scrub(&v)
 		m := r.k.meta(&v)
+		if !mark(r.k.collection.Name, m.ID) {
+			continue
+		}
+		scrub(&v)
 		m.Custom = nil
 		if _, err := r.rewrite(ctx, tx, v, now, "updated", []string{"erased"}); err != nil {
 			return err
 		}
-		mark(r.k.collection.Name, m.ID)
 	}
 	return nil
+}
+
+func keys(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // redactTimeline blanks the summaries and comments of the timeline entries

@@ -85,6 +85,23 @@ func TestExportAndEraseContact(t *testing.T) {
 	require.NoError(t, err)
 	_, err = e.Contacts().Create(ctx, crm.Contact{FirstName: "Homer", Email: "homer@globex.example"})
 	require.NoError(t, err)
+	// Hank's other traces: a duplicate merged into him, a survey comment,
+	// a second lead converted into him with a call logged on the lead.
+	twin, err := e.Contacts().Create(ctx, crm.Contact{FirstName: "Hank", LastName: "Scorpio", Email: "h.scorpio@globex.example", Phone: "+1 555 0199"})
+	require.NoError(t, err)
+	_, err = e.Default().MergeContacts(ctx, hank.ID, twin.ID, crm.MergeOptions{})
+	require.NoError(t, err)
+	hank, err = e.Contacts().Get(ctx, hank.ID)
+	require.NoError(t, err)
+	nine := 9
+	_, err = e.Default().SurveyResponses().Create(ctx, crm.SurveyResponse{Survey: "nps", ContactID: hank.ID, NPS: &nine, Comment: "Scorpio loves hammocks"})
+	require.NoError(t, err)
+	lead2, err := e.Leads().Create(ctx, crm.Lead{FirstName: "Hank", LastName: "Scorpio", Phone: "+1 555 0177"})
+	require.NoError(t, err)
+	_, err = e.Interactions().Create(ctx, crm.Interaction{Channel: "meeting", Summary: "Met Scorpio at the volcano", Links: crm.Links{LeadID: lead2.ID}})
+	require.NoError(t, err)
+	_, err = e.Leads().Convert(ctx, lead2.ID, crm.ConvertOptions{ContactID: hank.ID, NoDeal: true})
+	require.NoError(t, err)
 
 	// Art. 20: everything about Hank, as JSON.
 	data, err := e.ExportPersonalData(ctx, hank.ID)
@@ -96,6 +113,8 @@ func TestExportAndEraseContact(t *testing.T) {
 	}
 	assert.NotContains(t, string(raw), "homer")
 	require.NotNil(t, data.Lead)
+	assert.Len(t, data.OtherLeads, 1)
+	assert.Len(t, data.Surveys, 1)
 	assert.Len(t, data.Deals, 1)
 	assert.Len(t, data.Orders, 1)
 	assert.Len(t, data.Interactions, 1)
@@ -114,11 +133,14 @@ func TestExportAndEraseContact(t *testing.T) {
 	erasure, err := e.EraseContact(ctx, hank.ID, crm.ChangeOptions{Actor: "dpo", Reason: "request 42"})
 	require.NoError(t, err)
 	assert.Positive(t, erasure.Events)
-	assert.Equal(t, 1, erasure.Records["interactions"])
+	assert.Equal(t, 2, erasure.Records["interactions"])
+	assert.Equal(t, 2, erasure.Records["contacts"], "Hank and the twin merged into him")
+	assert.Equal(t, 2, erasure.Records["leads"])
+	assert.Equal(t, 1, erasure.Records["survey_responses"])
 
 	// No trace of Hank's personal data anywhere: records, timeline, outbox.
 	after := dump(t, st)
-	for _, gone := range []string{"Hank", "hank@globex.example", "Scorpio", "15550100", "hammock district", "doomsday", "volcano"} {
+	for _, gone := range []string{"Hank", "hank@globex.example", "Scorpio", "15550100", "15550199", "15550177", "hammock", "doomsday", "volcano"} {
 		assert.NotContains(t, after, gone)
 	}
 	found, err := e.Contacts().Search(ctx, "hank", crm.SearchOptions{})

@@ -106,12 +106,12 @@ type Tx interface {
 	// transaction and get their sequence numbers then.
 	Append(ctx context.Context, events ...Event) error
 	// RedactEvents replaces the body of every outbox event of this tenant
-	// about record id of collection — delivered or not, including those
-	// appended in this transaction — with body (which may be nil), keeping
-	// each event's sequence number, type and time, and returns how many
-	// it changed. It serves erasure of personal data; it reads the whole
-	// outbox, so it is not for frequent use.
-	RedactEvents(ctx context.Context, collection, id string, body []byte) (int, error)
+	// about one of the records ids of collection — delivered or not,
+	// including those appended in this transaction — with body (which may
+	// be nil), keeping each event's sequence number, type and time, and
+	// returns how many it changed. It serves erasure of personal data; it
+	// reads the whole outbox once, so it is not for frequent use.
+	RedactEvents(ctx context.Context, collection string, ids []string, body []byte) (int, error)
 }
 
 // Store is a transactional multi-tenant document store with secondary

@@ -209,7 +209,7 @@ func (s *suite) testRedactEvents(t *testing.T) {
 	// A redaction that rolls back changes nothing.
 	boom := fmt.Errorf("boom")
 	err = st.Update(ctx, tenant, func(tx storage.Tx) error {
-		if _, err := tx.RedactEvents(ctx, counters, "r1", []byte(`{"erased":true}`)); err != nil {
+		if _, err := tx.RedactEvents(ctx, counters, []string{"r1"}, []byte(`{"erased":true}`)); err != nil {
 			return err
 		}
 		return boom
@@ -224,7 +224,7 @@ func (s *suite) testRedactEvents(t *testing.T) {
 		if err := tx.Append(ctx, storage.Event{Type: "p.erased", Collection: counters, RecordID: "r1", Body: []byte(`{"name":"secret5"}`)}); err != nil {
 			return err
 		}
-		n, err = tx.RedactEvents(ctx, counters, "r1", []byte(`{"erased":true}`))
+		n, err = tx.RedactEvents(ctx, counters, []string{"r1"}, []byte(`{"erased":true}`))
 		return err
 	}))
 	assert.Equal(t, 3, n, "two committed events and one from this transaction")
@@ -248,7 +248,7 @@ func (s *suite) testRedactEvents(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, evs, 4)
 	require.NoError(t, st.Update(ctx, tenant, func(tx storage.Tx) error {
-		n, err = tx.RedactEvents(ctx, counters, "r2", nil)
+		n, err = tx.RedactEvents(ctx, counters, []string{"r2", "nobody"}, nil)
 		return err
 	}))
 	assert.Equal(t, 1, n)
@@ -259,7 +259,7 @@ func (s *suite) testRedactEvents(t *testing.T) {
 	// Bad input fails; a read-only transaction cannot redact.
 	for _, bad := range []struct{ id, body string }{{"", `{}`}, {"r1", `[1]`}, {"r1", `{`}} {
 		err := st.Update(ctx, tenant, func(tx storage.Tx) error {
-			_, err := tx.RedactEvents(ctx, counters, bad.id, []byte(bad.body))
+			_, err := tx.RedactEvents(ctx, counters, []string{bad.id}, []byte(bad.body))
 			return err
 		})
 		require.ErrorIs(t, err, storage.ErrInvalid, "%+v", bad)

@@ -233,12 +233,16 @@ func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) 
 }
 
 // RedactEvents implements storage.Tx.
-func (t *tx) RedactEvents(ctx context.Context, collection, id string, body []byte) (int, error) {
+func (t *tx) RedactEvents(ctx context.Context, collection string, ids []string, body []byte) (int, error) {
 	if err := t.check(ctx, true); err != nil {
 		return 0, err
 	}
-	if err := storage.ValidateID("record ID", id); err != nil {
-		return 0, err
+	set := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if err := storage.ValidateID("record ID", id); err != nil {
+			return 0, err
+		}
+		set[id] = true
 	}
 	if len(body) > 0 {
 		if err := storage.ValidateBody(body); err != nil {
@@ -259,7 +263,7 @@ func (t *tx) RedactEvents(ctx context.Context, collection, id string, body []byt
 			bad = fmt.Errorf("outbox event %d: %w", seqFromKey(k), err)
 			return false
 		}
-		if ev.Tenant != t.tenant || ev.Collection != collection || ev.RecordID != id {
+		if ev.Tenant != t.tenant || ev.Collection != collection || !set[ev.RecordID] {
 			return true
 		}
 		ev.Body = body
