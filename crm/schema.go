@@ -445,7 +445,7 @@ func (s *Schemas) Save(ctx context.Context, sc *Schema) error {
 		case !errors.Is(err, storage.ErrNotFound):
 			return err
 		}
-		if err := checkOrphans(ctx, tx, coll, prev, sc); err != nil {
+		if err := checkOrphans(ctx, tx, coll, sc); err != nil {
 			return err
 		}
 		if _, err := tx.Put(ctx, schemasCollection, storage.Record{ID: sc.Entity, Version: version, Body: body}); err != nil {
@@ -455,106 +455,59 @@ func (s *Schemas) Save(ctx context.Context, sc *Schema) error {
 	})
 }
 
-// checkOrphans refuses a change from prev to next that would leave stored
-// values without a matching field.
-func checkOrphans(ctx context.Context, tx storage.ReadTx, coll string, prev, next *Schema) error {
-	used := func(value string, prefix bool) (string, error) {
-		q := storage.Query{Index: "custom", Limit: 1}
-		if prefix {
-			q.Prefix = value
-		} else {
-			q.Equal = value
+// checkOrphans refuses a schema, next, that stored records would not
+// pass: a custom value with no field, or one the field's definition no
+// longer accepts (a changed type, a dropped option), or a missing value
+// for a required field without a default. It reads every record of the
+// entity once.
+func checkOrphans(ctx context.Context, tx storage.ReadTx, coll string, next *Schema) error {
+	fields := make(map[string]*FieldDef, len(next.Fields))
+	var required []string
+	for i := range next.Fields {
+		f := &next.Fields[i]
+		fields[f.Key] = f
+		if f.Required && f.Default == nil {
+			required = append(required, f.Key)
 		}
+	}
+	q := storage.Query{Limit: 1000}
+	for {
 		pg, err := tx.Scan(ctx, coll, q)
-		if err != nil || len(pg.Records) == 0 {
-			return "", err
+		if err != nil {
+			return err
 		}
-		return pg.Records[0].ID, nil
+		for _, rec := range pg.Records {
+			var m struct {
+				Custom map[string]any `json:"custom"`
+			}
+			dec := json.NewDecoder(bytes.NewReader(rec.Body))
+			dec.UseNumber()
+			if err := dec.Decode(&m); err != nil {
+				return fmt.Errorf("%s %s: %w", next.Entity, rec.ID, err)
+			}
+			for k, v := range m.Custom {
+				f, ok := fields[k]
+				if !ok {
+					return fmt.Errorf("%w: %s %s has a value for %q, which the schema does not define", ErrSchemaInUse, next.Entity, rec.ID, k)
+				}
+				if v == nil {
+					continue
+				}
+				if _, err := f.check(v); err != nil {
+					return fmt.Errorf("%w: %s %s: its value for %q does not fit the new definition: %v", ErrSchemaInUse, next.Entity, rec.ID, k, err)
+				}
+			}
+			for _, k := range required {
+				if m.Custom[k] == nil {
+					return fmt.Errorf("%w: %q is required but %s %s has no value; give it a default or set the values first", ErrSchemaInUse, k, next.Entity, rec.ID)
+				}
+			}
+		}
+		if pg.Next == "" {
+			return nil
+		}
+		q.Cursor = pg.Next
 	}
-	// A first schema must cover the values stored without one.
-	if len(prev.Fields) == 0 {
-		q := storage.Query{Index: "custom", Limit: storage.MaxScanLimit}
-		for {
-			pg, err := tx.Scan(ctx, coll, q)
-			if err != nil {
-				return err
-			}
-			for i, k := range pg.Keys {
-				key, _, _ := strings.Cut(k, sep)
-				if !slices.ContainsFunc(next.Fields, func(f FieldDef) bool { return f.Key == key }) {
-					return fmt.Errorf("%w: %s %s has a value for %q, which the schema does not define", ErrSchemaInUse, prev.Entity, pg.Records[i].ID, key)
-				}
-			}
-			if pg.Next == "" {
-				break
-			}
-			q.Cursor = pg.Next
-		}
-	}
-	for _, old := range prev.Fields {
-		i := slices.IndexFunc(next.Fields, func(f FieldDef) bool { return f.Key == old.Key })
-		var change string
-		switch {
-		case i < 0:
-			change = "removes"
-		case next.Fields[i].Type != old.Type || next.Fields[i].Ref != old.Ref:
-			change = "changes the type of"
-		}
-		if change != "" {
-			if id, err := used(old.Key+sep, true); err != nil || id != "" {
-				if err != nil {
-					return err
-				}
-				return fmt.Errorf("%w: the schema %s field %q, which %s %s has a value for", ErrSchemaInUse, change, old.Key, prev.Entity, id)
-			}
-			continue
-		}
-		for _, o := range old.Options {
-			if slices.Contains(next.Fields[i].Options, o) {
-				continue
-			}
-			if id, err := used(old.Key+sep+o, false); err != nil || id != "" {
-				if err != nil {
-					return err
-				}
-				return fmt.Errorf("%w: the schema drops option %q of %q, which %s %s uses", ErrSchemaInUse, o, old.Key, prev.Entity, id)
-			}
-		}
-	}
-	// A field that becomes required without a default must be set on
-	// every stored record.
-	for _, f := range next.Fields {
-		if !f.Required || f.Default != nil {
-			continue
-		}
-		i := slices.IndexFunc(prev.Fields, func(o FieldDef) bool { return o.Key == f.Key })
-		if i >= 0 && prev.Fields[i].Required {
-			continue
-		}
-		q := storage.Query{Limit: storage.MaxScanLimit}
-		for {
-			pg, err := tx.Scan(ctx, coll, q)
-			if err != nil {
-				return err
-			}
-			for _, rec := range pg.Records {
-				var m struct {
-					Custom map[string]json.RawMessage `json:"custom"`
-				}
-				if err := json.Unmarshal(rec.Body, &m); err != nil {
-					return err
-				}
-				if v, ok := m.Custom[f.Key]; !ok || string(v) == "null" {
-					return fmt.Errorf("%w: %q becomes required but %s %s has no value; give it a default or set the values first", ErrSchemaInUse, f.Key, next.Entity, rec.ID)
-				}
-			}
-			if pg.Next == "" {
-				break
-			}
-			q.Cursor = pg.Next
-		}
-	}
-	return nil
 }
 
 // LoadSchemas reads schemas from YAML or JSON (JSON is YAML): a list of

@@ -3,6 +3,7 @@ package crm_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -93,6 +94,22 @@ func TestCustomFieldSchemas(t *testing.T) {
 	stored, err := env.engine.Schemas().Get(ctx, "contact")
 	require.NoError(t, err)
 	assert.Contains(t, stored.Fields[0].Options, "platinum")
+
+	// Values the index does not hold are checked too: money, long text,
+	// and required fields that lose their default.
+	require.ErrorIs(t, change(func(s *crm.Schema) {
+		s.Fields = append(s.Fields[:5:5], s.Fields[6:]...) // drop budget (money)
+	}), crm.ErrSchemaInUse, "removing a used money field")
+	require.NoError(t, change(func(s *crm.Schema) {
+		s.Fields = append(s.Fields, crm.FieldDef{Key: "region", Type: crm.FieldString, Required: true, Default: "EMEA"})
+	}))
+	require.ErrorIs(t, change(func(s *crm.Schema) {
+		s.Fields = append(s.Fields, crm.FieldDef{Key: "region", Type: crm.FieldString, Required: true})
+	}), crm.ErrSchemaInUse, "required without a default, and stored records lack it")
+	_, err = env.engine.Accounts().Create(ctx, crm.Account{Name: "Long", Meta: crm.Meta{Custom: map[string]any{"essay": strings.Repeat("words ", 100)}}})
+	require.NoError(t, err)
+	err = env.engine.Schemas().Save(ctx, &crm.Schema{Entity: "account", Fields: []crm.FieldDef{{Key: "other", Type: crm.FieldString}}})
+	require.ErrorIs(t, err, crm.ErrSchemaInUse, "a long value the index skips")
 
 	// A first schema must cover values stored without one.
 	_, err = env.engine.Deals().Create(ctx, crm.Deal{Title: "D", Meta: crm.Meta{Custom: map[string]any{"legacy": "x"}}})
