@@ -16,7 +16,8 @@ import (
 	"github.com/rapportcrm/rapport/crm"
 )
 
-// ExportContacts writes every contact of the tenant. CSV has the columns
+// ExportContacts writes every contact of the tenant, archived ones too.
+// CSV has the columns
 // ImportContacts reads (custom fields as custom.<key>); JSON Lines has one
 // full record per line. Exports read page by page, so a very large export
 // is not one snapshot.
@@ -64,7 +65,7 @@ func ExportOrders(ctx context.Context, t *crm.Tenant, w io.Writer, format Format
 		return err
 	}
 	externals := map[string]string{}
-	opts := crm.ListOptions{Limit: 1000}
+	opts := crm.ListOptions{Limit: 1000, Archived: crm.ArchivedIncluded}
 	for {
 		pg, err := t.Orders().List(ctx, opts)
 		if err != nil {
@@ -89,7 +90,7 @@ func ExportOrders(ctx context.Context, t *crm.Tenant, w io.Writer, format Format
 		for _, o := range pg.Items {
 			for _, l := range o.Lines {
 				err := cw.Write([]string{o.Number, externals[o.ContactID], o.OrderedAt.Format(time.RFC3339), l.SKU, l.Description,
-					strconv.FormatInt(l.Quantity, 10), decimal(l.UnitPrice), o.Currency, o.Country})
+					strconv.FormatInt(l.Quantity, 10), decimal(l.UnitPrice), o.Currency, o.Country, strconv.FormatBool(o.Refund)})
 				if err != nil {
 					return err
 				}
@@ -133,7 +134,7 @@ func export[T any](ctx context.Context, w io.Writer, format Format, recs *crm.Re
 	}
 	bw := bufio.NewWriter(w)
 	each := func(fn func(*T) error) error {
-		opts := crm.ListOptions{Limit: 1000}
+		opts := crm.ListOptions{Limit: 1000, Archived: crm.ArchivedIncluded}
 		for {
 			pg, err := recs.List(ctx, opts)
 			if err != nil {

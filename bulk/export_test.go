@@ -35,11 +35,13 @@ C1002,c2,2026-01-06 10:00:00,A,Mug,-1,1.50,EUR,Spain
 	rows, err := csv.NewReader(bytes.NewReader(out.Bytes())).ReadAll()
 	require.NoError(t, err)
 	require.Len(t, rows, 5)
-	assert.Contains(t, rows, []string{"1001", "c1", "2026-01-05T10:00:00Z", "A", `Mug, "large"`, "2", "1.50", "EUR", "France"})
-	assert.Contains(t, rows, []string{"1003", "c2", "2026-01-07T10:00:00Z", "Y", "Yen thing", "3", "120", "JPY", "Japan"})
+	assert.Contains(t, rows, []string{"1001", "c1", "2026-01-05T10:00:00Z", "A", `Mug, "large"`, "2", "1.50", "EUR", "France", "false"})
+	assert.Contains(t, rows, []string{"1003", "c2", "2026-01-07T10:00:00Z", "Y", "Yen thing", "3", "120", "JPY", "Japan", "false"})
+	assert.Contains(t, rows, []string{"C1002", "c2", "2026-01-06T10:00:00Z", "A", "Mug", "-1", "1.50", "EUR", "Spain", "true"})
 
+	// The refund column keeps refunds refunds without a prefix rule.
 	other := e.Tenant("copy")
-	res, err = bulk.ImportOrders(ctx, other, bytes.NewReader(out.Bytes()), bulk.Options{RefundPrefix: "C"})
+	res, err = bulk.ImportOrders(ctx, other, bytes.NewReader(out.Bytes()), bulk.Options{})
 	require.NoError(t, err)
 	assert.Equal(t, 3, res.Created)
 	assert.Equal(t, 2, res.CustomersCreated)

@@ -95,7 +95,7 @@ func (res *Result) report(opts Options, e *RowError, rows int) error {
 }
 
 // orderFields are the fields of an order line row.
-var orderFields = []string{"order_number", "customer_external_id", "ordered_at", "sku", "description", "quantity", "unit_price", "currency", "country"}
+var orderFields = []string{"order_number", "customer_external_id", "ordered_at", "sku", "description", "quantity", "unit_price", "currency", "country", "refund"}
 
 // pendingOrder is an order being assembled from its lines.
 type pendingOrder struct {
@@ -183,8 +183,18 @@ func ImportOrders(ctx context.Context, t *crm.Tenant, r io.Reader, opts Options)
 		}
 		good = append(good, p)
 	}
-	customers, created, err := ensureCustomers(ctx, t, good, opts)
+	customers, badCustomers, created, err := ensureCustomers(ctx, t, good, opts)
 	res.CustomersCreated = created
+	if err != nil {
+		return res, err
+	}
+	good = slices.DeleteFunc(good, func(p *pendingOrder) bool {
+		e, isBad := badCustomers[p.customer]
+		if isBad {
+			err = errors.Join(err, res.report(opts, &RowError{Line: p.line, Key: p.order.Number, Err: fmt.Errorf("customer %s: %w", p.customer, e)}, len(p.lines)))
+		}
+		return isBad
+	})
 	if err != nil {
 		return res, err
 	}
@@ -258,6 +268,9 @@ func addLine(p *pendingOrder, rw row, opts Options) error {
 		return fmt.Errorf("unit_price: %w", err)
 	}
 	o := &p.order
+	if r := strings.ToLower(rw.get("refund")); r == "true" || r == "1" || r == "yes" {
+		o.Refund = true
+	}
 	if len(o.Lines) == 0 {
 		p.customer, o.OrderedAt, o.Currency, o.Country = customer, at, currency, rw.get("country")
 	} else {
@@ -277,9 +290,10 @@ func addLine(p *pendingOrder, rw row, opts Options) error {
 }
 
 // ensureCustomers returns the contact ID of every customer external ID of
-// orders, creating the contacts that do not exist yet.
-func ensureCustomers(ctx context.Context, t *crm.Tenant, orders []*pendingOrder, opts Options) (map[string]string, int, error) {
-	ids := map[string]string{}
+// orders, creating the contacts that do not exist yet, and why it could
+// not create some.
+func ensureCustomers(ctx context.Context, t *crm.Tenant, orders []*pendingOrder, opts Options) (ids map[string]string, bad map[string]error, created int, err error) {
+	ids, bad = map[string]string{}, map[string]error{}
 	var missing []crm.Contact
 	var keys []string
 	seen := map[string]bool{}
@@ -298,7 +312,7 @@ func ensureCustomers(ctx context.Context, t *crm.Tenant, orders []*pendingOrder,
 	for batch := range slices.Chunk(keys, opts.BatchSize) {
 		found, err := t.Contacts().FindBy(ctx, "external_id", batch)
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 		for _, k := range batch {
 			if c, ok := found[k]; ok {
@@ -308,21 +322,21 @@ func ensureCustomers(ctx context.Context, t *crm.Tenant, orders []*pendingOrder,
 			}
 		}
 	}
-	created := 0
 	for batch := range slices.Chunk(missing, opts.BatchSize) {
 		stored, errs, err := t.Contacts().CreateEach(ctx, batch)
 		if err != nil {
-			return nil, created, err
+			return nil, nil, created, err
 		}
 		for i, e := range errs {
 			if e != nil {
-				return nil, created, fmt.Errorf("creating customer %s: %w", batch[i].ExternalID, e)
+				bad[batch[i].ExternalID] = e // its orders are reported
+				continue
 			}
 			ids[stored[i].ExternalID] = stored[i].ID
 			created++
 		}
 	}
-	return ids, created, nil
+	return ids, bad, created, nil
 }
 
 func requireFields(rw row, fields ...string) error {

@@ -12,9 +12,11 @@
 // again.
 //
 // Order lines use the field names order_number, customer_external_id,
-// ordered_at, sku, description, quantity, unit_price, currency and
-// country; lines that share an order_number form one order, whether or
-// not they are adjacent in the file.
+// ordered_at, sku, description, quantity, unit_price, currency, country
+// and, optionally, refund (true marks a refund when the number does not
+// say so); lines that share an order_number form one order, whether or
+// not they are adjacent in the file. Records without an external key
+// cannot be recognised on a second run and are created again.
 package bulk
 
 import (
@@ -98,7 +100,9 @@ func newRowReader(r io.Reader, format Format, mapping map[string]string) (rowRea
 		}
 		return &csvRows{r: cr, names: names}, nil
 	case JSONL:
-		return &jsonRows{s: bufio.NewScanner(r), mapping: mapping}, nil
+		s := bufio.NewScanner(r)
+		s.Buffer(make([]byte, 0, 64<<10), 2<<20) // rows up to 2 MiB
+		return &jsonRows{s: s, mapping: mapping}, nil
 	}
 	return nil, fmt.Errorf("%w: format %q: want csv or jsonl", ErrInvalid, format)
 }
@@ -167,7 +171,7 @@ func (j *jsonRows) next() (row, error) {
 		return row{line: j.line, fields: fields}, nil
 	}
 	if err := j.s.Err(); err != nil {
-		return row{}, err
+		return row{}, fmt.Errorf("%w: after line %d: %v", ErrInvalid, j.line, err)
 	}
 	return row{}, io.EOF
 }
