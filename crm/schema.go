@@ -514,21 +514,26 @@ func checkOrphans(ctx context.Context, tx storage.ReadTx, coll string, next *Sch
 // schemas, or a single one. Unknown fields are errors; every schema is
 // validated. name is used in error messages.
 func LoadSchemas(name string, data []byte) ([]Schema, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("crm: %s: %w: %v", name, ErrInvalid, err)
+	}
+	if len(root.Content) == 0 {
+		return nil, fmt.Errorf("crm: %s: %w: no schema", name, ErrInvalid)
+	}
 	var list []Schema
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	err := dec.Decode(&list)
-	if err != nil {
+	var err error
+	// Decode a list as a list and a single schema as one, so that errors
+	// name the bad key rather than the shape.
+	if root.Content[0].Kind == yaml.SequenceNode {
+		err = decodeKnown(data, &list)
+	} else {
 		var one Schema
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err2 := dec.Decode(&one); err2 != nil {
-			if errors.Is(err2, io.EOF) {
-				return nil, fmt.Errorf("crm: %s: %w: no schema", name, ErrInvalid)
-			}
-			return nil, fmt.Errorf("crm: %s: %w: %v", name, ErrInvalid, err2)
-		}
+		err = decodeKnown(data, &one)
 		list = []Schema{one}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("crm: %s: %w: %v", name, ErrInvalid, err)
 	}
 	for i := range list {
 		for j := range list[i].Fields {
@@ -541,11 +546,30 @@ func LoadSchemas(name string, data []byte) ([]Schema, error) {
 	return list, nil
 }
 
+// decodeKnown decodes YAML into v, refusing unknown fields.
+func decodeKnown(data []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
 // fromYAML converts YAML-decoded defaults to the JSON forms fields take.
 func fromYAML(v any) any {
 	switch v := v.(type) {
 	case int:
 		return json.Number(strconv.Itoa(v))
+	case int64:
+		return json.Number(strconv.FormatInt(v, 10))
+	case uint64:
+		return json.Number(strconv.FormatUint(v, 10))
+	case time.Time: // an unquoted date
+		if v.Equal(v.Truncate(24 * time.Hour)) {
+			return v.Format(time.DateOnly)
+		}
+		return v.Format(time.RFC3339)
 	case float64:
 		return json.Number(strconv.FormatFloat(v, 'g', -1, 64))
 	case map[string]any:

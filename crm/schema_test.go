@@ -140,3 +140,18 @@ func TestLoadSchemasRejectsBadDefinitions(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, json.Number("3"), list[0].Fields[0].Default)
 }
+
+func TestLoadSchemasReadsYAMLValues(t *testing.T) {
+	list, err := crm.LoadSchemas("f.yaml", []byte(`
+- entity: contact
+  fields:
+    - {key: since, type: date, default: 2026-01-01}
+    - {key: big, type: number, default: 18446744073709551615}
+`))
+	require.NoError(t, err)
+	assert.Equal(t, "2026-01-01", list[0].Fields[0].Default)
+	assert.Equal(t, json.Number("18446744073709551615"), list[0].Fields[1].Default)
+	_, err = crm.LoadSchemas("f.yaml", []byte("- entity: contact\n  fields:\n    - {key: a, type: string, colour: red}\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "colour", "the unknown key is named")
+}
