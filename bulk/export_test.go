@@ -82,3 +82,40 @@ C1002,c2,2026-01-06 10:00:00,A,Mug,-1,1.50,EUR,Spain
 	require.ErrorIs(t, bulk.ExportProducts(ctx, e.Default(), &out, "xml"), bulk.ErrInvalid)
 	require.ErrorIs(t, bulk.ExportOrders(ctx, e.Default(), &out, "xml"), bulk.ErrInvalid)
 }
+
+// TestTypedCustomFieldsRoundTrip: custom values typed by a schema export
+// as text and import back as the same types.
+func TestTypedCustomFieldsRoundTrip(t *testing.T) {
+	e, _ := newTenant(t)
+	ctx := context.Background()
+	schema := &crm.Schema{Entity: "contact", Fields: []crm.FieldDef{
+		{Key: "score", Type: crm.FieldNumber}, {Key: "vip", Type: crm.FieldBool},
+		{Key: "likes", Type: crm.FieldMultiEnum, Options: []string{"golf", "chess"}},
+		{Key: "budget", Type: crm.FieldMoney},
+	}}
+	for _, tn := range []string{"default", "copy"} {
+		require.NoError(t, e.Tenant(tn).Schemas().Save(ctx, schema))
+	}
+	_, err := e.Contacts().Create(ctx, crm.Contact{Email: "ada@example.com", Meta: crm.Meta{Custom: map[string]any{
+		"score": 41.5, "vip": true, "likes": []string{"golf", "chess"}, "budget": map[string]any{"amount": 100, "currency": "EUR"},
+	}}})
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, bulk.ExportContacts(ctx, e.Default(), &out, bulk.CSV))
+	res, err := bulk.ImportContacts(ctx, e.Tenant("copy"), bytes.NewReader(out.Bytes()), bulk.Options{})
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Created, res.Errors)
+	got, err := e.Tenant("copy").Contacts().FindBy(ctx, "email", []string{"ada@example.com"})
+	require.NoError(t, err)
+	c := got["ada@example.com"]
+	assert.Equal(t, json.Number("41.5"), c.Custom["score"])
+	assert.Equal(t, true, c.Custom["vip"])
+	assert.Equal(t, []any{"golf", "chess"}, c.Custom["likes"])
+
+	// Text that does not fit is reported by the engine, with its line.
+	res, err = bulk.ImportContacts(ctx, e.Tenant("copy"), strings.NewReader("email,custom.score\nbob@example.com,lots\n"), bulk.Options{})
+	require.NoError(t, err)
+	require.Len(t, res.Errors, 1)
+	assert.Equal(t, 2, res.Errors[0].Line)
+	assert.Contains(t, res.Errors[0].Error(), "custom.score")
+}

@@ -2,6 +2,7 @@ package bulk
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,9 +17,13 @@ import (
 // custom.<key> for custom fields (as text). A contact whose external_id
 // (or, without one, email) is stored already counts as existing.
 func ImportContacts(ctx context.Context, t *crm.Tenant, r io.Reader, opts Options) (Result, error) {
+	schema, err := schemaOf(ctx, t, "contact")
+	if err != nil {
+		return Result{}, err
+	}
 	return importRecords(ctx, r, opts, t.Contacts(), func(rw row) (crm.Contact, error) {
 		return crm.Contact{
-			Meta:      rowMeta(rw),
+			Meta:      rowMeta(rw, schema),
 			FirstName: rw.get("first_name"), LastName: rw.get("last_name"), Email: rw.get("email"),
 			Phone: rw.get("phone"), Title: rw.get("title"), ExternalID: normaliseID(rw.get("external_id")),
 			Country: rw.get("country"),
@@ -36,9 +41,13 @@ func ImportContacts(ctx context.Context, t *crm.Tenant, r io.Reader, opts Option
 // custom.<key>. An account whose external_id (or, without one, domain) is
 // stored already counts as existing.
 func ImportAccounts(ctx context.Context, t *crm.Tenant, r io.Reader, opts Options) (Result, error) {
+	schema, err := schemaOf(ctx, t, "account")
+	if err != nil {
+		return Result{}, err
+	}
 	return importRecords(ctx, r, opts, t.Accounts().Records, func(rw row) (crm.Account, error) {
 		a := crm.Account{
-			Meta: rowMeta(rw),
+			Meta: rowMeta(rw, schema),
 			Name: rw.get("name"), Domain: rw.get("domain"), Industry: rw.get("industry"),
 			Type: crm.AccountType(strings.ToLower(rw.get("type"))), Territory: rw.get("territory"),
 			ExternalID: normaliseID(rw.get("external_id")),
@@ -63,13 +72,65 @@ func ImportAccounts(ctx context.Context, t *crm.Tenant, r io.Reader, opts Option
 // owner, tags and custom.<key>. A product whose SKU is stored already
 // counts as existing.
 func ImportProducts(ctx context.Context, t *crm.Tenant, r io.Reader, opts Options) (Result, error) {
+	schema, err := schemaOf(ctx, t, "product")
+	if err != nil {
+		return Result{}, err
+	}
 	return importRecords(ctx, r, opts, t.Products(), func(rw row) (crm.Product, error) {
-		return crm.Product{Meta: rowMeta(rw), SKU: rw.get("sku"), Name: rw.get("name"), Unit: rw.get("unit"), Category: rw.get("category")}, nil
+		return crm.Product{Meta: rowMeta(rw, schema), SKU: rw.get("sku"), Name: rw.get("name"), Unit: rw.get("unit"), Category: rw.get("category")}, nil
 	}, func(p *crm.Product) (string, string) { return "sku", strings.TrimSpace(p.SKU) })
 }
 
-// rowMeta reads owner, tags and custom.<key> fields.
-func rowMeta(rw row) crm.Meta {
+// schemaOf returns the entity's custom-field schema, or nil.
+func schemaOf(ctx context.Context, t *crm.Tenant, entity string) (*crm.Schema, error) {
+	s, err := t.Schemas().Get(ctx, entity)
+	if errors.Is(err, crm.ErrNotFound) {
+		return nil, nil
+	}
+	return s, err
+}
+
+// typed converts the text of a custom column to the value its schema
+// field takes: numbers, booleans, lists ("a;b" or a JSON list) and money
+// (JSON). Text that does not convert is passed on, for the engine to
+// report.
+func typed(schema *crm.Schema, key, text string) any {
+	if schema == nil {
+		return text
+	}
+	for _, f := range schema.Fields {
+		if f.Key != key {
+			continue
+		}
+		switch f.Type {
+		case crm.FieldNumber:
+			if json.Valid([]byte(text)) {
+				return json.Number(text)
+			}
+		case crm.FieldBool:
+			if b, err := strconv.ParseBool(text); err == nil {
+				return b
+			}
+		case crm.FieldMultiEnum:
+			var list []string
+			if json.Unmarshal([]byte(text), &list) == nil {
+				return list
+			}
+			return strings.Split(text, ";")
+		case crm.FieldMoney:
+			var m map[string]any
+			dec := json.NewDecoder(strings.NewReader(text))
+			dec.UseNumber()
+			if dec.Decode(&m) == nil {
+				return m
+			}
+		}
+	}
+	return text
+}
+
+// rowMeta reads owner, tags and custom.<key> fields, typed by schema.
+func rowMeta(rw row, schema *crm.Schema) crm.Meta {
 	m := crm.Meta{Owner: rw.get("owner")}
 	if tags := rw.get("tags"); tags != "" {
 		m.Tags = strings.Split(tags, ";")
@@ -79,7 +140,7 @@ func rowMeta(rw row) crm.Meta {
 			if m.Custom == nil {
 				m.Custom = map[string]any{}
 			}
-			m.Custom[key] = strings.TrimSpace(v)
+			m.Custom[key] = typed(schema, key, strings.TrimSpace(v))
 		}
 	}
 	return m

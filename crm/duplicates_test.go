@@ -84,6 +84,8 @@ func TestDuplicatesAndMerge(t *testing.T) {
 	assert.Equal(t, "contact.merged", evs[1].Type)
 	_, err = env.engine.Default().MergeContacts(ctx, ada.ID, dup.ID, crm.MergeOptions{})
 	require.ErrorIs(t, err, crm.ErrInvalid, "a tombstone cannot be merged again")
+	_, err = contacts.Restore(ctx, dup.ID, crm.ChangeOptions{})
+	require.ErrorIs(t, err, crm.ErrInvalid, "nor restored")
 	loser.MergedInto = ""
 	_, err = contacts.Update(ctx, loser)
 	var ve *crm.ValidationError

@@ -61,6 +61,9 @@ func (r *Records[T]) setArchived(ctx context.Context, id string, opts ChangeOpti
 		if opts.Version != 0 && opts.Version != m.Version {
 			return fmt.Errorf("%w: %s %s is at version %d, the change was based on version %d", ErrConflict, r.k.name, id, m.Version, opts.Version)
 		}
+		if !archive && mergedInto(&cur) != "" {
+			return fmt.Errorf("%w: %s %s was merged into %s; a merge cannot be undone by Restore", ErrInvalid, r.k.name, id, mergedInto(&cur))
+		}
 		if archive == !m.ArchivedAt.IsZero() {
 			state := "not archived"
 			if archive {
@@ -250,6 +253,17 @@ func (t *Tenant) Reassign(ctx context.Context, from, to string, opts ReassignOpt
 		}
 	}
 	return out, nil
+}
+
+// mergedInto returns the survivor a contact or account was merged into.
+func mergedInto(rec any) string {
+	switch v := rec.(type) {
+	case *Contact:
+		return v.MergedInto
+	case *Account:
+		return v.MergedInto
+	}
+	return ""
 }
 
 func joinNonEmpty(parts ...string) string {
