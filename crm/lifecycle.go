@@ -142,65 +142,34 @@ func (r *Records[T]) Reassign(ctx context.Context, from, to string, opts Reassig
 // reassignBy reassigns the records whose index value is from.
 func (r *Records[T]) reassignBy(ctx context.Context, index, from, to string, opts ReassignOptions) (int, error) {
 	q := storage.Query{Index: index, Equal: from, Limit: 500}
-	moved := 0
-	for {
-		n, next := 0, ""
-		err := r.update(ctx, func(tx storage.Tx) error {
-			n = 0
-			pg, err := tx.Scan(ctx, r.k.collection.Name, q)
-			if err != nil {
-				return err
+	return r.updatePages(ctx, q, func(tx storage.Tx, _ storage.Record, v *T) (bool, error) {
+		if opts.OpenOnly {
+			open, err := r.open(ctx, tx, v)
+			if err != nil || !open {
+				return false, err
 			}
-			next = pg.Next
-			now := r.now()
-			for _, rec := range pg.Records {
-				v, err := r.decode(rec)
-				if err != nil {
-					return err
-				}
-				if opts.OpenOnly {
-					open, err := r.open(ctx, tx, &v)
-					if err != nil {
-						return err
-					}
-					if !open {
-						continue
-					}
-				}
-				m := r.k.meta(&v)
-				changed := []string{}
-				if a, ok := any(&v).(*Activity); ok && a.Assignee != from && m.Owner != from {
-					continue // moved already by the other index
-				}
-				if m.Owner == from {
-					m.Owner = to
-					changed = append(changed, "owner")
-				}
-				if a, ok := any(&v).(*Activity); ok && a.Assignee == from {
-					a.Assignee = to
-					changed = append(changed, "assignee")
-				}
-				if _, err := r.rewrite(ctx, tx, v, now, "assigned", changed); err != nil {
-					return err
-				}
-				err = appendTimeline(ctx, tx, &TimelineEntry{Collection: r.k.collection.Name, RecordID: m.ID, At: now,
-					Type: TimelineAssigned, Summary: joinNonEmpty(from+" → "+to, opts.Reason, opts.Actor)})
-				if err != nil {
-					return err
-				}
-				n++
-			}
-			return nil
-		})
-		if err != nil {
-			return moved, err
 		}
-		moved += n
-		if next == "" {
-			return moved, nil
+		m := r.k.meta(v)
+		a, isActivity := any(v).(*Activity)
+		if isActivity && a.Assignee != from && m.Owner != from {
+			return false, nil // moved already by the other index
 		}
-		q.Cursor = next
-	}
+		var changed []string
+		if m.Owner == from {
+			m.Owner = to
+			changed = append(changed, "owner")
+		}
+		if isActivity && a.Assignee == from {
+			a.Assignee = to
+			changed = append(changed, "assignee")
+		}
+		now := r.now()
+		if _, err := r.rewrite(ctx, tx, *v, now, "assigned", changed); err != nil {
+			return false, err
+		}
+		return true, appendTimeline(ctx, tx, &TimelineEntry{Collection: r.k.collection.Name, RecordID: m.ID, At: now,
+			Type: TimelineAssigned, Summary: joinNonEmpty(from+" → "+to, opts.Reason, opts.Actor)})
+	})
 }
 
 // open reports whether rec is open: not archived, not in a terminal stage,

@@ -439,7 +439,21 @@ func (s *Staged[T]) CheckDeadlines(ctx context.Context) (int, error) {
 func (r *Records[T]) fireOnce(ctx context.Context, index string, end time.Time, notice func(*T) string,
 	emit func(tx storage.Tx, rec storage.Record, v *T) error) (int, error) {
 	q := storage.Query{Index: index, End: end.Format(sortableTimeLayout), Limit: 1000}
-	emitted := 0
+	return r.updatePages(ctx, q, func(tx storage.Tx, rec storage.Record, v *T) (bool, error) {
+		fresh, err := markOnce(ctx, tx, notice(v))
+		if err != nil || !fresh {
+			return false, err
+		}
+		return true, emit(tx, rec, v)
+	})
+}
+
+// updatePages pages through the records q selects, one write transaction
+// per page, and calls fn for each; it returns how many fn counted, in
+// committed pages. fn may change the records (the cursor stays valid).
+func (r *Records[T]) updatePages(ctx context.Context, q storage.Query,
+	fn func(tx storage.Tx, rec storage.Record, v *T) (counted bool, err error)) (int, error) {
+	total := 0
 	for {
 		var next string
 		n := 0
@@ -455,26 +469,22 @@ func (r *Records[T]) fireOnce(ctx context.Context, index string, end time.Time, 
 				if err != nil {
 					return err
 				}
-				fresh, err := markOnce(ctx, tx, notice(&v))
+				counted, err := fn(tx, rec, &v)
 				if err != nil {
 					return err
 				}
-				if !fresh {
-					continue
+				if counted {
+					n++
 				}
-				if err := emit(tx, rec, &v); err != nil {
-					return err
-				}
-				n++
 			}
 			return nil
 		})
 		if err != nil {
-			return emitted, err
+			return total, err
 		}
-		emitted += n
+		total += n
 		if next == "" {
-			return emitted, nil
+			return total, nil
 		}
 		q.Cursor = next
 	}
