@@ -103,6 +103,7 @@ func TestRefusedMovesChangeNothing(t *testing.T) {
 		_, err := deals.Move(ctx, c.id, c.to, c.opts)
 		assert.True(t, c.check(err), "%s: %v", name, err)
 	}
+	assert.Equal(t, before, snapshot(t, env.store, "default"), "refused moves wrote something")
 	// A guard that refuses: a zero amount before the contract stage.
 	zero, err := deals.Create(ctx, crm.Deal{Title: "Freebie", Pipeline: "b2b-deal", Stage: "proposal-defended"})
 	require.NoError(t, err)
@@ -118,6 +119,7 @@ func TestRefusedMovesChangeNothing(t *testing.T) {
 	require.ErrorAs(t, err, &ve)
 	_, ok := ve.Field("stage")
 	assert.True(t, ok)
+	assert.Equal(t, before, snapshot(t, env.store, "default"))
 }
 
 func TestConcurrentMovesOneWins(t *testing.T) {
