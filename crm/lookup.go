@@ -21,8 +21,9 @@ import (
 // engine-internal outbox consumer, the indexer, reads the events of
 // contacts, accounts and leads in batches and writes one lookup record
 // per record, many per transaction, from each record as it is when it is
-// indexed (deleted and erased records lose theirs). Search and Duplicates first let the
-// indexer catch up with the outbox, so they see every committed write.
+// indexed (deleted and erased records lose theirs). Search and Duplicates
+// first let the indexer catch up with the outbox, so they see every
+// committed write.
 //
 // Each indexed kind has its own lookup collection ("lookup_contacts", ...)
 // whose record IDs are the indexed records' IDs; its "term" index holds
@@ -92,6 +93,9 @@ type indexer struct {
 // lookupDelay is how long the indexer lets events gather after a commit
 // before it indexes them, so that a burst of writes costs one index
 // transaction rather than one each.
+// lookupDelay is how long the indexer lets events gather after a commit
+// before it indexes them, so that a burst of writes costs one index
+// transaction rather than one each.
 const lookupDelay = 250 * time.Millisecond
 
 // run catches up shortly after events are committed, until the engine
@@ -117,8 +121,9 @@ func (ix *indexer) run() {
 	}
 }
 
-// catchUp indexes every event committed before it was called, and no
-// more, so that a stream of writes cannot keep it going.
+// catchUp indexes every event committed before it was called and stops
+// once past that point, so that a stream of later writes cannot keep it
+// going.
 func (ix *indexer) catchUp(ctx context.Context) error {
 	head, err := ix.e.store.OutboxHead(ctx)
 	if err != nil {
