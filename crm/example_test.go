@@ -7,6 +7,8 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/rapportcrm/rapport/crm"
@@ -276,4 +278,117 @@ func ExampleLeads_Convert() {
 	// hank@globex.example at Globex
 	// deal: Globex 12000.00 EUR
 	// links back: true true
+}
+
+// Search contacts by the start of a name, an email or a phone number,
+// ignoring case and accents.
+func ExampleRecords_Search() {
+	ctx := context.Background()
+	store := memory.New()
+	defer store.Close()
+	engine, err := crm.Open(ctx, crm.Options{Store: store})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer engine.Close()
+
+	for _, c := range []crm.Contact{
+		{FirstName: "Zoë", LastName: "Núñez", Email: "zoe@example.com"},
+		{FirstName: "Zack", LastName: "Nuland", Phone: "+44 20 7946 0958"},
+	} {
+		if _, err := engine.Contacts().Create(ctx, c); err != nil {
+			log.Fatal(err)
+		}
+	}
+	for _, q := range []string{"nunez", "z nu", "+44 20 7946"} {
+		page, err := engine.Contacts().Search(ctx, q, crm.SearchOptions{})
+		if err != nil {
+			log.Fatal(err)
+		}
+		var names []string
+		for _, c := range page.Items {
+			names = append(names, c.Name())
+		}
+		slices.Sort(names)
+		fmt.Printf("%q: %s\n", q, strings.Join(names, ", "))
+	}
+	// Output:
+	// "nunez": Zoë Núñez
+	// "z nu": Zack Nuland, Zoë Núñez
+	// "+44 20 7946": Zack Nuland
+}
+
+// Define custom fields for contacts in YAML; every write is checked
+// against them.
+func ExampleLoadSchemas() {
+	ctx := context.Background()
+	store := memory.New()
+	defer store.Close()
+	engine, err := crm.Open(ctx, crm.Options{Store: store})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer engine.Close()
+
+	schemas, err := crm.LoadSchemas("fields.yaml", []byte(`
+entity: contact
+fields:
+  - {key: tier, type: enum, options: [bronze, silver, gold], default: bronze}
+  - {key: shoe_size, type: number}
+`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := engine.Schemas().Save(ctx, &schemas[0]); err != nil {
+		log.Fatal(err)
+	}
+	c, err := engine.Contacts().Create(ctx, crm.Contact{FirstName: "Ada"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("tier:", c.Custom["tier"])
+	_, err = engine.Contacts().Create(ctx, crm.Contact{FirstName: "Bob", Meta: crm.Meta{Custom: map[string]any{"tier": "platinum"}}})
+	var invalid *crm.ValidationError
+	if errors.As(err, &invalid) {
+		for _, f := range invalid.Fields {
+			fmt.Println(f.Field+":", f.Message)
+		}
+	}
+	// Output:
+	// tier: bronze
+	// custom.tier: platinum: want one of bronze, silver, gold
+}
+
+// Erase everything personal about a contact, keeping what aggregates need.
+func ExampleTenant_EraseContact() {
+	ctx := context.Background()
+	store := memory.New()
+	defer store.Close()
+	engine, err := crm.Open(ctx, crm.Options{Store: store})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer engine.Close()
+
+	c, err := engine.Contacts().Create(ctx, crm.Contact{FirstName: "Ada", Email: "ada@example.com"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := engine.Interactions().Create(ctx, crm.Interaction{Channel: "phone", Summary: "Ada called about her order",
+		Links: crm.Links{ContactID: c.ID}}); err != nil {
+		log.Fatal(err)
+	}
+	erasure, err := engine.EraseContact(ctx, c.ID, crm.ChangeOptions{Reason: "GDPR request 17"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	after, err := engine.Contacts().Get(ctx, c.ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("name %q, email %q, erased %v\n", after.Name(), after.Email, !after.ErasedAt.IsZero())
+	fmt.Println("interactions scrubbed:", erasure.Records["interactions"])
+	// Output:
+	// name "", email "", erased true
+	// interactions scrubbed: 1
 }
