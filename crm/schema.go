@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -325,6 +326,7 @@ func (r *Records[T]) checkCustom(ctx context.Context, tx storage.ReadTx, m *Meta
 	if err != nil || s == nil {
 		return err
 	}
+	m.Custom = maps.Clone(m.Custom) // defaults and typed values must not reach the caller's map
 	for k := range m.Custom {
 		if !slices.ContainsFunc(s.Fields, func(f FieldDef) bool { return f.Key == k }) {
 			p.add("custom."+k, "no such field in the %s schema", r.k.name)
