@@ -152,10 +152,12 @@ const erased = "erased"
 //     other aggregates still add up, and loses its names, email, phone,
 //     title, external ID, country, tags and custom fields; it is marked
 //     ErasedAt and can no longer be updated;
-//   - the lead it came from loses its names, email and phone;
-//   - interactions, activities and cases linked to it lose their free
-//     text (summary, body, reference, subject, notes, description,
-//     resolution);
+//   - contacts merged into it (tombstones) are erased with it;
+//   - the leads it was converted from lose their names, email and phone;
+//   - interactions and activities linked to it or to those leads, and
+//     cases linked to it, lose their free text (summary, body, reference,
+//     subject, notes, description, resolution), survey responses their
+//     comments;
 //   - timeline entries about it or about those records lose their
 //     summaries and comments, keeping their type and time;
 //   - outbox events and dead letters about all those records keep their
