@@ -64,29 +64,17 @@ func redueContractCases(ctx context.Context, tx storage.Tx, t *Tenant, cur, next
 		return nil
 	}
 	q := storage.Query{Index: "contract", Equal: next.ID, Limit: 1000}
-	for {
-		pg, err := tx.Scan(ctx, casesCollection, q)
+	return scanAll(ctx, tx, casesCollection, q, func(rec storage.Record) error {
+		pl := gjsonString(rec.Body, "pipeline")
+		if pl == "" {
+			return nil
+		}
+		p, err := t.compiled(ctx, tx, pl)
 		if err != nil {
 			return err
 		}
-		for _, rec := range pg.Records {
-			pl := gjsonString(rec.Body, "pipeline")
-			if pl == "" {
-				continue
-			}
-			p, err := t.compiled(ctx, tx, pl)
-			if err != nil {
-				return err
-			}
-			if err := caseKind.redueRecord(ctx, tx, t, rec, p); err != nil {
-				return err
-			}
-		}
-		if pg.Next == "" {
-			return nil
-		}
-		q.Cursor = pg.Next
-	}
+		return caseKind.redueRecord(ctx, tx, t, rec, p)
+	})
 }
 
 func checkContract(ctx context.Context, tx storage.ReadTx, c, prev *Contract, p *problems) error {

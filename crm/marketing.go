@@ -262,29 +262,20 @@ func (pl *PriceLists) PriceOf(ctx context.Context, sku, currency, day string) (M
 	var best *Price
 	bestFrom := ""
 	err := pl.view(ctx, func(tx storage.ReadTx) error {
-		q := storage.Query{Index: "currency", Equal: currency, Limit: storage.MaxScanLimit}
-		for {
-			pg, err := tx.Scan(ctx, priceListsCollection, q)
+		q := storage.Query{Index: "currency", Equal: currency}
+		return scanAll(ctx, tx, priceListsCollection, q, func(rec storage.Record) error {
+			l, err := pl.decode(rec)
 			if err != nil {
 				return err
 			}
-			for _, rec := range pg.Records {
-				l, err := pl.decode(rec)
-				if err != nil {
-					return err
-				}
-				if l.ValidFrom > day || (l.ValidTo != "" && l.ValidTo < day) || l.ValidFrom < bestFrom || !l.ArchivedAt.IsZero() {
-					continue
-				}
-				if i := slices.IndexFunc(l.Prices, func(p Price) bool { return p.SKU == sku }); i >= 0 {
-					best, bestFrom = &l.Prices[i], l.ValidFrom
-				}
-			}
-			if pg.Next == "" {
+			if l.ValidFrom > day || (l.ValidTo != "" && l.ValidTo < day) || l.ValidFrom < bestFrom || !l.ArchivedAt.IsZero() {
 				return nil
 			}
-			q.Cursor = pg.Next
-		}
+			if i := slices.IndexFunc(l.Prices, func(p Price) bool { return p.SKU == sku }); i >= 0 {
+				best, bestFrom = &l.Prices[i], l.ValidFrom
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return Money{}, err

@@ -291,16 +291,16 @@ func (t *Tenant) Members(ctx context.Context, teamID string) ([]string, error) {
 			}
 			seen[team] = true
 			for _, q := range []struct{ coll, index string }{{usersCollection, "team"}, {teamsCollection, "parent"}} {
-				pg, err := tx.Scan(ctx, q.coll, storage.Query{Index: q.index, Equal: team, Limit: storage.MaxScanLimit})
-				if err != nil {
-					return err
-				}
-				for _, rec := range pg.Records {
+				err := scanAll(ctx, tx, q.coll, storage.Query{Index: q.index, Equal: team}, func(rec storage.Record) error {
 					if q.coll == usersCollection {
 						out = append(out, rec.ID)
 					} else {
 						queue = append(queue, rec.ID)
 					}
+					return nil
+				})
+				if err != nil {
+					return err
 				}
 			}
 		}

@@ -150,24 +150,14 @@ func latestVersion(ctx context.Context, tx storage.ReadTx, name string) (uint64,
 func (p *Pipelines) Versions(ctx context.Context, name string) ([]PipelineVersion, error) {
 	var out []PipelineVersion
 	err := p.t.view(ctx, func(tx storage.ReadTx) error {
-		q := storage.Query{Prefix: name + "@", Limit: storage.MaxScanLimit}
-		for {
-			pg, err := tx.Scan(ctx, versionsCollection, q)
-			if err != nil {
-				return err
+		return scanAll(ctx, tx, versionsCollection, storage.Query{Prefix: name + "@"}, func(rec storage.Record) error {
+			var v PipelineVersion
+			if err := json.Unmarshal(rec.Body, &v); err != nil {
+				return fmt.Errorf("pipeline version %s: %w", rec.ID, err)
 			}
-			for _, rec := range pg.Records {
-				var v PipelineVersion
-				if err := json.Unmarshal(rec.Body, &v); err != nil {
-					return fmt.Errorf("pipeline version %s: %w", rec.ID, err)
-				}
-				out = append(out, v)
-			}
-			if pg.Next == "" {
-				return nil
-			}
-			q.Cursor = pg.Next
-		}
+			out = append(out, v)
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("crm: pipeline %s: %w", name, err)

@@ -103,24 +103,12 @@ func related[T any](ctx context.Context, tx storage.ReadTx, r *Records[T], id st
 // relatedBy returns every record of r whose index holds id.
 func relatedBy[T any](ctx context.Context, tx storage.ReadTx, r *Records[T], index, id string) ([]T, error) {
 	var out []T
-	q := storage.Query{Index: index, Equal: id, Limit: storage.MaxScanLimit}
-	for {
-		pg, err := tx.Scan(ctx, r.k.collection.Name, q)
-		if err != nil {
-			return nil, err
-		}
-		for _, rec := range pg.Records {
-			v, err := r.decode(rec)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, v)
-		}
-		if pg.Next == "" {
-			return out, nil
-		}
-		q.Cursor = pg.Next
-	}
+	err := scanAll(ctx, tx, r.k.collection.Name, storage.Query{Index: index, Equal: id}, func(rec storage.Record) error {
+		v, err := r.decode(rec)
+		out = append(out, v)
+		return err
+	})
+	return out, err
 }
 
 // Erasure records that a contact's personal data was erased, without the
@@ -356,92 +344,67 @@ func keys(set map[string]bool) []string {
 // redactTimeline blanks the summaries and comments of the timeline entries
 // of, or about, the records in refs. It reads the tenant's whole timeline.
 func redactTimeline(ctx context.Context, tx storage.Tx, refs map[string]map[string]bool) (int, error) {
-	n := 0
-	q := storage.Query{Limit: storage.MaxScanLimit}
-	for {
-		pg, err := tx.Scan(ctx, timelineCollection, q)
-		if err != nil {
-			return n, err
+	return rewriteAll(ctx, tx, timelineCollection, func(e *TimelineEntry) bool {
+		if !refs[e.Collection][e.RecordID] && !refs[e.RefCollection][e.RefID] {
+			return false
 		}
-		for _, rec := range pg.Records {
-			var e TimelineEntry
-			if err := json.Unmarshal(rec.Body, &e); err != nil {
-				return n, fmt.Errorf("timeline entry %s: %w", rec.ID, err)
-			}
-			if !refs[e.Collection][e.RecordID] && !refs[e.RefCollection][e.RefID] {
-				continue
-			}
-			e.Summary = erased
-			if e.StageChange != nil {
-				e.StageChange.Comment = ""
-			}
-			body, err := json.Marshal(e)
-			if err != nil {
-				return n, err
-			}
-			if _, err := tx.Put(ctx, timelineCollection, storage.Record{ID: rec.ID, Version: rec.Version, Body: body}); err != nil {
-				return n, err
-			}
-			n++
+		e.Summary = erased
+		if e.StageChange != nil {
+			e.StageChange.Comment = ""
 		}
-		if pg.Next == "" {
-			return n, nil
-		}
-		q.Cursor = pg.Next
-	}
+		return true
+	})
 }
 
 // redactDeadLetters drops the event bodies of dead letters about records
 // in refs.
 func redactDeadLetters(ctx context.Context, tx storage.Tx, refs map[string]map[string]bool) (int, error) {
+	return rewriteAll(ctx, tx, deadLettersCollection, func(dl *DeadLetter) bool {
+		if !refs[dl.Collection][dl.RecordID] {
+			return false
+		}
+		dl.EventBody = json.RawMessage(`{"erased":true}`)
+		return true
+	})
+}
+
+// rewriteAll decodes every record of collection as a V, and stores those
+// that change reports changed; it returns how many.
+func rewriteAll[V any](ctx context.Context, tx storage.Tx, collection string, change func(*V) bool) (int, error) {
 	n := 0
-	q := storage.Query{Limit: storage.MaxScanLimit}
-	for {
-		pg, err := tx.Scan(ctx, deadLettersCollection, q)
+	err := scanAll(ctx, tx, collection, storage.Query{}, func(rec storage.Record) error {
+		var v V
+		if err := json.Unmarshal(rec.Body, &v); err != nil {
+			return fmt.Errorf("%s %s: %w", collection, rec.ID, err)
+		}
+		if !change(&v) {
+			return nil
+		}
+		body, err := json.Marshal(&v)
 		if err != nil {
-			return n, err
+			return err
 		}
-		for _, rec := range pg.Records {
-			var dl DeadLetter
-			if err := json.Unmarshal(rec.Body, &dl); err != nil {
-				return n, fmt.Errorf("dead letter %s: %w", rec.ID, err)
-			}
-			if !refs[dl.Collection][dl.RecordID] {
-				continue
-			}
-			dl.EventBody = json.RawMessage(`{"erased":true}`)
-			body, err := json.Marshal(dl)
-			if err != nil {
-				return n, err
-			}
-			if _, err := tx.Put(ctx, deadLettersCollection, storage.Record{ID: rec.ID, Version: rec.Version, Body: body}); err != nil {
-				return n, err
-			}
-			n++
+		if _, err := tx.Put(ctx, collection, storage.Record{ID: rec.ID, Version: rec.Version, Body: body}); err != nil {
+			return err
 		}
-		if pg.Next == "" {
-			return n, nil
-		}
-		q.Cursor = pg.Next
-	}
+		n++
+		return nil
+	})
+	return n, err
 }
 
 // Erasures lists the recorded erasures of a contact.
 func (t *Tenant) Erasures(ctx context.Context, contactID string) ([]Erasure, error) {
 	var out []Erasure
 	err := t.view(ctx, func(tx storage.ReadTx) error {
-		pg, err := tx.Scan(ctx, erasuresCollection, storage.Query{Index: "contact", Equal: contactID, Limit: storage.MaxScanLimit})
-		if err != nil {
-			return err
-		}
-		for _, rec := range pg.Records {
+		return scanAll(ctx, tx, erasuresCollection, storage.Query{Index: "contact", Equal: contactID}, func(rec storage.Record) error {
 			var e Erasure
 			if err := json.Unmarshal(rec.Body, &e); err != nil {
 				return err
 			}
 			out = append(out, e)
-		}
-		return nil
+			return nil
+		})
 	})
 	return out, err
 }

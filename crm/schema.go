@@ -472,44 +472,34 @@ func checkOrphans(ctx context.Context, tx storage.ReadTx, coll string, next *Sch
 			required = append(required, f.Key)
 		}
 	}
-	q := storage.Query{Limit: 1000}
-	for {
-		pg, err := tx.Scan(ctx, coll, q)
-		if err != nil {
-			return err
+	return scanAll(ctx, tx, coll, storage.Query{Limit: 1000}, func(rec storage.Record) error {
+		var m struct {
+			Custom map[string]any `json:"custom"`
 		}
-		for _, rec := range pg.Records {
-			var m struct {
-				Custom map[string]any `json:"custom"`
+		dec := json.NewDecoder(bytes.NewReader(rec.Body))
+		dec.UseNumber()
+		if err := dec.Decode(&m); err != nil {
+			return fmt.Errorf("%s %s: %w", next.Entity, rec.ID, err)
+		}
+		for k, v := range m.Custom {
+			f, ok := fields[k]
+			if !ok {
+				return fmt.Errorf("%w: %s %s has a value for %q, which the schema does not define", ErrSchemaInUse, next.Entity, rec.ID, k)
 			}
-			dec := json.NewDecoder(bytes.NewReader(rec.Body))
-			dec.UseNumber()
-			if err := dec.Decode(&m); err != nil {
-				return fmt.Errorf("%s %s: %w", next.Entity, rec.ID, err)
+			if v == nil {
+				continue
 			}
-			for k, v := range m.Custom {
-				f, ok := fields[k]
-				if !ok {
-					return fmt.Errorf("%w: %s %s has a value for %q, which the schema does not define", ErrSchemaInUse, next.Entity, rec.ID, k)
-				}
-				if v == nil {
-					continue
-				}
-				if _, err := f.check(v); err != nil {
-					return fmt.Errorf("%w: %s %s: its value for %q does not fit the new definition: %v", ErrSchemaInUse, next.Entity, rec.ID, k, err)
-				}
-			}
-			for _, k := range required {
-				if m.Custom[k] == nil {
-					return fmt.Errorf("%w: %q is required but %s %s has no value; give it a default or set the values first", ErrSchemaInUse, k, next.Entity, rec.ID)
-				}
+			if _, err := f.check(v); err != nil {
+				return fmt.Errorf("%w: %s %s: its value for %q does not fit the new definition: %v", ErrSchemaInUse, next.Entity, rec.ID, k, err)
 			}
 		}
-		if pg.Next == "" {
-			return nil
+		for _, k := range required {
+			if m.Custom[k] == nil {
+				return fmt.Errorf("%w: %q is required but %s %s has no value; give it a default or set the values first", ErrSchemaInUse, k, next.Entity, rec.ID)
+			}
 		}
-		q.Cursor = pg.Next
-	}
+		return nil
+	})
 }
 
 // LoadSchemas reads schemas from YAML or JSON (JSON is YAML): a list of

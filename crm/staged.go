@@ -539,21 +539,9 @@ type stagedKind interface {
 // of pipeline p.
 func redueStage(ctx context.Context, tx storage.Tx, t *Tenant, k stagedKind, p *pipeline.Pipeline, stage string) error {
 	q := storage.Query{Index: "stage", Equal: p.Name() + "/" + stage, Limit: 1000}
-	for {
-		pg, err := tx.Scan(ctx, k.collectionName(), q)
-		if err != nil {
-			return err
-		}
-		for _, rec := range pg.Records {
-			if err := k.redueRecord(ctx, tx, t, rec, p); err != nil {
-				return err
-			}
-		}
-		if pg.Next == "" {
-			return nil
-		}
-		q.Cursor = pg.Next
-	}
+	return scanAll(ctx, tx, k.collectionName(), q, func(rec storage.Record) error {
+		return k.redueRecord(ctx, tx, t, rec, p)
+	})
 }
 
 func (k *kind[T]) collectionName() string { return k.collection.Name }

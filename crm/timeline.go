@@ -126,26 +126,14 @@ func (r *Records[T]) Timeline(ctx context.Context, id string, opts TimelineOptio
 // scanTimeline calls fn for every entry of a record's timeline, oldest
 // first.
 func scanTimeline(ctx context.Context, tx storage.ReadTx, collection, id string, fn func(*TimelineEntry) error) error {
-	q := storage.Query{Index: "record", Prefix: collection + sep + id + sep, Limit: storage.MaxScanLimit}
-	for {
-		pg, err := tx.Scan(ctx, timelineCollection, q)
-		if err != nil {
-			return err
+	q := storage.Query{Index: "record", Prefix: collection + sep + id + sep}
+	return scanAll(ctx, tx, timelineCollection, q, func(rec storage.Record) error {
+		var e TimelineEntry
+		if err := json.Unmarshal(rec.Body, &e); err != nil {
+			return fmt.Errorf("timeline entry %s: %w", rec.ID, err)
 		}
-		for _, rec := range pg.Records {
-			var e TimelineEntry
-			if err := json.Unmarshal(rec.Body, &e); err != nil {
-				return fmt.Errorf("timeline entry %s: %w", rec.ID, err)
-			}
-			if err := fn(&e); err != nil {
-				return err
-			}
-		}
-		if pg.Next == "" {
-			return nil
-		}
-		q.Cursor = pg.Next
-	}
+		return fn(&e)
+	})
 }
 
 // appendTimeline stores entries, assigning their IDs: the entry's time,
