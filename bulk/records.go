@@ -193,8 +193,8 @@ func importRecords[T any](ctx context.Context, r io.Reader, opts Options, recs *
 				stored[ix+"\x00"+v] = true
 			}
 		}
-		var todo []pendingRecord[T]
-		var news []T
+		todo := make([]pendingRecord[T], 0, len(batch))
+		news := make([]T, 0, len(batch))
 		for _, p := range batch {
 			if ix, v := key(&p.rec); v != "" && stored[ix+"\x00"+v] {
 				res.Existing++

@@ -98,16 +98,20 @@ func (c Collection) IndexValues(body []byte) ([][]string, error) {
 		return nil, nil
 	}
 	out := make([][]string, len(c.Indexes))
+	top := topLevelFields(body, c.Indexes)
 	for i, ix := range c.Indexes {
 		var vals []string
-		if ix.Extract != nil {
+		switch {
+		case ix.Extract != nil:
 			v, err := ix.Extract(body)
 			if err != nil {
 				return nil, invalidf("collection %s: index %s: %v", c.Name, ix.Name, err)
 			}
 			vals = v
-		} else {
-			vals = fieldValues(body, ix.Field)
+		case top != nil && plainKey(ix.Field):
+			vals = resultValues(top[i])
+		default:
+			vals = resultValues(gjson.GetBytes(body, ix.Field))
 		}
 		vals, err := cleanValues(vals)
 		if err != nil {
@@ -118,10 +122,53 @@ func (c Collection) IndexValues(body []byte) ([][]string, error) {
 	return out, nil
 }
 
-// fieldValues extracts the values of a dot path from a JSON object with
-// gjson, which reads the field without decoding the rest of the body.
-func fieldValues(body []byte, path string) []string {
-	r := gjson.GetBytes(body, path)
+// plainKey reports whether path names a top-level field: no dots, and
+// nothing gjson would read as a wildcard, modifier or escape.
+func plainKey(path string) bool {
+	if path == "" {
+		return false
+	}
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// topLevelFields reads, in one pass over body, the values of the indexes
+// whose field is a top-level key: result i belongs to indexes[i]. It
+// returns nil when fewer than two indexes have such a field, where one
+// gjson lookup each is as cheap. As with gjson.Get, the first occurrence
+// of a key wins.
+func topLevelFields(body []byte, indexes []Index) []gjson.Result {
+	want := 0
+	for _, ix := range indexes {
+		if ix.Extract == nil && plainKey(ix.Field) {
+			want++
+		}
+	}
+	if want < 2 {
+		return nil
+	}
+	out := make([]gjson.Result, len(indexes))
+	seen := make([]bool, len(indexes))
+	gjson.ParseBytes(body).ForEach(func(k, v gjson.Result) bool {
+		for i, ix := range indexes {
+			if !seen[i] && ix.Extract == nil && ix.Field == k.Str {
+				out[i], seen[i] = v, true
+				want--
+			}
+		}
+		return want > 0
+	})
+	return out
+}
+
+// resultValues renders a field's value as index values: a scalar as one
+// value, an array as one value per scalar element, anything else as none.
+func resultValues(r gjson.Result) []string {
 	if r.IsArray() {
 		var out []string
 		r.ForEach(func(_, e gjson.Result) bool {

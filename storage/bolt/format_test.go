@@ -106,3 +106,46 @@ func TestOpenRefusesAnotherFormat(t *testing.T) {
 	_, err = bolt.Open(path, &bolt.Options{Timeout: -1})
 	require.ErrorIs(t, err, storage.ErrFormat)
 }
+
+// pageSize returns the page size of a closed file.
+func pageSize(t *testing.T, path string) int {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	defer db.Close()
+	return db.Info().PageSize
+}
+
+func TestPageSize(t *testing.T) {
+	ctx := context.Background()
+	path := writeSome(t)
+	assert.Equal(t, bolt.DefaultPageSize, pageSize(t, path), "new files get the default")
+
+	small := filepath.Join(t.TempDir(), "small.db")
+	s, err := bolt.Open(small, &bolt.Options{PageSize: 4096})
+	require.NoError(t, err)
+	require.NoError(t, s.Declare(ctx, storagetest.Collections()...))
+	require.NoError(t, s.Update(ctx, "t", func(tx storage.Tx) error {
+		_, err := tx.Put(ctx, "people", storage.Record{ID: "p1", Body: []byte(`{"email":"a@x.io"}`)})
+		return err
+	}))
+	require.NoError(t, s.Close())
+	s, err = bolt.Open(small, nil)
+	require.NoError(t, err, "a file keeps its own page size under other options")
+	require.NoError(t, s.Declare(ctx, storagetest.Collections()...))
+	require.NoError(t, s.View(ctx, "t", func(tx storage.ReadTx) error {
+		_, err := tx.Get(ctx, "people", "p1")
+		return err
+	}))
+	require.NoError(t, s.Close())
+	assert.Equal(t, 4096, pageSize(t, small))
+
+	for _, bad := range []int{-1, 512, 4095, 6000, 131072} {
+		p := filepath.Join(t.TempDir(), "bad.db")
+		_, err := bolt.Open(p, &bolt.Options{PageSize: bad})
+		require.ErrorIs(t, err, storage.ErrInvalid, "page size %d", bad)
+		assert.Contains(t, err.Error(), "page size")
+		_, statErr := os.Stat(p)
+		assert.True(t, os.IsNotExist(statErr), "no file is created for page size %d", bad)
+	}
+}
