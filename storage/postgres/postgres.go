@@ -1,0 +1,684 @@
+// Package postgres is the PostgreSQL backend of Rapport, on
+// github.com/jackc/pgx/v5: many engine processes on many machines share one
+// database.
+//
+// # Model
+//
+// A store lives in one PostgreSQL schema ("rapport" by default): records
+// (tenant, collection, ID, version, body), one row per index entry, one row
+// per unique value (its primary key is what makes the database refuse a
+// second holder), the outbox and the consumers' positions. Every key is
+// bytea and compared byte by byte, as on the embedded backends. Open applies
+// the embedded SQL migrations, under an advisory lock so that processes
+// starting together do not race.
+//
+// Transactions are REPEATABLE READ: a View reads one snapshot, and an Update
+// whose rows another transaction changed after its snapshot fails with an
+// error wrapping storage.ErrConflict, as a stale version does, rather than
+// overwriting. Outbox events are written when the transaction commits, with
+// sequence numbers drawn under a transaction-scoped advisory lock, so they
+// become visible in sequence order; a NOTIFY wakes the OutboxSignal of every
+// process on the store.
+//
+// # Caveats
+//
+// Every process must declare the same collections: a process maintains
+// indexes as it declared them. Event times are kept as written (RFC 3339
+// text) so that they read back exactly.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rapportcrm/rapport/storage"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Format is the storage format this package writes, stamped in meta.
+const Format = "1"
+
+// Options configures Open. The zero value means the defaults below.
+type Options struct {
+	// Schema is the PostgreSQL schema that holds the store, created if
+	// missing. Defaults to "rapport". Several stores can share a database
+	// in different schemas.
+	Schema string
+	// Logger receives the reconnects of the outbox listener. Defaults to
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is a storage.Store on PostgreSQL.
+type Store struct {
+	pool   *pgxpool.Pool
+	schema string
+	log    *slog.Logger
+	// lockKey namespaces the advisory locks of this schema.
+	lockKey int64
+
+	mu       sync.Mutex
+	colls    map[string]storage.Collection
+	closed   bool
+	inflight sync.WaitGroup
+	signal   notifier
+
+	declareMu sync.Mutex
+	stop      context.CancelFunc
+	listening sync.WaitGroup
+}
+
+var _ storage.Store = (*Store)(nil)
+
+var schemaRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// Open connects to the database at url (a PostgreSQL connection string or
+// URL), applies the migrations and returns the store.
+func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Schema == "" {
+		o.Schema = "rapport"
+	}
+	if !schemaRE.MatchString(o.Schema) {
+		return nil, fmt.Errorf("postgres: %w: schema %q: want 1-63 of [a-z0-9_], not starting with a digit", storage.ErrInvalid, o.Schema)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w: connection string: %v", storage.ErrInvalid, err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = o.Schema
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	h := fnv.New64a()
+	h.Write([]byte("rapport\x00" + o.Schema))
+	s := &Store{pool: pool, schema: o.Schema, log: o.Logger, lockKey: int64(h.Sum64() >> 1), colls: map[string]storage.Collection{}}
+	s.signal.init()
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	lctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	s.listening.Add(1)
+	go s.listen(lctx)
+	return s, nil
+}
+
+// Advisory lock keys: the schema's key plus one of these.
+const (
+	lockMigrate = iota
+	lockDeclare
+	lockOutbox
+)
+
+func (s *Store) lock(which int64) int64 { return s.lockKey ^ which<<56 }
+
+// migrate applies the migrations the schema has not seen, in order, in one
+// transaction under an advisory lock, and checks the format stamp.
+func (s *Store) migrate(ctx context.Context) error {
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	ident := pgx.Identifier{s.schema}.Sanitize()
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", s.lock(lockMigrate)); err != nil {
+		return fmt.Errorf("postgres: migrate: lock: %w", err)
+	}
+	for _, q := range []string{
+		"CREATE SCHEMA IF NOT EXISTS " + ident,
+		"SET LOCAL search_path TO " + ident,
+		"CREATE TABLE IF NOT EXISTS migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+	} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return fmt.Errorf("postgres: migrate: %w", err)
+		}
+	}
+	var applied int
+	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM migrations").Scan(&applied); err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	if applied > len(names) {
+		return fmt.Errorf("postgres: schema %s is at migration %d, this version of Rapport knows %d: %w", s.schema, applied, len(names), storage.ErrFormat)
+	}
+	for i, name := range names {
+		v := i + 1
+		if !strings.HasPrefix(name, fmt.Sprintf("migrations/%04d_", v)) {
+			return fmt.Errorf("postgres: migration %s is out of sequence", name)
+		}
+		if v <= applied {
+			continue
+		}
+		sql, err := migrationFiles.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, string(sql)); err != nil {
+			return fmt.Errorf("postgres: migration %s: %w", name, err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO migrations (version) VALUES ($1)", v); err != nil {
+			return fmt.Errorf("postgres: migration %s: %w", name, err)
+		}
+	}
+	var format []byte
+	err = tx.QueryRow(ctx, "SELECT value FROM meta WHERE key = 'format'").Scan(&format)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if _, err := tx.Exec(ctx, "INSERT INTO meta (key, value) VALUES ('format', $1)", []byte(Format)); err != nil {
+			return fmt.Errorf("postgres: migrate: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("postgres: migrate: %w", err)
+	case string(format) != Format:
+		return fmt.Errorf("postgres: schema %s has storage format %q, this version of Rapport reads %q: %w", s.schema, format, Format, storage.ErrFormat)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	return nil
+}
+
+// Migrations returns the number of migrations this package embeds, the
+// version a migrated schema is at.
+func Migrations() int {
+	names, _ := fs.Glob(migrationFiles, "migrations/*.sql")
+	return len(names)
+}
+
+// Schema returns the schema the store lives in.
+func (s *Store) Schema() string { return s.schema }
+
+func (s *Store) enter() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return storage.ErrClosed
+	}
+	s.inflight.Add(1)
+	return nil
+}
+
+func (s *Store) leave() { s.inflight.Done() }
+
+func (s *Store) begin(ctx context.Context, tenant string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := storage.ValidateID("tenant", tenant); err != nil {
+		return err
+	}
+	return s.enter()
+}
+
+// Close waits for running calls, stops the outbox listener and closes the
+// connection pool. It is idempotent.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.inflight.Wait()
+	s.stop()
+	s.listening.Wait()
+	s.pool.Close()
+	return nil
+}
+
+func (s *Store) collection(name string) (storage.Collection, error) {
+	s.mu.Lock()
+	c, ok := s.colls[name]
+	s.mu.Unlock()
+	if !ok {
+		return c, fmt.Errorf("%w: %q", storage.ErrUnknownCollection, name)
+	}
+	return c, nil
+}
+
+// View implements storage.Store.
+func (s *Store) View(ctx context.Context, tenant string, fn func(storage.ReadTx) error) error {
+	if err := s.begin(ctx, tenant); err != nil {
+		return err
+	}
+	defer s.leave()
+	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("postgres: begin: %w", mapErr(err))
+	}
+	t := &tx{s: s, pg: ptx, tenant: tenant}
+	defer func() {
+		t.done = true
+		_ = ptx.Rollback(context.WithoutCancel(ctx))
+	}()
+	return fn(t)
+}
+
+// Update implements storage.Store.
+func (s *Store) Update(ctx context.Context, tenant string, fn func(storage.Tx) error) (err error) {
+	if err := s.begin(ctx, tenant); err != nil {
+		return err
+	}
+	defer s.leave()
+	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		return fmt.Errorf("postgres: begin: %w", mapErr(err))
+	}
+	t := &tx{s: s, pg: ptx, tenant: tenant, writable: true}
+	committed := false
+	defer func() {
+		t.done = true
+		if !committed {
+			_ = ptx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	if err := fn(t); err != nil {
+		return err
+	}
+	if t.failed != nil {
+		return fmt.Errorf("postgres: transaction rolled back after a failed write: %w", t.failed)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("postgres: transaction rolled back: %w", err)
+	}
+	if err := t.flushEvents(ctx); err != nil {
+		return fmt.Errorf("postgres: transaction rolled back: %w", mapErr(err))
+	}
+	if err := ptx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: commit: %w", mapErr(err))
+	}
+	committed = true
+	if len(t.events) > 0 {
+		s.signal.broadcast()
+	}
+	return nil
+}
+
+// mapErr maps PostgreSQL errors to the storage sentinels: a serialization
+// failure or deadlock is a conflict the caller may retry.
+func mapErr(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "40001", "40P01":
+			return fmt.Errorf("%w: %s (%s)", storage.ErrConflict, pe.Message, pe.Code)
+		case "23505":
+			return fmt.Errorf("%w: %s", storage.ErrExists, pe.Message)
+		}
+	}
+	return err
+}
+
+// Declare implements storage.Store. It runs in one transaction that holds
+// the schema's declare lock exclusively; writers hold it shared, so no write
+// commits between a rebuilt index and the definitions that maintain it.
+func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	names := map[string]bool{}
+	for _, c := range collections {
+		if err := c.Validate(); err != nil {
+			return err
+		}
+		if names[c.Name] {
+			return fmt.Errorf("%w: collection %q declared twice", storage.ErrInvalid, c.Name)
+		}
+		names[c.Name] = true
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	s.declareMu.Lock()
+	defer s.declareMu.Unlock()
+	s.mu.Lock()
+	old := s.colls
+	s.mu.Unlock()
+	ptx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: declare: %w", err)
+	}
+	defer ptx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	if _, err := ptx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", s.lock(lockDeclare)); err != nil {
+		return fmt.Errorf("postgres: declare: %w", err)
+	}
+	for _, c := range collections {
+		if err := declare(ctx, ptx, c); err != nil {
+			return fmt.Errorf("postgres: declare: %w", err)
+		}
+	}
+	colls := maps.Clone(old)
+	for _, c := range collections {
+		c.Indexes = slices.Clone(c.Indexes)
+		colls[c.Name] = c
+	}
+	s.mu.Lock()
+	s.colls = colls
+	s.mu.Unlock()
+	if err := ptx.Commit(ctx); err != nil {
+		s.mu.Lock()
+		s.colls = old
+		s.mu.Unlock()
+		return fmt.Errorf("postgres: declare: %w", mapErr(err))
+	}
+	return nil
+}
+
+// declare brings the stored indexes of c in line with its declaration.
+func declare(ctx context.Context, ptx pgx.Tx, c storage.Collection) error {
+	key := "coll:" + c.Name
+	stored := map[string]string{}
+	var raw []byte
+	err := ptx.QueryRow(ctx, "SELECT value FROM meta WHERE key = $1", key).Scan(&raw)
+	known := err == nil
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return err
+	default:
+		if err := json.Unmarshal(raw, &stored); err != nil {
+			return fmt.Errorf("collection %s: reading index definitions: %w", c.Name, err)
+		}
+	}
+	want := make(map[string]string, len(c.Indexes))
+	var rebuild []int
+	for i, ix := range c.Indexes {
+		want[ix.Name] = ix.Definition()
+		if stored[ix.Name] != want[ix.Name] {
+			rebuild = append(rebuild, i)
+		}
+	}
+	var drop []string
+	for name := range stored {
+		if _, ok := want[name]; !ok {
+			drop = append(drop, name)
+		}
+	}
+	if known && len(rebuild) == 0 && len(drop) == 0 {
+		return nil
+	}
+	for _, name := range drop {
+		if err := dropIndex(ctx, ptx, c.Name, name); err != nil {
+			return err
+		}
+	}
+	for _, i := range rebuild {
+		if err := rebuildIndex(ctx, ptx, c, i); err != nil {
+			return err
+		}
+	}
+	raw, err = json.Marshal(want)
+	if err != nil {
+		return err
+	}
+	_, err = ptx.Exec(ctx, "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", key, raw)
+	return err
+}
+
+func dropIndex(ctx context.Context, ptx pgx.Tx, coll, idx string) error {
+	for _, q := range []string{"DELETE FROM entries WHERE coll = $1 AND idx = $2", "DELETE FROM uniques WHERE coll = $1 AND idx = $2"} {
+		if _, err := ptx.Exec(ctx, q, coll, idx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rebuildIndex recomputes one index from every tenant's records.
+func rebuildIndex(ctx context.Context, ptx pgx.Tx, c storage.Collection, i int) error {
+	ix := c.Indexes[i]
+	if err := dropIndex(ctx, ptx, c.Name, ix.Name); err != nil {
+		return err
+	}
+	one := storage.Collection{Name: c.Name, Indexes: []storage.Index{ix}}
+	rows, err := ptx.Query(ctx, "SELECT tenant, id, body FROM records WHERE coll = $1 ORDER BY tenant, id", c.Name)
+	if err != nil {
+		return err
+	}
+	var entries, uniques [][]any
+	holders := map[string]string{} // tenant NUL value → id
+	for rows.Next() {
+		var tenant, id, body []byte
+		if err := rows.Scan(&tenant, &id, &body); err != nil {
+			rows.Close()
+			return err
+		}
+		vals, err := one.IndexValues(body)
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("record %s: %w", id, err)
+		}
+		for _, v := range vals[0] {
+			entries = append(entries, []any{tenant, c.Name, ix.Name, []byte(v), id})
+			if ix.Unique {
+				k := string(tenant) + "\x00" + v
+				if other, ok := holders[k]; ok && other != string(id) {
+					rows.Close()
+					return &storage.UniqueError{Collection: c.Name, Index: ix.Name, Value: v, ExistingID: other}
+				}
+				holders[k] = string(id)
+				uniques = append(uniques, []any{tenant, c.Name, ix.Name, []byte(v), id})
+			}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	cols := []string{"tenant", "coll", "idx", "value", "id"}
+	if _, err := ptx.CopyFrom(ctx, pgx.Identifier{"entries"}, cols, pgx.CopyFromRows(entries)); err != nil {
+		return err
+	}
+	_, err = ptx.CopyFrom(ctx, pgx.Identifier{"uniques"}, cols, pgx.CopyFromRows(uniques))
+	return err
+}
+
+// OutboxHead implements storage.Store.
+func (s *Store) OutboxHead(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.leave()
+	var head int64
+	if err := s.pool.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM outbox").Scan(&head); err != nil {
+		return 0, fmt.Errorf("postgres: outbox head: %w", mapErr(err))
+	}
+	return uint64(head), nil
+}
+
+// ReadOutbox implements storage.Store.
+func (s *Store) ReadOutbox(ctx context.Context, consumer string, limit int) ([]storage.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := storage.ValidateID("consumer", consumer); err != nil {
+		return nil, err
+	}
+	if limit <= 0 || limit > storage.MaxScanLimit {
+		return nil, fmt.Errorf("%w: outbox limit %d: want 1 to %d", storage.ErrInvalid, limit, storage.MaxScanLimit)
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	rows, err := s.pool.Query(ctx, `SELECT seq, tenant, type, coll, record_id, time, body FROM outbox
+		WHERE seq > coalesce((SELECT acked FROM consumers WHERE name = $1), 0) ORDER BY seq LIMIT $2`, []byte(consumer), limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: read outbox: %w", mapErr(err))
+	}
+	defer rows.Close()
+	var out []storage.Event
+	for rows.Next() {
+		ev, err := scanEvent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: read outbox: %w", err)
+		}
+		out = append(out, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: read outbox: %w", mapErr(err))
+	}
+	return out, nil
+}
+
+func scanEvent(rows pgx.Rows) (storage.Event, error) {
+	var (
+		seq                          int64
+		tenant, typ, coll, rid, body []byte
+		at                           string
+	)
+	if err := rows.Scan(&seq, &tenant, &typ, &coll, &rid, &at, &body); err != nil {
+		return storage.Event{}, err
+	}
+	var when time.Time
+	if err := json.Unmarshal([]byte(strconv.Quote(at)), &when); err != nil {
+		return storage.Event{}, fmt.Errorf("event %d: time %q: %w", seq, at, err)
+	}
+	ev := storage.Event{Seq: uint64(seq), Tenant: string(tenant), Type: string(typ), Collection: string(coll), RecordID: string(rid), Time: when}
+	if len(body) > 0 {
+		ev.Body = body
+	}
+	return ev, nil
+}
+
+// AckOutbox implements storage.Store.
+func (s *Store) AckOutbox(ctx context.Context, consumer string, seq uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := storage.ValidateID("consumer", consumer); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	var last int64
+	if err := s.pool.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM outbox").Scan(&last); err != nil {
+		return fmt.Errorf("postgres: ack outbox: %w", mapErr(err))
+	}
+	if seq > uint64(last) {
+		return fmt.Errorf("postgres: ack outbox: %w: acknowledging event %d, but the outbox ends at %d", storage.ErrInvalid, seq, last)
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO consumers (name, acked) VALUES ($1, $2)
+		ON CONFLICT (name) DO UPDATE SET acked = greatest(consumers.acked, EXCLUDED.acked)`, []byte(consumer), int64(seq))
+	if err != nil {
+		return fmt.Errorf("postgres: ack outbox: %w", mapErr(err))
+	}
+	return nil
+}
+
+// OutboxSignal implements storage.Store. Commits of every process on the
+// store fire it, through LISTEN/NOTIFY.
+func (s *Store) OutboxSignal() <-chan struct{} { return s.signal.wait() }
+
+// notifyChannel is the NOTIFY channel of every Rapport store; the payload
+// names the schema.
+const notifyChannel = "rapport_outbox"
+
+// listen holds one connection that LISTENs for commits of other processes
+// and fires the signal, reconnecting with backoff until ctx ends.
+func (s *Store) listen(ctx context.Context) {
+	defer s.listening.Done()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("postgres: outbox listener lost its connection; reconnecting", "schema", s.schema, "err", err, "in", backoff)
+		// Commits may have been missed while disconnected.
+		s.signal.broadcast()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+func (s *Store) listenOnce(ctx context.Context) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		return err
+	}
+	defer func() {
+		// Do not hand a listening connection back to the pool.
+		if c := conn.Conn(); !c.IsClosed() {
+			_ = c.Close(context.Background())
+		}
+	}()
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if n.Payload == s.schema {
+			s.signal.broadcast()
+		}
+	}
+}
+
+// notifier hands out channels that are closed by the next broadcast.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (n *notifier) init() { n.ch = make(chan struct{}) }
+
+func (n *notifier) wait() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ch
+}
+
+func (n *notifier) broadcast() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	close(n.ch)
+	n.ch = make(chan struct{})
+}

@@ -1,0 +1,523 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/rapportcrm/rapport/storage"
+)
+
+// tx is a storage.Tx over one PostgreSQL transaction.
+type tx struct {
+	s        *Store
+	pg       pgx.Tx
+	tenant   string
+	writable bool
+	done     bool
+	// shared is set once the transaction holds the declare lock shared.
+	shared bool
+	// failed is the error of a write that may have left the transaction
+	// half-done; the transaction cannot commit.
+	failed error
+	// events are appended at commit, when their sequence numbers are drawn.
+	events []storage.Event
+}
+
+func (t *tx) check(ctx context.Context, write bool) error {
+	if t.done {
+		return storage.ErrTxDone
+	}
+	if write && !t.writable {
+		return storage.ErrReadOnly
+	}
+	if t.failed != nil {
+		return fmt.Errorf("transaction already failed: %w", t.failed)
+	}
+	return ctx.Err()
+}
+
+// writing takes the declare lock shared before the first write, so that a
+// Declare (which holds it exclusively) never rebuilds an index under a
+// write that maintains it by the old definition.
+func (t *tx) writing(ctx context.Context) error {
+	if t.shared {
+		return nil
+	}
+	if _, err := t.pg.Exec(ctx, "SELECT pg_advisory_xact_lock_shared($1)", t.s.lock(lockDeclare)); err != nil {
+		return t.fail(err)
+	}
+	t.shared = true
+	return nil
+}
+
+// fail records err as the transaction's failure and returns it mapped.
+func (t *tx) fail(err error) error {
+	err = mapErr(err)
+	t.failed = err
+	return err
+}
+
+// Tenant implements storage.ReadTx.
+func (t *tx) Tenant() string { return t.tenant }
+
+func notFound(collection, id string) error {
+	return fmt.Errorf("%w: %s %q", storage.ErrNotFound, collection, id)
+}
+
+// Get implements storage.ReadTx.
+func (t *tx) Get(ctx context.Context, collection, id string) (storage.Record, error) {
+	if err := t.check(ctx, false); err != nil {
+		return storage.Record{}, err
+	}
+	if _, err := t.s.collection(collection); err != nil {
+		return storage.Record{}, err
+	}
+	if err := storage.ValidateID("record ID", id); err != nil {
+		return storage.Record{}, err
+	}
+	var ver int64
+	var body []byte
+	err := t.pg.QueryRow(ctx, "SELECT version, body FROM records WHERE tenant = $1 AND coll = $2 AND id = $3",
+		[]byte(t.tenant), collection, []byte(id)).Scan(&ver, &body)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return storage.Record{}, notFound(collection, id)
+	}
+	if err != nil {
+		return storage.Record{}, t.readErr(err)
+	}
+	return storage.Record{ID: id, Version: uint64(ver), Body: body}, nil
+}
+
+// readErr maps the error of a read. A failed statement aborts a PostgreSQL
+// transaction, so a write transaction cannot go on after it.
+func (t *tx) readErr(err error) error {
+	if t.writable {
+		return t.fail(err)
+	}
+	return mapErr(err)
+}
+
+// Put implements storage.Tx.
+func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (storage.Record, error) {
+	if err := t.check(ctx, true); err != nil {
+		return storage.Record{}, err
+	}
+	// The lock first, then the definitions: a Declare that held the lock
+	// has switched them by the time it is released.
+	if err := t.writing(ctx); err != nil {
+		return storage.Record{}, err
+	}
+	c, err := t.s.collection(collection)
+	if err != nil {
+		return storage.Record{}, err
+	}
+	if err := storage.ValidateID("record ID", rec.ID); err != nil {
+		return storage.Record{}, err
+	}
+	if err := storage.ValidateBody(rec.Body); err != nil {
+		return storage.Record{}, fmt.Errorf("%s %q: %w", collection, rec.ID, err)
+	}
+	newVals, err := c.IndexValues(rec.Body)
+	if err != nil {
+		return storage.Record{}, fmt.Errorf("%s %q: %w", collection, rec.ID, err)
+	}
+	tenant, id := []byte(t.tenant), []byte(rec.ID)
+
+	// One round trip: the stored record (locked) and the holders of the
+	// unique values this write would take.
+	var uIdx []string
+	var uVal [][]byte
+	for i, ix := range c.Indexes {
+		if ix.Unique {
+			for _, v := range newVals[i] {
+				uIdx, uVal = append(uIdx, ix.Name), append(uVal, []byte(v))
+			}
+		}
+	}
+	b := &pgx.Batch{}
+	var oldVer int64
+	var oldBody []byte
+	found := true
+	b.Queue("SELECT version, body FROM records WHERE tenant = $1 AND coll = $2 AND id = $3 FOR UPDATE",
+		tenant, collection, id).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&oldVer, &oldBody)
+		if errors.Is(err, pgx.ErrNoRows) {
+			found = false
+			return nil
+		}
+		return err
+	})
+	var clash *storage.UniqueError
+	if len(uIdx) > 0 {
+		b.Queue(`SELECT u.idx, u.value, u.id FROM uniques u JOIN unnest($3::text[], $4::bytea[]) AS w(idx, value)
+			ON u.idx = w.idx AND u.value = w.value WHERE u.tenant = $1 AND u.coll = $2 AND u.id <> $5 ORDER BY u.idx, u.value LIMIT 1`,
+			tenant, collection, uIdx, uVal, id).QueryRow(func(row pgx.Row) error {
+			var idx string
+			var val, other []byte
+			err := row.Scan(&idx, &val, &other)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			if err == nil {
+				clash = &storage.UniqueError{Collection: collection, Index: idx, Value: string(val), ExistingID: string(other)}
+			}
+			return err
+		})
+	}
+	if err := t.pg.SendBatch(ctx, b).Close(); err != nil {
+		return storage.Record{}, t.fail(err)
+	}
+	switch {
+	case rec.Version == 0 && found:
+		return storage.Record{}, fmt.Errorf("%w: %s %q", storage.ErrExists, collection, rec.ID)
+	case rec.Version != 0 && !found:
+		return storage.Record{}, notFound(collection, rec.ID)
+	case found && uint64(oldVer) != rec.Version:
+		return storage.Record{}, fmt.Errorf("%w: %s %q is at version %d, the write expected %d",
+			storage.ErrConflict, collection, rec.ID, oldVer, rec.Version)
+	}
+	var oldVals [][]string
+	if found {
+		if oldVals, err = c.IndexValues(oldBody); err != nil {
+			return storage.Record{}, fmt.Errorf("%s %q: stored body: %w", collection, rec.ID, err)
+		}
+	}
+	// A unique value the record already holds is not a clash; the query
+	// left out rows held by this ID, so any row found is another's.
+	if clash != nil {
+		return storage.Record{}, clash
+	}
+	ver := oldVer + 1
+	w := &pgx.Batch{}
+	if found {
+		w.Queue("UPDATE records SET version = $4, body = $5 WHERE tenant = $1 AND coll = $2 AND id = $3",
+			tenant, collection, id, ver, []byte(rec.Body))
+	} else {
+		w.Queue("INSERT INTO records (tenant, coll, id, version, body) VALUES ($1, $2, $3, $4, $5)",
+			tenant, collection, id, ver, []byte(rec.Body))
+	}
+	var wantUnique int64
+	for i, ix := range c.Indexes {
+		var was []string
+		if oldVals != nil {
+			was = oldVals[i]
+		}
+		gone, added := diffValues(was, newVals[i])
+		if len(gone) > 0 {
+			w.Queue("DELETE FROM entries WHERE tenant = $1 AND coll = $2 AND idx = $3 AND id = $4 AND value = ANY($5)",
+				tenant, collection, ix.Name, id, gone)
+			if ix.Unique {
+				w.Queue("DELETE FROM uniques WHERE tenant = $1 AND coll = $2 AND idx = $3 AND id = $4 AND value = ANY($5)",
+					tenant, collection, ix.Name, id, gone)
+			}
+		}
+		if len(added) > 0 {
+			w.Queue("INSERT INTO entries (tenant, coll, idx, value, id) SELECT $1, $2, $3, v, $4 FROM unnest($5::bytea[]) AS v",
+				tenant, collection, ix.Name, id, added)
+			if ix.Unique {
+				// ON CONFLICT keeps the transaction usable; a row not
+				// inserted means another transaction took the value after
+				// the check above.
+				w.Queue(`INSERT INTO uniques (tenant, coll, idx, value, id) SELECT $1, $2, $3, v, $4 FROM unnest($5::bytea[]) AS v
+					ON CONFLICT DO NOTHING`, tenant, collection, ix.Name, id, added).Exec(func(ct pgconn.CommandTag) error {
+					wantUnique += int64(len(added)) - ct.RowsAffected()
+					return nil
+				})
+			}
+		}
+	}
+	if err := t.pg.SendBatch(ctx, w).Close(); err != nil {
+		return storage.Record{}, t.fail(err)
+	}
+	if wantUnique != 0 {
+		return storage.Record{}, t.fail(fmt.Errorf("%w: %s %q: a unique value was taken by a concurrent transaction", storage.ErrConflict, collection, rec.ID))
+	}
+	return storage.Record{ID: rec.ID, Version: uint64(ver), Body: bytes.Clone(rec.Body)}, nil
+}
+
+// diffValues returns the values of was not in now, and of now not in was.
+func diffValues(was, now []string) (gone, added [][]byte) {
+	for _, v := range was {
+		if !slices.Contains(now, v) {
+			gone = append(gone, []byte(v))
+		}
+	}
+	for _, v := range now {
+		if !slices.Contains(was, v) {
+			added = append(added, []byte(v))
+		}
+	}
+	return gone, added
+}
+
+// Delete implements storage.Tx.
+func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) error {
+	if err := t.check(ctx, true); err != nil {
+		return err
+	}
+	if err := t.writing(ctx); err != nil {
+		return err
+	}
+	c, err := t.s.collection(collection)
+	if err != nil {
+		return err
+	}
+	if err := storage.ValidateID("record ID", id); err != nil {
+		return err
+	}
+	tenant := []byte(t.tenant)
+	var oldVer int64
+	var oldBody []byte
+	err = t.pg.QueryRow(ctx, "SELECT version, body FROM records WHERE tenant = $1 AND coll = $2 AND id = $3 FOR UPDATE",
+		tenant, collection, []byte(id)).Scan(&oldVer, &oldBody)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return notFound(collection, id)
+	}
+	if err != nil {
+		return t.fail(err)
+	}
+	if version != 0 && version != uint64(oldVer) {
+		return fmt.Errorf("%w: %s %q is at version %d, the delete expected %d",
+			storage.ErrConflict, collection, id, oldVer, version)
+	}
+	oldVals, err := c.IndexValues(oldBody)
+	if err != nil {
+		return fmt.Errorf("%s %q: stored body: %w", collection, id, err)
+	}
+	b := &pgx.Batch{}
+	b.Queue("DELETE FROM records WHERE tenant = $1 AND coll = $2 AND id = $3", tenant, collection, []byte(id))
+	for i, ix := range c.Indexes {
+		gone, _ := diffValues(oldVals[i], nil)
+		if len(gone) == 0 {
+			continue
+		}
+		b.Queue("DELETE FROM entries WHERE tenant = $1 AND coll = $2 AND idx = $3 AND id = $4 AND value = ANY($5)",
+			tenant, collection, ix.Name, []byte(id), gone)
+		if ix.Unique {
+			b.Queue("DELETE FROM uniques WHERE tenant = $1 AND coll = $2 AND idx = $3 AND id = $4 AND value = ANY($5)",
+				tenant, collection, ix.Name, []byte(id), gone)
+		}
+	}
+	if err := t.pg.SendBatch(ctx, b).Close(); err != nil {
+		return t.fail(err)
+	}
+	return nil
+}
+
+// Append implements storage.Tx. The events are written when the
+// transaction commits.
+func (t *tx) Append(ctx context.Context, events ...storage.Event) error {
+	if err := t.check(ctx, true); err != nil {
+		return err
+	}
+	for _, ev := range events {
+		if err := storage.ValidateEvent(ev); err != nil {
+			return err
+		}
+	}
+	for _, ev := range events {
+		ev.Tenant, ev.Seq = t.tenant, 0
+		ev.Body = bytes.Clone(ev.Body)
+		t.events = append(t.events, ev)
+	}
+	return nil
+}
+
+// flushEvents writes the appended events with their sequence numbers,
+// under the outbox lock, which is held until the transaction ends: so
+// events commit in sequence order and a reader never sees a later event
+// before an earlier one.
+func (t *tx) flushEvents(ctx context.Context) error {
+	if len(t.events) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	b.Queue("SELECT pg_advisory_xact_lock($1)", t.s.lock(lockOutbox))
+	for _, ev := range t.events {
+		at, err := json.Marshal(ev.Time)
+		if err != nil {
+			return fmt.Errorf("%w: event %s: time: %v", storage.ErrInvalid, ev.Type, err)
+		}
+		var body []byte
+		if len(ev.Body) > 0 {
+			body = ev.Body
+		}
+		b.Queue(`INSERT INTO outbox (seq, tenant, type, coll, record_id, time, body) VALUES (nextval('outbox_seq'), $1, $2, $3, $4, $5, $6)`,
+			[]byte(ev.Tenant), []byte(ev.Type), []byte(ev.Collection), []byte(ev.RecordID), strings.Trim(string(at), `"`), body)
+	}
+	b.Queue("SELECT pg_notify($1, $2)", notifyChannel, t.s.schema)
+	return t.pg.SendBatch(ctx, b).Close()
+}
+
+// RedactEvents implements storage.Tx.
+func (t *tx) RedactEvents(ctx context.Context, collection string, ids []string, body []byte) (int, error) {
+	if err := t.check(ctx, true); err != nil {
+		return 0, err
+	}
+	keys := make([][]byte, 0, len(ids))
+	set := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if err := storage.ValidateID("record ID", id); err != nil {
+			return 0, err
+		}
+		keys, set[id] = append(keys, []byte(id)), true
+	}
+	if len(body) > 0 {
+		if err := storage.ValidateBody(body); err != nil {
+			return 0, err
+		}
+	} else {
+		body = nil
+	}
+	if err := t.writing(ctx); err != nil {
+		return 0, err
+	}
+	n := 0
+	for i, ev := range t.events {
+		if ev.Collection == collection && set[ev.RecordID] {
+			t.events[i].Body = bytes.Clone(body)
+			n++
+		}
+	}
+	if len(keys) == 0 {
+		return n, nil
+	}
+	ct, err := t.pg.Exec(ctx, "UPDATE outbox SET body = $4 WHERE tenant = $1 AND coll = $2 AND record_id = ANY($3)",
+		[]byte(t.tenant), []byte(collection), keys, body)
+	if err != nil {
+		return 0, t.fail(err)
+	}
+	return n + int(ct.RowsAffected()), nil
+}
+
+// Scan implements storage.ReadTx.
+func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (storage.Page, error) {
+	if err := t.check(ctx, false); err != nil {
+		return storage.Page{}, err
+	}
+	c, err := t.s.collection(collection)
+	if err != nil {
+		return storage.Page{}, err
+	}
+	if err := storage.ValidateQuery(q); err != nil {
+		return storage.Page{}, err
+	}
+	if q.Index != "" {
+		if _, ok := c.Index(q.Index); !ok {
+			return storage.Page{}, fmt.Errorf("%w: %s.%s", storage.ErrUnknownIndex, collection, q.Index)
+		}
+	}
+	limit := q.Limit
+	if limit == 0 {
+		limit = storage.DefaultScanLimit
+	}
+	// key is the column the scan orders by: the ID, or the index value
+	// (then the ID breaks ties).
+	args := []any{[]byte(t.tenant), collection}
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	var sql strings.Builder
+	key := "r.id"
+	if q.Index == "" {
+		sql.WriteString("SELECT r.id, r.version, r.body, ''::bytea FROM records r WHERE r.tenant = $1 AND r.coll = $2")
+	} else {
+		key = "e.value"
+		sql.WriteString(`SELECT r.id, r.version, r.body, e.value FROM entries e
+			JOIN records r ON r.tenant = e.tenant AND r.coll = e.coll AND r.id = e.id
+			WHERE e.tenant = $1 AND e.coll = $2 AND e.idx = ` + arg(q.Index))
+	}
+	switch {
+	case q.Equal != "":
+		sql.WriteString(" AND " + key + " = " + arg([]byte(q.Equal)))
+	case q.Prefix != "":
+		sql.WriteString(" AND " + key + " >= " + arg([]byte(q.Prefix)))
+		if end := prefixEnd([]byte(q.Prefix)); end != nil {
+			sql.WriteString(" AND " + key + " < " + arg(end))
+		}
+	default:
+		if q.Start != "" {
+			sql.WriteString(" AND " + key + " >= " + arg([]byte(q.Start)))
+		}
+		if q.End != "" {
+			sql.WriteString(" AND " + key + " < " + arg([]byte(q.End)))
+		}
+	}
+	cmp, dir := ">", "ASC"
+	if q.Reverse {
+		cmp, dir = "<", "DESC"
+	}
+	if q.Cursor != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(q.Cursor)
+		if err != nil || len(raw) == 0 {
+			return storage.Page{}, fmt.Errorf("%w: malformed cursor %q", storage.ErrInvalid, q.Cursor)
+		}
+		if q.Index == "" {
+			sql.WriteString(" AND r.id " + cmp + " " + arg(raw))
+		} else {
+			val, id, ok := bytes.Cut(raw, []byte{0})
+			if !ok {
+				return storage.Page{}, fmt.Errorf("%w: malformed cursor %q", storage.ErrInvalid, q.Cursor)
+			}
+			sql.WriteString(" AND (e.value, e.id) " + cmp + " (" + arg(val) + ", " + arg(id) + ")")
+		}
+	}
+	if q.Index == "" {
+		sql.WriteString(" ORDER BY r.id " + dir)
+	} else {
+		sql.WriteString(" ORDER BY e.value " + dir + ", e.id " + dir)
+	}
+	sql.WriteString(" LIMIT " + arg(limit+1))
+	rows, err := t.pg.Query(ctx, sql.String(), args...)
+	if err != nil {
+		return storage.Page{}, t.readErr(err)
+	}
+	defer rows.Close()
+	page := storage.Page{Records: make([]storage.Record, 0, min(limit, 1024))}
+	var lastKey []byte
+	for rows.Next() {
+		var id, body, val []byte
+		var ver int64
+		if err := rows.Scan(&id, &ver, &body, &val); err != nil {
+			return storage.Page{}, t.readErr(err)
+		}
+		if len(page.Records) == limit {
+			page.Next = base64.RawURLEncoding.EncodeToString(lastKey)
+			break
+		}
+		page.Records = append(page.Records, storage.Record{ID: string(id), Version: uint64(ver), Body: body})
+		if q.Index == "" {
+			lastKey = id
+		} else {
+			page.Keys = append(page.Keys, string(val))
+			lastKey = append(append(append(lastKey[:0:0], val...), 0), id...)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return storage.Page{}, t.readErr(err)
+	}
+	return page, nil
+}
+
+// prefixEnd returns the smallest key greater than every key that starts
+// with p, or nil if there is none.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
