@@ -17,9 +17,11 @@ all: lint test
 deps:
 	@bash scripts/deps.sh
 
-# test runs every test with the race detector, skipping none.
+# test runs every test with the race detector, skipping none:
+# RAPPORT_PG_REQUIRE=1 makes the PostgreSQL tests fail, not skip, when they
+# cannot start a server.
 test: deps lint
-	$(GO) test -race -count=1 $(PKGS)
+	RAPPORT_PG_REQUIRE=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 lint:
 	$(GO) vet $(PKGS)

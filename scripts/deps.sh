@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing, from Debian
-# packages. Safe to run repeatedly. Today the suite needs only Go: the
-# default store (bbolt) is embedded. Later features add their packages here
-# (for example PostgreSQL for storage/postgres).
+# packages. Safe to run repeatedly. The default store (bbolt) is embedded;
+# storage/postgres tests start a throwaway PostgreSQL cluster from the
+# server binaries (initdb, pg_ctl) of Debian's postgresql package.
 set -euo pipefail
 
 if ! command -v go >/dev/null 2>&1; then
@@ -11,8 +11,9 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 need=()
-# Packages go here as features need them, e.g.:
-#   command -v pg_ctl >/dev/null || need+=(postgresql)
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  need+=(postgresql)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

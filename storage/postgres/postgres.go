@@ -18,7 +18,9 @@
 // overwriting. Outbox events are written when the transaction commits, with
 // sequence numbers drawn under a transaction-scoped advisory lock, so they
 // become visible in sequence order; a NOTIFY wakes the OutboxSignal of every
-// process on the store.
+// process on the store. An outbox consumer is leased to one process at a
+// time (Options.Lease), so that each event is handled by one process of a
+// group; another takes over when the holder dies or closes.
 //
 // # Caveats
 //
@@ -29,6 +31,7 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -67,6 +70,13 @@ type Options struct {
 	// Logger receives the reconnects of the outbox listener. Defaults to
 	// slog.Default().
 	Logger *slog.Logger
+	// Lease is how long a process keeps an outbox consumer after it last
+	// read or acknowledged it: while it does, ReadOutbox of the same
+	// consumer in other processes returns no events, so that each event is
+	// handled by one process at a time. After a crash, another process
+	// takes over (and gets the unacknowledged events again) when the lease
+	// runs out. Close releases the store's leases. Defaults to 15s.
+	Lease time.Duration
 }
 
 // Store is a storage.Store on PostgreSQL.
@@ -74,6 +84,9 @@ type Store struct {
 	pool   *pgxpool.Pool
 	schema string
 	log    *slog.Logger
+	lease  time.Duration
+	// instance names this Store as the holder of consumer leases.
+	instance []byte
 	// lockKey namespaces the advisory locks of this schema.
 	lockKey int64
 
@@ -108,6 +121,12 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	switch {
+	case o.Lease == 0:
+		o.Lease = 15 * time.Second
+	case o.Lease < 0:
+		return nil, fmt.Errorf("postgres: %w: negative lease %s", storage.ErrInvalid, o.Lease)
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w: connection string: %v", storage.ErrInvalid, err)
@@ -119,7 +138,8 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	}
 	h := fnv.New64a()
 	h.Write([]byte("rapport\x00" + o.Schema))
-	s := &Store{pool: pool, schema: o.Schema, log: o.Logger, lockKey: int64(h.Sum64() >> 1), colls: map[string]storage.Collection{}}
+	s := &Store{pool: pool, schema: o.Schema, log: o.Logger, lease: o.Lease, instance: []byte(rand.Text()),
+		lockKey: int64(h.Sum64() >> 1), colls: map[string]storage.Collection{}}
 	s.signal.init()
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
@@ -256,7 +276,13 @@ func (s *Store) Close() error {
 	s.inflight.Wait()
 	s.stop()
 	s.listening.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := s.pool.Exec(ctx, "UPDATE consumers SET owner = NULL, lease_until = NULL WHERE owner = $1", s.instance)
 	s.pool.Close()
+	if err != nil {
+		return fmt.Errorf("postgres: close: releasing outbox leases: %w", err)
+	}
 	return nil
 }
 
@@ -539,8 +565,15 @@ func (s *Store) ReadOutbox(ctx context.Context, consumer string, limit int) ([]s
 		return nil, err
 	}
 	defer s.leave()
-	rows, err := s.pool.Query(ctx, `SELECT seq, tenant, type, coll, record_id, time, body FROM outbox
-		WHERE seq > coalesce((SELECT acked FROM consumers WHERE name = $1), 0) ORDER BY seq LIMIT $2`, []byte(consumer), limit)
+	// Take or renew the lease in the same statement; while another
+	// process holds it, c is empty and so is the result.
+	rows, err := s.pool.Query(ctx, `WITH c AS (
+			INSERT INTO consumers AS k (name, acked, owner, lease_until) VALUES ($1, 0, $3, now() + $4 * interval '1 microsecond')
+			ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
+				WHERE k.owner IS NULL OR k.owner = EXCLUDED.owner OR k.lease_until < now()
+			RETURNING acked)
+		SELECT seq, tenant, type, coll, record_id, time, body FROM outbox
+		WHERE seq > (SELECT acked FROM c) ORDER BY seq LIMIT $2`, []byte(consumer), limit, s.instance, s.lease.Microseconds())
 	if err != nil {
 		return nil, fmt.Errorf("postgres: read outbox: %w", mapErr(err))
 	}
@@ -598,10 +631,15 @@ func (s *Store) AckOutbox(ctx context.Context, consumer string, seq uint64) erro
 	if seq > uint64(last) {
 		return fmt.Errorf("postgres: ack outbox: %w: acknowledging event %d, but the outbox ends at %d", storage.ErrInvalid, seq, last)
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO consumers (name, acked) VALUES ($1, $2)
-		ON CONFLICT (name) DO UPDATE SET acked = greatest(consumers.acked, EXCLUDED.acked)`, []byte(consumer), int64(seq))
+	ct, err := s.pool.Exec(ctx, `INSERT INTO consumers AS k (name, acked, owner, lease_until) VALUES ($1, $2, $3, now() + $4 * interval '1 microsecond')
+		ON CONFLICT (name) DO UPDATE SET acked = greatest(k.acked, EXCLUDED.acked), owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
+			WHERE k.owner IS NULL OR k.owner = EXCLUDED.owner OR k.lease_until < now()`,
+		[]byte(consumer), int64(seq), s.instance, s.lease.Microseconds())
 	if err != nil {
 		return fmt.Errorf("postgres: ack outbox: %w", mapErr(err))
+	}
+	if ct.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: ack outbox: %w: consumer %q is leased by another process", storage.ErrConflict, consumer)
 	}
 	return nil
 }
