@@ -33,7 +33,9 @@ func TestOpenConcurrentlyMigratesOnce(t *testing.T) {
 	stores := make([]*postgres.Store, 4)
 	errs := make([]error, 4)
 	for i := range stores {
-		wg.Go(func() { stores[i], errs[i] = postgres.Open(context.Background(), server.URL, &postgres.Options{Schema: schema}) })
+		wg.Go(func() {
+			stores[i], errs[i] = postgres.Open(context.Background(), server.URL, &postgres.Options{Schema: schema})
+		})
 	}
 	wg.Wait()
 	t.Cleanup(func() {
