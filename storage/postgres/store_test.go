@@ -16,7 +16,7 @@ import (
 	"github.com/rapportcrm/rapport/storage/storagetest"
 )
 
-func exec(t *testing.T, sql string, args ...any) {
+func execSQL(t *testing.T, sql string, args ...any) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, server.URL)
@@ -66,12 +66,12 @@ func TestOpenRefusesOtherFormats(t *testing.T) {
 	schema := s.Schema()
 	require.NoError(t, s.Close())
 
-	exec(t, "UPDATE "+pgx.Identifier{schema, "meta"}.Sanitize()+" SET value = '2' WHERE key = 'format'")
+	execSQL(t, "UPDATE "+pgx.Identifier{schema, "meta"}.Sanitize()+" SET value = '2' WHERE key = 'format'")
 	_, err := postgres.Open(ctx, server.URL, &postgres.Options{Schema: schema})
 	require.ErrorIs(t, err, storage.ErrFormat)
-	exec(t, "UPDATE "+pgx.Identifier{schema, "meta"}.Sanitize()+" SET value = '1' WHERE key = 'format'")
+	execSQL(t, "UPDATE "+pgx.Identifier{schema, "meta"}.Sanitize()+" SET value = '1' WHERE key = 'format'")
 
-	exec(t, "INSERT INTO "+pgx.Identifier{schema, "migrations"}.Sanitize()+" (version) VALUES (999)")
+	execSQL(t, "INSERT INTO "+pgx.Identifier{schema, "migrations"}.Sanitize()+" (version) VALUES (999)")
 	_, err = postgres.Open(ctx, server.URL, &postgres.Options{Schema: schema})
 	require.ErrorIs(t, err, storage.ErrFormat)
 	assert.Contains(t, err.Error(), "migration 999")
@@ -133,7 +133,7 @@ func TestConsumerLeaseExpires(t *testing.T) {
 	a := openSchema(t, schema)
 	require.NoError(t, a.Declare(ctx, storagetest.Collections()...))
 	require.NoError(t, a.Update(ctx, "t", func(tx storage.Tx) error { return tx.Append(ctx, storage.Event{Type: "x.one"}) }))
-	exec(t, "INSERT INTO "+pgx.Identifier{schema, "consumers"}.Sanitize()+" (name, acked, owner, lease_until) VALUES ('dead', 0, 'gone', now() + interval '300 milliseconds')")
+	execSQL(t, "INSERT INTO "+pgx.Identifier{schema, "consumers"}.Sanitize()+" (name, acked, owner, lease_until) VALUES ('dead', 0, 'gone', now() + interval '300 milliseconds')")
 	evs, err := a.ReadOutbox(ctx, "dead", 10)
 	require.NoError(t, err)
 	assert.Empty(t, evs, "leased to a process that is gone")
