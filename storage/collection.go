@@ -227,3 +227,19 @@ func cleanValues(vals []string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// ValidateCollections checks the declarations of one Store.Declare call:
+// each valid, and no collection declared twice.
+func ValidateCollections(collections ...Collection) error {
+	names := make(map[string]bool, len(collections))
+	for _, c := range collections {
+		if err := c.Validate(); err != nil {
+			return err
+		}
+		if names[c.Name] {
+			return invalidf("collection %q declared twice", c.Name)
+		}
+		names[c.Name] = true
+	}
+	return nil
+}

@@ -192,15 +192,8 @@ func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	names := map[string]bool{}
-	for _, c := range collections {
-		if err := c.Validate(); err != nil {
-			return err
-		}
-		if names[c.Name] {
-			return fmt.Errorf("%w: collection %q declared twice", storage.ErrInvalid, c.Name)
-		}
-		names[c.Name] = true
+	if err := storage.ValidateCollections(collections...); err != nil {
+		return err
 	}
 	if err := s.enter(); err != nil {
 		return err
