@@ -243,3 +243,17 @@ func ValidateCollections(collections ...Collection) error {
 	}
 	return nil
 }
+
+// ValidateScan checks a query against the collection it scans: its shape,
+// and that its index is declared (ErrUnknownIndex if not).
+func (c Collection) ValidateScan(q Query) error {
+	if err := ValidateQuery(q); err != nil {
+		return err
+	}
+	if q.Index != "" {
+		if _, ok := c.Index(q.Index); !ok {
+			return fmt.Errorf("%w: %s.%s", ErrUnknownIndex, c.Name, q.Index)
+		}
+	}
+	return nil
+}

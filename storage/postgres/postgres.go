@@ -53,6 +53,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rapportcrm/rapport/storage"
+	"github.com/rapportcrm/rapport/storage/internal/broadcast"
 )
 
 //go:embed migrations/*.sql
@@ -94,7 +95,7 @@ type Store struct {
 	colls    map[string]storage.Collection
 	closed   bool
 	inflight sync.WaitGroup
-	signal   notifier
+	signal   broadcast.Signal
 
 	declareMu sync.Mutex
 	stop      context.CancelFunc
@@ -140,7 +141,6 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	h.Write([]byte("rapport\x00" + o.Schema))
 	s := &Store{pool: pool, schema: o.Schema, log: o.Logger, lease: o.Lease, instance: []byte(rand.Text()),
 		lockKey: int64(h.Sum64() >> 1), colls: map[string]storage.Collection{}}
-	s.signal.init()
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -349,7 +349,7 @@ func (s *Store) Update(ctx context.Context, tenant string, fn func(storage.Tx) e
 	}
 	committed = true
 	if len(t.events) > 0 {
-		s.signal.broadcast()
+		s.signal.Fire()
 	}
 	return nil
 }
@@ -639,7 +639,7 @@ func (s *Store) AckOutbox(ctx context.Context, consumer string, seq uint64) erro
 
 // OutboxSignal implements storage.Store. Commits of every process on the
 // store fire it, through LISTEN/NOTIFY.
-func (s *Store) OutboxSignal() <-chan struct{} { return s.signal.wait() }
+func (s *Store) OutboxSignal() <-chan struct{} { return s.signal.Wait() }
 
 // notifyChannel is the NOTIFY channel of every Rapport store; the payload
 // names the schema.
@@ -657,7 +657,7 @@ func (s *Store) listen(ctx context.Context) {
 		}
 		s.log.Warn("postgres: outbox listener lost its connection; reconnecting", "schema", s.schema, "err", err, "in", backoff)
 		// Commits may have been missed while disconnected.
-		s.signal.broadcast()
+		s.signal.Fire()
 		select {
 		case <-ctx.Done():
 			return
@@ -688,28 +688,7 @@ func (s *Store) listenOnce(ctx context.Context) error {
 			return err
 		}
 		if n.Payload == s.schema {
-			s.signal.broadcast()
+			s.signal.Fire()
 		}
 	}
-}
-
-// notifier hands out channels that are closed by the next broadcast.
-type notifier struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func (n *notifier) init() { n.ch = make(chan struct{}) }
-
-func (n *notifier) wait() <-chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.ch
-}
-
-func (n *notifier) broadcast() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	close(n.ch)
-	n.ch = make(chan struct{})
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/rapportcrm/rapport/storage"
+	"github.com/rapportcrm/rapport/storage/internal/broadcast"
 )
 
 var _ storage.Store = (*Store)(nil)
@@ -17,7 +18,7 @@ var _ storage.Store = (*Store)(nil)
 type Store struct {
 	db     DB
 	name   string // backend name for error messages, e.g. "bolt"
-	signal notifier
+	signal broadcast.Signal
 
 	declareMu sync.Mutex // serialises Declare
 
@@ -34,7 +35,6 @@ const formatVersion = "1"
 // newStore returns a Store over db without looking at what db holds.
 func newStore(db DB, name string) *Store {
 	s := &Store{db: db, name: name, colls: map[string]storage.Collection{}}
-	s.signal.init()
 	return s
 }
 
@@ -172,7 +172,7 @@ func (s *Store) Update(ctx context.Context, tenant string, fn func(storage.Tx) e
 		return err
 	}
 	if appended {
-		s.signal.broadcast()
+		s.signal.Fire()
 	}
 	return nil
 }
@@ -437,7 +437,7 @@ func (s *Store) AckOutbox(ctx context.Context, consumer string, seq uint64) erro
 }
 
 // OutboxSignal implements storage.Store.
-func (s *Store) OutboxSignal() <-chan struct{} { return s.signal.wait() }
+func (s *Store) OutboxSignal() <-chan struct{} { return s.signal.Wait() }
 
 func ackedSeq(kt KVTx, consumer string) uint64 {
 	cb := kt.Bucket(bucketConsumers)
@@ -449,25 +449,4 @@ func ackedSeq(kt KVTx, consumer string) uint64 {
 		return 0
 	}
 	return seqFromKey(v)
-}
-
-// notifier is a broadcast: wait returns a channel that broadcast closes.
-type notifier struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func (n *notifier) init() { n.ch = make(chan struct{}) }
-
-func (n *notifier) wait() <-chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.ch
-}
-
-func (n *notifier) broadcast() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	close(n.ch)
-	n.ch = make(chan struct{})
 }

@@ -338,13 +338,8 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 	if err != nil {
 		return storage.Page{}, err
 	}
-	if err := storage.ValidateQuery(q); err != nil {
+	if err := c.ValidateScan(q); err != nil {
 		return storage.Page{}, err
-	}
-	if q.Index != "" {
-		if _, ok := c.Index(q.Index); !ok {
-			return storage.Page{}, fmt.Errorf("%w: %s.%s", storage.ErrUnknownIndex, collection, q.Index)
-		}
 	}
 	limit := q.Limit
 	if limit == 0 {
