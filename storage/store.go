@@ -63,6 +63,11 @@ type Query struct {
 	// transactions; records written after the previous page was read are
 	// included if they sort after the cursor.
 	Cursor string
+	// KeysOnly leaves the records out of the page: each Record carries only
+	// its ID (Version 0, Body nil), and an index scan still fills Keys.
+	// Reports use it to read what an index value carries without reading
+	// and decoding bodies, which is many times faster.
+	KeysOnly bool
 }
 
 // Page is one page of a scan.

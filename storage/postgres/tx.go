@@ -424,9 +424,16 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 	}
 	var sql strings.Builder
 	key := "r.id"
-	if q.Index == "" {
+	switch {
+	case q.Index == "" && q.KeysOnly:
+		sql.WriteString("SELECT r.id, 0::bigint, NULL::bytea, ''::bytea FROM records r WHERE r.tenant = $1 AND r.coll = $2")
+	case q.Index == "":
 		sql.WriteString("SELECT r.id, r.version, r.body, ''::bytea FROM records r WHERE r.tenant = $1 AND r.coll = $2")
-	} else {
+	case q.KeysOnly:
+		key = "e.value"
+		sql.WriteString(`SELECT e.id, 0::bigint, NULL::bytea, e.value FROM entries e
+			WHERE e.tenant = $1 AND e.coll = $2 AND e.idx = ` + arg(q.Index))
+	default:
 		key = "e.value"
 		sql.WriteString(`SELECT r.id, r.version, r.body, e.value FROM entries e
 			JOIN records r ON r.tenant = e.tenant AND r.coll = e.coll AND r.id = e.id

@@ -156,3 +156,43 @@ func (s *suite) testScanPagination(t *testing.T) {
 		assert.NotEmpty(t, p.Next)
 	})
 }
+
+func (s *suite) testScanKeysOnly(t *testing.T) {
+	st := s.open(t)
+	cities := map[string]string{"k1": "Oslo", "k2": "Bergen", "k3": "Oslo", "k4": "Rome", "k5": ""}
+	for _, id := range []string{"k1", "k2", "k3", "k4", "k5"} {
+		put(t, st, tenant, people, storage.Record{ID: id, Body: body(t, person{Name: id, Address: &address{City: cities[id]}})})
+	}
+	for _, q := range []storage.Query{
+		{}, {Reverse: true}, {Prefix: "k2"}, {Index: "city"}, {Index: "city", Equal: "Oslo"}, {Index: "city", Start: "Bergen", End: "Rome", Reverse: true},
+	} {
+		t.Run(fmt.Sprintf("%+v", q), func(t *testing.T) {
+			full := scanAll(t, st, tenant, people, q)
+			q.KeysOnly = true
+			var got []storage.Record
+			var keys []string
+			for q.Limit = 2; ; {
+				p := scan(t, st, tenant, people, q)
+				for _, r := range p.Records {
+					assert.Zero(t, r.Version, "a keys-only record has no version")
+					assert.Nil(t, r.Body, "a keys-only record has no body")
+				}
+				got = append(got, p.Records...)
+				keys = append(keys, p.Keys...)
+				if p.Next == "" {
+					break
+				}
+				q.Cursor = p.Next
+			}
+			assert.Equal(t, idsOf(full), idsOf(got), "a keys-only scan returns the same records, in the same order")
+			if q.Index == "" {
+				assert.Empty(t, keys)
+				return
+			}
+			require.Len(t, keys, len(full))
+			for i, r := range full {
+				assert.Equal(t, decode[person](t, r.Body).Address.City, keys[i], "the key of %s", r.ID)
+			}
+		})
+	}
+}

@@ -83,6 +83,7 @@ func Run(t *testing.T, newStore NewStore, opts ...Option) {
 		{"ScanByID", s.testScanByID},
 		{"ScanByIndex", s.testScanByIndex},
 		{"ScanPagination", s.testScanPagination},
+		{"ScanKeysOnly", s.testScanKeysOnly},
 		{"Rollback", s.testRollback},
 		{"RollbackOnPanic", s.testRollbackOnPanic},
 		{"TxAfterReturn", s.testTxAfterReturn},

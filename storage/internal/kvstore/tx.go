@@ -372,14 +372,21 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 			page.Next = encodeCursor(lastKey)
 			return false
 		}
-		if q.Index == "" {
+		switch {
+		case q.KeysOnly && q.Index == "":
+			page.Records = append(page.Records, storage.Record{ID: string(k)})
+		case q.KeysOnly:
+			val, id, _ := bytes.Cut(k, []byte{0})
+			page.Records = append(page.Records, storage.Record{ID: string(id)})
+			page.Keys = append(page.Keys, string(val))
+		case q.Index == "":
 			rec, err := makeRecord(string(k), v)
 			if err != nil {
 				ierr = err
 				return false
 			}
 			page.Records = append(page.Records, rec)
-		} else {
+		default:
 			val, id, _ := bytes.Cut(k, []byte{0})
 			rv := rb.Get(id)
 			if rv == nil {
