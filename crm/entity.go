@@ -387,7 +387,7 @@ func (r *Records[T]) create(ctx context.Context, tx storage.Tx, rec T, now time.
 				return zero, err
 			}
 			err = appendStageChange(ctx, tx, &StageChange{Collection: r.k.collection.Name, RecordID: m.ID,
-				Pipeline: *ref.pipeline, PipelineVersion: version, To: *ref.stage, At: *ref.enteredAt})
+				Pipeline: *ref.pipeline, PipelineVersion: version, To: *ref.stage, Owner: m.Owner, At: *ref.enteredAt})
 			if err != nil {
 				return zero, err
 			}

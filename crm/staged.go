@@ -198,7 +198,7 @@ func (s *Staged[T]) relocate(ctx context.Context, tx storage.Tx, cur T, p *pipel
 	ref := s.k.staging.ref(&cur)
 	change := StageChange{
 		Collection: s.k.collection.Name, RecordID: m.ID, Pipeline: p.Name(), From: *ref.stage, To: to,
-		Actor: opts.Actor.ID, Reason: opts.Reason, Comment: opts.Comment, At: now,
+		Owner: m.Owner, Actor: opts.Actor.ID, Reason: opts.Reason, Comment: opts.Comment, At: now,
 	}
 	if *ref.pipeline != p.Name() {
 		change.FromPipeline = *ref.pipeline

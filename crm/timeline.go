@@ -58,7 +58,9 @@ type StageChange struct {
 	FromPipeline string `json:"from_pipeline,omitempty"`
 	// From is empty when the record entered its first pipeline.
 	From    string `json:"from,omitempty"`
-	To      string `json:"to"`
+	To string `json:"to"`
+	// Owner is the record's owner when it moved, for reports by owner.
+	Owner   string `json:"owner,omitempty"`
 	Actor   string `json:"actor,omitempty"`
 	Reason  string `json:"reason,omitempty"`
 	Comment string `json:"comment,omitempty"`
@@ -74,6 +76,8 @@ const timelineCollection = "timeline"
 // collection ‖ sep ‖ record ID ‖ sep ‖ at. Entry IDs start with the time,
 // so the collection itself is in time order; one index keeps a move's
 // writes (and its fsync) small.
+// "moves" holds every stage change in a form reports read without
+// decoding bodies (see moveKey).
 var timelineKind = storage.Collection{Name: timelineCollection, Indexes: []storage.Index{
 	{Name: "record", Extract: func(body []byte) ([]string, error) {
 		at, err := sortableTime("at")(body)
@@ -82,6 +86,7 @@ var timelineKind = storage.Collection{Name: timelineCollection, Indexes: []stora
 		}
 		return []string{gjsonString(body, "collection") + sep + gjsonString(body, "record_id") + sep + at[0]}, nil
 	}},
+	{Name: "moves", Extract: moveKey},
 }}
 
 // TimelineOptions select a page of a timeline.

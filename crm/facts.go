@@ -1,0 +1,301 @@
+package crm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/rapportcrm/rapport/storage"
+)
+
+// Reports read facts: the few fields of many records they aggregate. The
+// engine keeps the facts of stage changes and orders in index values
+// (the timeline's "moves" index, the orders' "customer_facts" index), so a
+// report scans index keys only (storage.Query.KeysOnly) and never decodes
+// a JSON body. Each key is its fields joined by sep; the fields are IDs,
+// pipeline and stage keys, sortable times and integers, none of which can
+// hold sep (a control character).
+
+// StageMove is one stage change, as reports read it.
+type StageMove struct {
+	// RecordID is the record that moved.
+	RecordID string
+	// Pipeline is the pipeline it moved in. From is "" when the record
+	// entered the pipeline (on create, or from another pipeline); To is ""
+	// when it left the pipeline for another one.
+	Pipeline, From, To string
+	// Owner is the record's owner when it moved ("" for moves recorded
+	// before owners were kept in the history).
+	Owner string
+	// At is when it moved; InPrevious is how long it had been in From.
+	At         time.Time
+	InPrevious time.Duration
+}
+
+// MovesQuery selects stage changes for ScanMoves.
+type MovesQuery struct {
+	// Pipeline is required.
+	Pipeline string
+	// From and To bound the moves' times: From <= At < To. A zero bound is
+	// open.
+	From, To time.Time
+}
+
+// moveKey indexes a stage_changed timeline entry as collection ‖
+// pipeline ‖ at ‖ to ‖ from ‖ record ID ‖ owner ‖ in-previous
+// nanoseconds. The longest value (8+64+30+64+64+128+128+19 bytes and 7
+// separators) is exactly MaxIndexValueLen. A change of pipeline has two
+// values: the entry into the new pipeline (From "") and the exit from the
+// old one (To "", with the time spent in its last stage).
+func moveKey(body []byte) ([]string, error) {
+	if gjsonString(body, "type") != TimelineStageChanged {
+		return nil, nil
+	}
+	r := gjson.GetManyBytes(body, "stage_change.collection", "stage_change.pipeline", "stage_change.at",
+		"stage_change.to", "stage_change.from", "stage_change.record_id", "stage_change.owner",
+		"stage_change.in_previous", "stage_change.from_pipeline")
+	at, err := time.Parse(time.RFC3339Nano, r[2].String())
+	if err != nil {
+		return nil, fmt.Errorf("stage change time: %w", err)
+	}
+	key := func(pipeline, to, from string, inPrevious int64) string {
+		return r[0].String() + sep + pipeline + sep + at.UTC().Format(sortableTimeLayout) + sep +
+			to + sep + from + sep + r[5].String() + sep + r[6].String() + sep + strconv.FormatInt(max(inPrevious, 0), 10)
+	}
+	if old := r[8].String(); old != "" {
+		return []string{key(r[1].String(), r[3].String(), "", 0), key(old, "", r[4].String(), r[7].Int())}, nil
+	}
+	return []string{key(r[1].String(), r[3].String(), r[4].String(), r[7].Int())}, nil
+}
+
+// parseMoveKey reads a moveKey value.
+func parseMoveKey(k string) (StageMove, error) {
+	var f [8]string
+	rest := k
+	for i := range f {
+		if i == len(f)-1 {
+			f[i] = rest
+			break
+		}
+		var ok bool
+		f[i], rest, ok = strings.Cut(rest, sep)
+		if !ok {
+			return StageMove{}, fmt.Errorf("malformed stage-change index value %q", k)
+		}
+	}
+	at, err := parseSortableTime(f[2])
+	if err != nil {
+		return StageMove{}, err
+	}
+	ns, err := strconv.ParseInt(f[7], 10, 64)
+	if err != nil {
+		return StageMove{}, fmt.Errorf("malformed stage-change index value %q: %w", k, err)
+	}
+	return StageMove{Pipeline: f[1], At: at, To: f[3], From: f[4], RecordID: f[5], Owner: f[6], InPrevious: time.Duration(ns)}, nil
+}
+
+// parseSortableTime reads a time in sortableTimeLayout, several times
+// faster than time.Parse.
+func parseSortableTime(s string) (time.Time, error) {
+	const layout = sortableTimeLayout
+	bad := func() (time.Time, error) { return time.Time{}, fmt.Errorf("malformed sortable time %q", s) }
+	if len(s) != len(layout) {
+		return bad()
+	}
+	num := func(from, to int) (int, bool) {
+		n := 0
+		for i := from; i < to; i++ {
+			c := s[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	var v [7]int
+	for i, span := range [7][2]int{{0, 4}, {5, 7}, {8, 10}, {11, 13}, {14, 16}, {17, 19}, {20, 29}} {
+		var ok bool
+		if v[i], ok = num(span[0], span[1]); !ok {
+			return bad()
+		}
+	}
+	for _, i := range []int{4, 7, 10, 13, 16, 19, 29} {
+		if s[i] != layout[i] {
+			return bad()
+		}
+	}
+	return time.Date(v[0], time.Month(v[1]), v[2], v[3], v[4], v[5], v[6], time.UTC), nil
+}
+
+// ScanMoves calls fn for every stage change of the kind's records in
+// q.Pipeline with From <= At < To, in time order (moves at the same
+// instant in an unspecified but stable order), including each record's
+// entry into the pipeline. It reads index values only, in one snapshot;
+// fn must not call back into the engine's writes. An error from fn stops
+// the scan and is returned.
+func (s *Staged[T]) ScanMoves(ctx context.Context, q MovesQuery, fn func(*StageMove) error) error {
+	if q.Pipeline == "" {
+		return fmt.Errorf("crm: %s moves: %w: no pipeline", s.k.name, ErrInvalid)
+	}
+	prefix := s.k.collection.Name + sep + q.Pipeline + sep
+	sq := storage.Query{Index: "moves", Prefix: prefix, KeysOnly: true, Limit: storage.MaxScanLimit}
+	if !q.From.IsZero() || !q.To.IsZero() {
+		sq.Prefix = ""
+		sq.Start, sq.End = prefix, prefix+"\xff"
+		if !q.From.IsZero() {
+			sq.Start = prefix + q.From.UTC().Format(sortableTimeLayout)
+		}
+		if !q.To.IsZero() {
+			sq.End = prefix + q.To.UTC().Format(sortableTimeLayout)
+		}
+		if sq.Start >= sq.End {
+			return nil
+		}
+	}
+	return s.view(ctx, func(tx storage.ReadTx) error {
+		for {
+			pg, err := tx.Scan(ctx, timelineCollection, sq)
+			if err != nil {
+				return err
+			}
+			for _, k := range pg.Keys {
+				m, err := parseMoveKey(k)
+				if err != nil {
+					return err
+				}
+				if err := fn(&m); err != nil {
+					return err
+				}
+			}
+			if pg.Next == "" {
+				return nil
+			}
+			sq.Cursor = pg.Next
+		}
+	})
+}
+
+// Position is where a record stands in its pipeline now.
+type Position struct {
+	RecordID, Stage, Owner string
+	// EnteredAt is when it entered Stage; DueAt when it should leave it
+	// (zero without a norm).
+	EnteredAt, DueAt time.Time
+}
+
+// ScanPositions calls fn for every record of the kind in pipeline, in
+// stage order by key, then by ID. It reads the records' bodies (only the
+// few fields a Position has), in one snapshot.
+func (s *Staged[T]) ScanPositions(ctx context.Context, pipelineName string, fn func(*Position) error) error {
+	if pipelineName == "" {
+		return fmt.Errorf("crm: %s positions: %w: no pipeline", s.k.name, ErrInvalid)
+	}
+	q := storage.Query{Index: "stage", Prefix: pipelineName + "/", Limit: storage.MaxScanLimit}
+	return s.view(ctx, func(tx storage.ReadTx) error {
+		return scanAll(ctx, tx, s.k.collection.Name, q, func(rec storage.Record) error {
+			r := gjson.GetManyBytes(rec.Body, "stage", "owner", "stage_entered_at", "stage_due_at")
+			p := Position{RecordID: rec.ID, Stage: r[0].String(), Owner: r[1].String()}
+			var err error
+			if p.EnteredAt, err = optionalTime(r[2].String()); err != nil {
+				return fmt.Errorf("%s %s: %w", s.k.name, rec.ID, err)
+			}
+			if p.DueAt, err = optionalTime(r[3].String()); err != nil {
+				return fmt.Errorf("%s %s: %w", s.k.name, rec.ID, err)
+			}
+			return fn(&p)
+		})
+	})
+}
+
+func optionalTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(time.RFC3339Nano, s)
+}
+
+// OrderFact is one order of a customer, as reports read it.
+type OrderFact struct {
+	// ContactID is the customer; orders without one have no fact.
+	ContactID string
+	OrderID   string
+	OrderedAt time.Time
+	Refund    bool
+	// Total is the order's total (negative for a refund).
+	Total Money
+}
+
+// orderFactKey indexes an order with a customer as contact ID ‖ ordered
+// at ‖ refund (0 or 1) ‖ currency ‖ total in minor units.
+func orderFactKey(body []byte) ([]string, error) {
+	r := gjson.GetManyBytes(body, "contact_id", "ordered_at", "refund", "currency", "total.amount")
+	if r[0].String() == "" {
+		return nil, nil
+	}
+	at, err := time.Parse(time.RFC3339Nano, r[1].String())
+	if err != nil {
+		return nil, fmt.Errorf("ordered_at: %w", err)
+	}
+	refund := "0"
+	if r[2].Bool() {
+		refund = "1"
+	}
+	return []string{r[0].String() + sep + at.UTC().Format(sortableTimeLayout) + sep + refund + sep + r[3].String() + sep + strconv.FormatInt(r[4].Int(), 10)}, nil
+}
+
+// ScanOrderFacts calls fn for every order that has a customer, grouped by
+// customer (customers in ID order, each customer's orders in time order),
+// so that a per-customer aggregate needs no map. It reads index values
+// only, in one snapshot.
+func (t *Tenant) ScanOrderFacts(ctx context.Context, fn func(*OrderFact) error) error {
+	q := storage.Query{Index: "customer_facts", KeysOnly: true, Limit: storage.MaxScanLimit}
+	return t.view(ctx, func(tx storage.ReadTx) error {
+		for {
+			pg, err := tx.Scan(ctx, ordersCollection, q)
+			if err != nil {
+				return err
+			}
+			for i, k := range pg.Keys {
+				f, err := parseOrderFact(k)
+				if err != nil {
+					return err
+				}
+				f.OrderID = pg.Records[i].ID
+				if err := fn(&f); err != nil {
+					return err
+				}
+			}
+			if pg.Next == "" {
+				return nil
+			}
+			q.Cursor = pg.Next
+		}
+	})
+}
+
+var errMalformedFact = errors.New("malformed order fact")
+
+func parseOrderFact(k string) (OrderFact, error) {
+	contact, rest, ok1 := strings.Cut(k, sep)
+	at, rest, ok2 := strings.Cut(rest, sep)
+	refund, rest, ok3 := strings.Cut(rest, sep)
+	cur, amount, ok4 := strings.Cut(rest, sep)
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return OrderFact{}, fmt.Errorf("%w: %q", errMalformedFact, k)
+	}
+	t, err := parseSortableTime(at)
+	if err != nil {
+		return OrderFact{}, err
+	}
+	n, err := strconv.ParseInt(amount, 10, 64)
+	if err != nil {
+		return OrderFact{}, fmt.Errorf("%w: %q: %v", errMalformedFact, k, err)
+	}
+	return OrderFact{ContactID: contact, OrderedAt: t, Refund: refund == "1", Total: Money{Amount: n, Currency: cur}}, nil
+}
