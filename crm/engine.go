@@ -198,6 +198,12 @@ type Tenant struct {
 // ID returns the tenant's name.
 func (t *Tenant) ID() string { return t.id }
 
+// Now returns the engine clock's time, in UTC.
+func (t *Tenant) Now() time.Time { return t.e.clock.Now().UTC() }
+
+// Location returns the time zone days are counted in (Options.Location).
+func (t *Tenant) Location() *time.Location { return t.e.opts.Location }
+
 // Contacts returns the tenant's contacts.
 func (t *Tenant) Contacts() *Records[Contact] { return &Records[Contact]{t: t, k: contactKind} }
 

@@ -1,0 +1,200 @@
+// Package analytics computes the reports managers steer by from a tenant's
+// records: the sales funnel, time in stage and overdue shares, and RFM
+// customer segments (more reports follow; see the analytics issue).
+//
+// A report is a method of Reports that takes a query (a period, optional
+// slices such as owners or a team) and returns a Go struct; the structs
+// write themselves as CSV and JSON. Reports read through the crm engine
+// and stream: they scan facts the engine keeps in index values
+// (crm.StageMove, crm.OrderFact) instead of decoding every record, and
+// hold only their aggregates in memory.
+//
+// Every number has an exact definition, in the doc comment of the field
+// that holds it; times are counted in the engine's time zone
+// (crm.Options.Location).
+package analytics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+	"time"
+
+	"github.com/rapportcrm/rapport/crm"
+	"github.com/rapportcrm/rapport/pipeline"
+)
+
+// ErrInvalid means a report query is malformed: an unknown pipeline or
+// kind, an empty period, conflicting options. It wraps crm.ErrInvalid, so
+// errors.Is(err, crm.ErrInvalid) also holds.
+var ErrInvalid = fmt.Errorf("analytics: %w", crm.ErrInvalid)
+
+// Reports computes reports over one tenant.
+type Reports struct {
+	t *crm.Tenant
+}
+
+// New returns the reports of tenant t.
+func New(t *crm.Tenant) *Reports { return &Reports{t: t} }
+
+// Period is the half-open time range [From, To). A zero bound is open:
+// the zero Period is all time.
+type Period struct {
+	From, To time.Time
+}
+
+// Month returns the calendar month of year y in loc.
+func Month(y int, m time.Month, loc *time.Location) Period {
+	from := time.Date(y, m, 1, 0, 0, 0, 0, loc)
+	return Period{From: from, To: from.AddDate(0, 1, 0)}
+}
+
+// Contains reports whether t lies in the period.
+func (p Period) Contains(t time.Time) bool {
+	return (p.From.IsZero() || !t.Before(p.From)) && (p.To.IsZero() || t.Before(p.To))
+}
+
+func (p Period) validate() error {
+	if !p.From.IsZero() && !p.To.IsZero() && !p.From.Before(p.To) {
+		return fmt.Errorf("%w: period from %s to %s is empty", ErrInvalid, p.From.Format(time.RFC3339), p.To.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// By names the dimension a report groups its rows by.
+type By string
+
+// Dimensions a report can group by.
+const (
+	// All puts every record in one group, with the key "".
+	All By = ""
+	// ByOwner groups by the record's owner ("" for records without one).
+	// Stage reports use the owner at the time of each move.
+	ByOwner By = "owner"
+)
+
+// Slice narrows a report to some records.
+type Slice struct {
+	// Owners keeps the records of these owners; empty keeps everyone's.
+	Owners []string
+	// Team keeps the records owned by the members of this team and of its
+	// sub-teams (crm.Tenant.Members), combined with Owners if both are set.
+	Team string
+}
+
+// owners resolves a slice into a set of owners; nil keeps everyone.
+func (r *Reports) owners(ctx context.Context, s Slice) (map[string]bool, error) {
+	if len(s.Owners) == 0 && s.Team == "" {
+		return nil, nil
+	}
+	keep := map[string]bool{}
+	for _, o := range s.Owners {
+		keep[o] = true
+	}
+	if s.Team != "" {
+		members, err := r.t.Members(ctx, s.Team)
+		if errors.Is(err, crm.ErrNotFound) {
+			return nil, fmt.Errorf("%w: no team %q", ErrInvalid, s.Team)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(s.Owners) > 0 {
+			// Both set: the owners who are also members.
+			inTeam := map[string]bool{}
+			for _, m := range members {
+				if keep[m] {
+					inTeam[m] = true
+				}
+			}
+			return inTeam, nil
+		}
+		for _, m := range members {
+			keep[m] = true
+		}
+	}
+	return keep, nil
+}
+
+// groupKey returns the key of the group a record with this owner falls in.
+func groupKey(by By, owner string) string {
+	if by == ByOwner {
+		return owner
+	}
+	return ""
+}
+
+func checkBy(by By) error {
+	if by != All && by != ByOwner {
+		return fmt.Errorf("%w: cannot group by %q (use %q or nothing)", ErrInvalid, by, ByOwner)
+	}
+	return nil
+}
+
+// staged is what stage reports need of a kind's records.
+type staged interface {
+	ScanMoves(ctx context.Context, q crm.MovesQuery, fn func(*crm.StageMove) error) error
+	ScanPositions(ctx context.Context, pipelineName string, fn func(*crm.Position) error) error
+}
+
+// pipelineOf returns the definition of a pipeline and its records' scans.
+func (r *Reports) pipelineOf(ctx context.Context, name string) (*pipeline.Definition, staged, error) {
+	if name == "" {
+		return nil, nil, fmt.Errorf("%w: no pipeline given", ErrInvalid)
+	}
+	def, err := r.t.Pipelines().Get(ctx, name)
+	if errors.Is(err, crm.ErrNotFound) {
+		return nil, nil, fmt.Errorf("%w: no pipeline %q in tenant %s", ErrInvalid, name, r.t.ID())
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var s staged
+	switch def.Kind {
+	case pipeline.KindDeal:
+		s = r.t.Deals()
+	case pipeline.KindLead:
+		s = r.t.Leads()
+	case pipeline.KindCase:
+		s = r.t.Cases()
+	case pipeline.KindAccount:
+		s = r.t.Accounts()
+	default:
+		return nil, nil, fmt.Errorf("%w: pipeline %q has unknown kind %q", ErrInvalid, name, def.Kind)
+	}
+	return def, s, nil
+}
+
+// sortedKeys returns a map's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// ratio returns a/b, or 0 when b is 0.
+func ratio(a, b int) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func addCarry(a, b uint64) (sum, carry uint64) {
+	return bits.Add64(a, b, 0)
+}
+
+// div128 returns (hi<<64 | lo) / d, saturated to the int64 range.
+func div128(hi, lo, d uint64) uint64 {
+	if hi >= d {
+		return math.MaxInt64
+	}
+	q, _ := bits.Div64(hi, lo, d)
+	return min(q, math.MaxInt64)
+}

@@ -1,0 +1,269 @@
+package analytics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/rapportcrm/rapport/crm"
+)
+
+// RFMOptions configure an RFM report.
+type RFMOptions struct {
+	// Reference is the day recency is counted to (its date in the engine's
+	// time zone). Zero means the day after the date of the last order in
+	// the data: any order, a refund or one without a customer too.
+	Reference time.Time
+	// Currency keeps only orders in this currency. Empty means the one
+	// currency the orders are in; orders in several currencies are then
+	// an error.
+	Currency string
+	// Segments name customers by their scores, first match wins; nil
+	// means DefaultSegments.
+	Segments []Segment
+	// ExternalIDs fills RFMRow.ExternalID from each customer's contact
+	// (one read per customer).
+	ExternalIDs bool
+}
+
+// RFM is the recency, frequency and monetary value of every customer with
+// at least one order that is not a refund.
+//
+// Definitions: a customer is an order's contact (orders without one are
+// no one's). Frequency is the number of orders that are not refunds.
+// Monetary is the net spend, refunds included (their totals are
+// negative), in minor units of Currency. Recency is the number of
+// calendar days from the date of the customer's last order that is not a
+// refund to Reference, both dates in the engine's time zone: an order on
+// the day before Reference has recency 1.
+//
+// Scores 1-5 are quintiles by rank: a customer's score is 1 + ⌊5 × w / n⌋,
+// where n is the number of customers and w the number of customers with
+// a strictly worse value (longer recency, lower frequency, lower
+// monetary). Customers with equal values therefore always get the same
+// score, the score of the first of them in rank order; the scores do not
+// depend on the order customers are read in.
+type RFM struct {
+	// Reference is the reference date, midnight in the engine's time zone.
+	Reference time.Time
+	Currency  string
+	// Rows are in customer ID order.
+	Rows []RFMRow
+}
+
+// RFMRow is one customer's RFM values, scores and segment.
+type RFMRow struct {
+	CustomerID string
+	// ExternalID is the contact's ExternalID, when RFMOptions.ExternalIDs
+	// is set.
+	ExternalID string
+	// LastOrder is the time of the last order that is not a refund.
+	LastOrder   time.Time
+	RecencyDays int
+	Frequency   int
+	Monetary    int64
+	R, F, M     int
+	Segment     string
+}
+
+// Segment names the customers whose scores lie in its ranges. A range is
+// [min, max] within 1-5; the zero range matches any score.
+type Segment struct {
+	Name string `json:"name" yaml:"name"`
+	R    [2]int `json:"r,omitzero" yaml:"r,omitempty"`
+	F    [2]int `json:"f,omitzero" yaml:"f,omitempty"`
+	M    [2]int `json:"m,omitzero" yaml:"m,omitempty"`
+}
+
+// OtherSegment names customers no segment matches.
+const OtherSegment = "other"
+
+// DefaultSegments is the common grid of recency and frequency scores; it
+// names every one of the 25 (R, F) cells.
+var DefaultSegments = []Segment{
+	{Name: "champions", R: [2]int{5, 5}, F: [2]int{4, 5}},
+	{Name: "loyal", R: [2]int{3, 4}, F: [2]int{4, 5}},
+	{Name: "potential_loyalists", R: [2]int{4, 5}, F: [2]int{2, 3}},
+	{Name: "new_customers", R: [2]int{5, 5}, F: [2]int{1, 1}},
+	{Name: "promising", R: [2]int{4, 4}, F: [2]int{1, 1}},
+	{Name: "need_attention", R: [2]int{3, 3}, F: [2]int{3, 3}},
+	{Name: "about_to_sleep", R: [2]int{3, 3}, F: [2]int{1, 2}},
+	{Name: "cant_lose", R: [2]int{1, 2}, F: [2]int{5, 5}},
+	{Name: "at_risk", R: [2]int{1, 2}, F: [2]int{3, 4}},
+	{Name: "hibernating", R: [2]int{1, 2}, F: [2]int{1, 2}},
+}
+
+func (s Segment) matches(r, f, m int) bool {
+	in := func(x int, rg [2]int) bool { return rg == [2]int{} || (x >= rg[0] && x <= rg[1]) }
+	return in(r, s.R) && in(f, s.F) && in(m, s.M)
+}
+
+// ValidateSegments checks a segment map: names set and unique, ranges
+// within 1-5 with min <= max.
+func ValidateSegments(segs []Segment) error {
+	seen := map[string]bool{}
+	for i, s := range segs {
+		if s.Name == "" {
+			return fmt.Errorf("%w: segment %d has no name", ErrInvalid, i+1)
+		}
+		if seen[s.Name] {
+			return fmt.Errorf("%w: segment %q is named twice", ErrInvalid, s.Name)
+		}
+		seen[s.Name] = true
+		for _, rg := range []struct {
+			what string
+			r    [2]int
+		}{{"r", s.R}, {"f", s.F}, {"m", s.M}} {
+			if rg.r != [2]int{} && (rg.r[0] < 1 || rg.r[1] > 5 || rg.r[0] > rg.r[1]) {
+				return fmt.Errorf("%w: segment %q: %s range %v is not within 1-5 with min <= max", ErrInvalid, s.Name, rg.what, rg.r)
+			}
+		}
+	}
+	return nil
+}
+
+// rfmAcc aggregates order facts that come grouped by customer into one
+// row per customer, appended to a dense slice: no map, no lookups.
+type rfmAcc struct {
+	currency string
+	fixed    bool // currency was given, so others are skipped
+	rows     []RFMRow
+	cur      RFMRow // the customer being read
+	has      bool   // cur has a non-refund order
+	started  bool
+}
+
+func (a *rfmAcc) add(f *crm.OrderFact) error {
+	if f.Total.Currency != a.currency {
+		switch {
+		case a.fixed:
+			return nil
+		case a.currency == "":
+			a.currency = f.Total.Currency
+		default:
+			return fmt.Errorf("%w: orders are in several currencies (%s and %s at least); choose one with RFMOptions.Currency", ErrInvalid, a.currency, f.Total.Currency)
+		}
+	}
+	if !a.started || f.ContactID != a.cur.CustomerID {
+		a.flush()
+		a.cur, a.has, a.started = RFMRow{CustomerID: f.ContactID}, false, true
+	}
+	sum := a.cur.Monetary + f.Total.Amount
+	if (f.Total.Amount > 0 && sum < a.cur.Monetary) || (f.Total.Amount < 0 && sum > a.cur.Monetary) {
+		return fmt.Errorf("analytics: RFM: the spend of customer %s overflows int64 minor units", f.ContactID)
+	}
+	a.cur.Monetary = sum
+	if !f.Refund {
+		a.cur.Frequency++
+		a.has = true
+		if f.OrderedAt.After(a.cur.LastOrder) {
+			a.cur.LastOrder = f.OrderedAt
+		}
+	}
+	return nil
+}
+
+func (a *rfmAcc) flush() {
+	if a.started && a.has {
+		a.rows = append(a.rows, a.cur)
+	}
+}
+
+// dayNumber returns the days since 1970-01-01 of t's date in loc.
+func dayNumber(t time.Time, loc *time.Location) int64 {
+	y, m, d := t.In(loc).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400
+}
+
+// RFM computes the RFM report over every customer's orders, reading order
+// facts from index values (crm.Tenant.ScanOrderFacts) in customer order.
+func (r *Reports) RFM(ctx context.Context, opts RFMOptions) (*RFM, error) {
+	segs := opts.Segments
+	if segs == nil {
+		segs = DefaultSegments
+	}
+	if err := ValidateSegments(segs); err != nil {
+		return nil, err
+	}
+	if opts.Currency != "" {
+		if _, err := crm.CurrencyScale(opts.Currency); err != nil {
+			return nil, err
+		}
+	}
+	a := &rfmAcc{currency: opts.Currency, fixed: opts.Currency != ""}
+	if err := r.t.ScanOrderFacts(ctx, a.add); err != nil {
+		return nil, err
+	}
+	a.flush()
+	loc := r.t.Location()
+	out := &RFM{Currency: a.currency, Rows: a.rows}
+	ref := opts.Reference
+	if ref.IsZero() {
+		last, err := r.t.Orders().List(ctx, crm.ListOptions{By: "ordered_at", Reverse: true, Limit: 1, Archived: crm.ArchivedIncluded})
+		if err != nil {
+			return nil, err
+		}
+		if len(last.Items) == 0 {
+			return out, nil // no orders at all
+		}
+		ref = last.Items[0].OrderedAt.In(loc).AddDate(0, 0, 1)
+	}
+	y, m, d := ref.In(loc).Date()
+	out.Reference = time.Date(y, m, d, 0, 0, 0, 0, loc)
+	refDay := dayNumber(out.Reference, loc)
+	for i := range out.Rows {
+		out.Rows[i].RecencyDays = int(refDay - dayNumber(out.Rows[i].LastOrder, loc))
+	}
+	score(out.Rows)
+	for i := range out.Rows {
+		row := &out.Rows[i]
+		row.Segment = OtherSegment
+		for _, s := range segs {
+			if s.matches(row.R, row.F, row.M) {
+				row.Segment = s.Name
+				break
+			}
+		}
+	}
+	if opts.ExternalIDs {
+		contacts := r.t.Contacts()
+		for i := range out.Rows {
+			c, err := contacts.Get(ctx, out.Rows[i].CustomerID)
+			if errors.Is(err, crm.ErrNotFound) {
+				continue // erased or deleted since the order
+			}
+			if err != nil {
+				return nil, err
+			}
+			out.Rows[i].ExternalID = c.ExternalID
+		}
+	}
+	return out, nil
+}
+
+// score sets the quintile scores of rows (see RFM).
+func score(rows []RFMRow) {
+	n := len(rows)
+	if n == 0 {
+		return
+	}
+	vals := make([]int64, n)
+	set := func(get func(*RFMRow) int64, put func(*RFMRow, int)) {
+		for i := range rows {
+			vals[i] = get(&rows[i])
+		}
+		slices.Sort(vals)
+		for i := range rows {
+			// w: the customers with a strictly worse (smaller) value.
+			w := sort.Search(n, func(j int) bool { return vals[j] >= get(&rows[i]) })
+			put(&rows[i], 1+5*w/n)
+		}
+	}
+	// Shorter recency is better: negate it so that larger is better.
+	set(func(r *RFMRow) int64 { return -int64(r.RecencyDays) }, func(r *RFMRow, s int) { r.R = s })
+	set(func(r *RFMRow) int64 { return int64(r.Frequency) }, func(r *RFMRow, s int) { r.F = s })
+	set(func(r *RFMRow) int64 { return r.Monetary }, func(r *RFMRow, s int) { r.M = s })
+}

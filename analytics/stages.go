@@ -1,0 +1,167 @@
+package analytics
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/rapportcrm/rapport/crm"
+	"github.com/rapportcrm/rapport/pipeline"
+)
+
+// StagesQuery selects the records of a stage report.
+type StagesQuery struct {
+	// Pipeline is required.
+	Pipeline string
+	// Period selects the stays that count, by when they ended.
+	Period Period
+	Slice  Slice
+	By     By
+}
+
+// StageTimes reports how long records stay in each stage of a pipeline,
+// and how many of those in it now are overdue.
+type StageTimes struct {
+	Pipeline string
+	Period   Period
+	By       By
+	// At is the engine clock's time the current counts were taken at.
+	At time.Time
+	// Groups has one group per value of By, in key order; with By All it
+	// has exactly one group, with the key "".
+	Groups []StageTimesGroup
+}
+
+// StageTimesGroup is the stage report of one group of records.
+type StageTimesGroup struct {
+	Key    string
+	Stages []StageTime
+}
+
+// StageTime is one stage of a stage report, in the pipeline's order.
+type StageTime struct {
+	Stage, Label string
+	Terminal     pipeline.Terminal
+	// Norm is the stage's time norm ("" for none).
+	Norm string
+	// Exits counts the stays in the stage that ended in the period: moves
+	// out of it, including to another pipeline, grouped by the owner at
+	// the time of the move.
+	Exits int
+	// Average is the mean length of those stays, rounded toward zero to
+	// the nanosecond. Median is their middle length (the lower of the two
+	// middle ones for an even count). Both are 0 without exits.
+	Average, Median time.Duration
+	// Current counts the records in the stage at At, grouped by their
+	// owner now; Overdue counts those of them whose due time (by the
+	// stage's norm or an SLA) is before At. OverdueShare is
+	// Overdue/Current, 0 when Current is 0. Terminal stages are never
+	// overdue.
+	Current, Overdue int
+	OverdueShare     float64
+}
+
+// Stages computes the time-in-stage report of q.Pipeline: stays from the
+// stage history (index values only), current counts from the records in
+// the pipeline. Each stay's length is kept until the medians are taken.
+func (r *Reports) Stages(ctx context.Context, q StagesQuery) (*StageTimes, error) {
+	if err := q.Period.validate(); err != nil {
+		return nil, err
+	}
+	if err := checkBy(q.By); err != nil {
+		return nil, err
+	}
+	def, recs, err := r.pipelineOf(ctx, q.Pipeline)
+	if err != nil {
+		return nil, err
+	}
+	keep, err := r.owners(ctx, q.Slice)
+	if err != nil {
+		return nil, err
+	}
+	stageIndex := make(map[string]int, len(def.Stages))
+	for i, s := range def.Stages {
+		stageIndex[s.Key] = i
+	}
+	type acc struct {
+		stays            [][]time.Duration
+		current, overdue []int
+	}
+	groups := map[string]*acc{}
+	group := func(key string) *acc {
+		a := groups[key]
+		if a == nil {
+			a = &acc{stays: make([][]time.Duration, len(def.Stages)), current: make([]int, len(def.Stages)), overdue: make([]int, len(def.Stages))}
+			groups[key] = a
+		}
+		return a
+	}
+	if q.By == All {
+		group("")
+	}
+	err = recs.ScanMoves(ctx, crm.MovesQuery{Pipeline: q.Pipeline, From: q.Period.From, To: q.Period.To}, func(m *crm.StageMove) error {
+		i, ok := stageIndex[m.From]
+		if !ok || (keep != nil && !keep[m.Owner]) {
+			return nil
+		}
+		a := group(groupKey(q.By, m.Owner))
+		a.stays[i] = append(a.stays[i], m.InPrevious)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	now := r.t.Now()
+	err = recs.ScanPositions(ctx, q.Pipeline, func(p *crm.Position) error {
+		i, ok := stageIndex[p.Stage]
+		if !ok || (keep != nil && !keep[p.Owner]) {
+			return nil
+		}
+		a := group(groupKey(q.By, p.Owner))
+		a.current[i]++
+		if !p.DueAt.IsZero() && p.DueAt.Before(now) && def.Stages[i].Terminal == pipeline.Open {
+			a.overdue[i]++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	out := &StageTimes{Pipeline: q.Pipeline, Period: q.Period, By: q.By, At: now}
+	for _, key := range sortedKeys(groups) {
+		a := groups[key]
+		g := StageTimesGroup{Key: key, Stages: make([]StageTime, len(def.Stages))}
+		for i, s := range def.Stages {
+			st := StageTime{Stage: s.Key, Label: s.Label, Terminal: s.Terminal, Current: a.current[i], Overdue: a.overdue[i]}
+			if st.Label == "" {
+				st.Label = s.Key
+			}
+			if !s.Norm.IsZero() {
+				st.Norm = s.Norm.String()
+			}
+			st.OverdueShare = ratio(st.Overdue, st.Current)
+			st.Exits, st.Average, st.Median = summarize(a.stays[i])
+			g.Stages[i] = st
+		}
+		out.Groups = append(out.Groups, g)
+	}
+	return out, nil
+}
+
+// summarize returns the count, mean and median of d, sorting d. The mean
+// is summed in 128 bits, so no realistic input overflows.
+func summarize(d []time.Duration) (n int, mean, median time.Duration) {
+	if len(d) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(d)
+	var hi, lo uint64 // the sum as a 128-bit unsigned number (stays are never negative)
+	for _, v := range d {
+		var carry uint64
+		lo, carry = addCarry(lo, uint64(v))
+		hi += carry
+	}
+	q := div128(hi, lo, uint64(len(d)))
+	return len(d), time.Duration(q), d[(len(d)-1)/2]
+}
