@@ -34,9 +34,16 @@ func (c *clock) set(t time.Time) {
 // open returns an engine on a memory store whose clock starts at start.
 func open(t *testing.T, start time.Time) (*crm.Engine, *clock) {
 	t.Helper()
+	return openWith(t, start, crm.Options{})
+}
+
+// openWith is open with more options.
+func openWith(t *testing.T, start time.Time, opts crm.Options) (*crm.Engine, *clock) {
+	t.Helper()
 	c := &clock{now: start}
 	st := memory.New()
-	e, err := crm.Open(context.Background(), crm.Options{Store: st, Clock: c})
+	opts.Store, opts.Clock = st, c
+	e, err := crm.Open(context.Background(), opts)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		require.NoError(t, e.Close())
