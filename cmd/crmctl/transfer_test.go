@@ -38,6 +38,14 @@ func TestImportExportOrders(t *testing.T) {
 	assert.Contains(t, stderr, "no customer")
 	assert.NotContains(t, stderr, "\r", "no progress bar when stderr is not a terminal")
 
+	// RFM over what was imported, by the customers' own IDs.
+	code, out, stderr = crmctl(t, "-db", db, "report", "rfm", "--format", "csv")
+	require.Equal(t, 0, code, stderr)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	assert.Equal(t, "customer_id,recency_days,frequency,monetary_minor,r,f,m,segment", lines[0])
+	assert.Len(t, lines, 3546+1, "the customers with an order that is not a refund, plus the header")
+	assert.Regexp(t, `(?m)^12923,\d+,\d+,-?\d+,[1-5],[1-5],[1-5],[a-z_]+$`, out)
+
 	// Again: nothing new.
 	code, out, _ = crmctl(t, args...)
 	require.Equal(t, 3, code)
