@@ -1,8 +1,11 @@
 package analytics
 
 import (
+	"bytes"
+	"cmp"
 	"context"
-	"math/bits"
+	"encoding/binary"
+	"slices"
 
 	"github.com/rapportcrm/rapport/crm"
 	"github.com/rapportcrm/rapport/pipeline"
@@ -82,46 +85,34 @@ func (r *Reports) Funnel(ctx context.Context, q FunnelQuery) (*Funnel, error) {
 	for i, s := range def.Stages {
 		stageIndex[s.Key] = i
 	}
-	words := (len(def.Stages) + 63) / 64
-	// seen maps a record (prefixed by its group when grouping) to its
-	// slot; bits holds words bits per slot, group the slot's group.
-	seen := map[string]int32{}
-	var bitset []uint64
-	var slotGroup []int32
-	groups := map[string]int32{}
-	var groupKeys []string
-	if q.By == All {
-		groups[""] = 0
-		groupKeys = append(groupKeys, "")
-	}
+	// Every entry becomes (record key, group, stage); sorted, the entries
+	// of one record in one group come together, and a pass counts them.
+	// Sorting is cheaper than a hash map over a million records, and
+	// engine-assigned IDs are time-ordered, so entries arrive nearly
+	// sorted already.
+	var ids recordKeys
+	var groups groupNumbers
+	var chunks chunked[entry]
 	err = recs.ScanMoves(ctx, crm.MovesQuery{Pipeline: q.Pipeline, From: q.Period.From, To: q.Period.To}, func(m *crm.StageMove) error {
 		i, ok := stageIndex[m.To]
 		if !ok || (keep != nil && !keep[m.Owner]) {
 			return nil
 		}
-		gk := groupKey(q.By, m.Owner)
-		key := m.RecordID
-		if q.By != All {
-			key = gk + "\x1f" + m.RecordID
-		}
-		slot, ok := seen[key]
-		if !ok {
-			g, ok := groups[gk]
-			if !ok {
-				g = int32(len(groupKeys))
-				groups[gk] = g
-				groupKeys = append(groupKeys, gk)
-			}
-			slot = int32(len(slotGroup))
-			seen[key] = slot
-			slotGroup = append(slotGroup, g)
-			bitset = append(bitset, make([]uint64, words)...)
-		}
-		bitset[int(slot)*words+i/64] |= 1 << (i % 64)
+		chunks.add(entry{group: groups.number(groupKey(q.By, m.Owner)), id: ids.key(m.RecordID), stage: int32(i)})
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	entries := chunks.all()
+	slices.SortFunc(entries, func(a, b entry) int {
+		if c := bytes.Compare(a.id[:], b.id[:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.group, b.group)
+	})
+	if q.By == All {
+		groups.number("")
 	}
 
 	// pathPos is a stage's position on the path, or -1 off it.
@@ -142,32 +133,35 @@ func (r *Reports) Funnel(ctx context.Context, q FunnelQuery) (*Funnel, error) {
 			path = append(path, i)
 		}
 	}
-	entered := make([][]int, len(groupKeys))
-	reachedUpTo := make([][]int, len(groupKeys)) // records whose furthest path position is p
-	for g := range groupKeys {
+	entered := make([][]int, len(groups.keys))
+	reachedUpTo := make([][]int, len(groups.keys)) // records whose furthest path position is p
+	for g := range groups.keys {
 		entered[g] = make([]int, len(def.Stages))
 		reachedUpTo[g] = make([]int, len(path))
 	}
-	for slot, g := range slotGroup {
+	seen := make([]bool, len(def.Stages))
+	for i := 0; i < len(entries); {
+		g := entries[i].group
 		furthest := -1
-		for w := range words {
-			b := bitset[slot*words+w]
-			for b != 0 {
-				i := w*64 + bits.TrailingZeros64(b)
-				b &= b - 1
-				entered[g][i]++
-				furthest = max(furthest, pathPos[i])
+		clear(seen)
+		j := i
+		for ; j < len(entries) && entries[j].group == g && entries[j].id == entries[i].id; j++ {
+			st := entries[j].stage
+			if !seen[st] {
+				seen[st] = true
+				entered[g][st]++
+				furthest = max(furthest, pathPos[st])
 			}
 		}
 		if furthest >= 0 {
 			reachedUpTo[g][furthest]++
 		}
+		i = j
 	}
 
 	out := &Funnel{Pipeline: q.Pipeline, Period: q.Period, By: q.By}
-	order := sortedKeys(groups)
-	for _, gk := range order {
-		g := groups[gk]
+	for _, gk := range sortedKeys(groups.numbers) {
+		g := groups.numbers[gk]
 		// reached[p] = records whose furthest position is p or later.
 		reached := make([]int, len(path)+1)
 		for p := len(path) - 1; p >= 0; p-- {
@@ -190,4 +184,132 @@ func (r *Reports) Funnel(ctx context.Context, q FunnelQuery) (*Funnel, error) {
 		out.Groups = append(out.Groups, fg)
 	}
 	return out, nil
+}
+
+// entry is one stage entry of a record, for counting.
+type entry struct {
+	id    [16]byte
+	group uint32
+	stage int32
+}
+
+// chunked collects values in fixed-size chunks, so that collecting
+// millions never copies them (as a growing slice does, again and again).
+type chunked[T any] struct {
+	chunks [][]T
+	n      int
+}
+
+const chunkLen = 1 << 15
+
+func (c *chunked[T]) add(v T) {
+	if len(c.chunks) == 0 || len(c.chunks[len(c.chunks)-1]) == chunkLen {
+		c.chunks = append(c.chunks, make([]T, 0, chunkLen))
+	}
+	last := &c.chunks[len(c.chunks)-1]
+	*last = append(*last, v)
+	c.n++
+}
+
+// all returns the values in one slice, copying them once.
+func (c *chunked[T]) all() []T {
+	out := make([]T, 0, c.n)
+	for _, ch := range c.chunks {
+		out = append(out, ch...)
+	}
+	c.chunks = nil
+	return out
+}
+
+// groupNumbers numbers group keys in the order they are first seen.
+type groupNumbers struct {
+	numbers map[string]uint32
+	keys    []string
+	// last caches the previous key's number: moves of one group often
+	// come together, and without grouping there is one group.
+	last   string
+	lastNo uint32
+	cached bool
+}
+
+func (g *groupNumbers) number(key string) uint32 {
+	if g.cached && key == g.last {
+		return g.lastNo
+	}
+	if g.numbers == nil {
+		g.numbers = map[string]uint32{}
+	}
+	n, ok := g.numbers[key]
+	if !ok {
+		n = uint32(len(g.keys))
+		g.numbers[key] = n
+		g.keys = append(g.keys, key)
+	}
+	g.last, g.lastNo, g.cached = key, n, true
+	return n
+}
+
+// recordKeys gives record IDs fixed-size keys. A canonical RFC 9562 UUID
+// (versions 1-8, the usual variant: every ID the engine assigns) is its
+// own 16 bytes. Any other ID is numbered through a map, into a key whose
+// version nibble is 0xf, which no accepted UUID has, so the two kinds of
+// key never meet.
+type recordKeys struct {
+	others map[string][16]byte
+}
+
+func (r *recordKeys) key(id string) [16]byte {
+	if u, ok := parseUUID(id); ok {
+		return u
+	}
+	if k, ok := r.others[id]; ok {
+		return k
+	}
+	if r.others == nil {
+		r.others = map[string][16]byte{}
+	}
+	var k [16]byte
+	k[6] = 0xf0
+	binary.BigEndian.PutUint64(k[8:], uint64(len(r.others)))
+	r.others[id] = k
+	return k
+}
+
+// parseUUID reads a canonical lower-case UUID
+// (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx) of version 1 to 8 and the RFC
+// 9562 variant. Anything else is not one, even if it names the same UUID
+// differently, so the same ID always gets the same key.
+func parseUUID(s string) (u [16]byte, ok bool) {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return u, false
+	}
+	j := 0
+	for i := 0; i < 36; {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			i++
+			continue
+		}
+		hi, ok1 := hexVal(s[i])
+		lo, ok2 := hexVal(s[i+1])
+		if !ok1 || !ok2 {
+			return u, false
+		}
+		u[j] = hi<<4 | lo
+		j++
+		i += 2
+	}
+	if v := u[6] >> 4; v < 1 || v > 8 || u[8]&0xc0 != 0x80 {
+		return u, false
+	}
+	return u, true
+}
+
+func hexVal(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
 }

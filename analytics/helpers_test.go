@@ -65,7 +65,7 @@ stages:
   - {key: lost, probability: 0, terminal: lost}
 `
 
-func savePipeline(t *testing.T, e *crm.Engine, src string) {
+func savePipeline(t testing.TB, e *crm.Engine, src string) {
 	t.Helper()
 	def, err := pipeline.Load("test.yaml", []byte(src))
 	require.NoError(t, err)

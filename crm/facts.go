@@ -137,8 +137,9 @@ func parseSortableTime(s string) (time.Time, error) {
 // q.Pipeline with From <= At < To, in time order (moves at the same
 // instant in an unspecified but stable order), including each record's
 // entry into the pipeline. It reads index values only, in one snapshot;
-// fn must not call back into the engine's writes. An error from fn stops
-// the scan and is returned.
+// fn must not call back into the engine's writes, and must copy the move
+// if it keeps it: the pointer is reused. An error from fn stops the scan
+// and is returned.
 func (s *Staged[T]) ScanMoves(ctx context.Context, q MovesQuery, fn func(*StageMove) error) error {
 	if q.Pipeline == "" {
 		return fmt.Errorf("crm: %s moves: %w: no pipeline", s.k.name, ErrInvalid)
@@ -158,6 +159,7 @@ func (s *Staged[T]) ScanMoves(ctx context.Context, q MovesQuery, fn func(*StageM
 			return nil
 		}
 	}
+	var m StageMove // one for every call: fn must not keep it
 	return s.view(ctx, func(tx storage.ReadTx) error {
 		for {
 			pg, err := tx.Scan(ctx, timelineCollection, sq)
@@ -165,8 +167,7 @@ func (s *Staged[T]) ScanMoves(ctx context.Context, q MovesQuery, fn func(*StageM
 				return err
 			}
 			for _, k := range pg.Keys {
-				m, err := parseMoveKey(k)
-				if err != nil {
+				if m, err = parseMoveKey(k); err != nil {
 					return err
 				}
 				if err := fn(&m); err != nil {
@@ -191,16 +192,18 @@ type Position struct {
 
 // ScanPositions calls fn for every record of the kind in pipeline, in
 // stage order by key, then by ID. It reads the records' bodies (only the
-// few fields a Position has), in one snapshot.
+// few fields a Position has), in one snapshot. fn must copy the position
+// if it keeps it: the pointer is reused.
 func (s *Staged[T]) ScanPositions(ctx context.Context, pipelineName string, fn func(*Position) error) error {
 	if pipelineName == "" {
 		return fmt.Errorf("crm: %s positions: %w: no pipeline", s.k.name, ErrInvalid)
 	}
 	q := storage.Query{Index: "stage", Prefix: pipelineName + "/", Limit: storage.MaxScanLimit}
+	var p Position
 	return s.view(ctx, func(tx storage.ReadTx) error {
 		return scanAll(ctx, tx, s.k.collection.Name, q, func(rec storage.Record) error {
 			r := gjson.GetManyBytes(rec.Body, "stage", "owner", "stage_entered_at", "stage_due_at")
-			p := Position{RecordID: rec.ID, Stage: r[0].String(), Owner: r[1].String()}
+			p = Position{RecordID: rec.ID, Stage: r[0].String(), Owner: r[1].String()}
 			var err error
 			if p.EnteredAt, err = optionalTime(r[2].String()); err != nil {
 				return fmt.Errorf("%s %s: %w", s.k.name, rec.ID, err)
@@ -252,9 +255,11 @@ func orderFactKey(body []byte) ([]string, error) {
 // ScanOrderFacts calls fn for every order that has a customer, grouped by
 // customer (customers in ID order, each customer's orders in time order),
 // so that a per-customer aggregate needs no map. It reads index values
-// only, in one snapshot.
+// only, in one snapshot. fn must copy the fact if it keeps it: the
+// pointer is reused.
 func (t *Tenant) ScanOrderFacts(ctx context.Context, fn func(*OrderFact) error) error {
 	q := storage.Query{Index: "customer_facts", KeysOnly: true, Limit: storage.MaxScanLimit}
+	var f OrderFact
 	return t.view(ctx, func(tx storage.ReadTx) error {
 		for {
 			pg, err := tx.Scan(ctx, ordersCollection, q)
@@ -262,8 +267,7 @@ func (t *Tenant) ScanOrderFacts(ctx context.Context, fn func(*OrderFact) error) 
 				return err
 			}
 			for i, k := range pg.Keys {
-				f, err := parseOrderFact(k)
-				if err != nil {
+				if f, err = parseOrderFact(k); err != nil {
 					return err
 				}
 				f.OrderID = pg.Records[i].ID

@@ -1,0 +1,174 @@
+package analytics_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rapportcrm/rapport/analytics"
+	"github.com/rapportcrm/rapport/crm"
+	"github.com/rapportcrm/rapport/storage/bolt"
+)
+
+// fixtureDir holds the benchmark databases, built once per process.
+var fixtureDir = sync.OnceValue(func() string {
+	dir, err := os.MkdirTemp("", "rapport-analytics-bench-")
+	if err != nil {
+		panic(err)
+	}
+	return dir
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	os.RemoveAll(fixtureDir())
+	os.Exit(code)
+}
+
+var dealFixtures sync.Map // n → path
+
+// dealsDB returns a bbolt file with n deals in the sales pipeline, created
+// at stages spread over 2024 (40% new, 25% qualified, 15% proposal, 10%
+// won, 10% lost), owned by 50 owners: n stage-history entries.
+func dealsDB(b *testing.B, n int) string {
+	b.Helper()
+	if p, ok := dealFixtures.Load(n); ok {
+		return p.(string)
+	}
+	path := filepath.Join(fixtureDir(), fmt.Sprintf("deals-%d.db", n))
+	ctx := context.Background()
+	st, err := bolt.Open(path, &bolt.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	e, err := crm.Open(ctx, crm.Options{Store: st, Clock: c})
+	if err != nil {
+		b.Fatal(err)
+	}
+	savePipeline(b, e, salesPipeline)
+	stages := []string{"new", "new", "new", "new", "qualified", "qualified", "qualified", "proposal", "won", "lost"}
+	const batch = 10_000
+	start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	step := time.Duration(int64(365*24*time.Hour) / int64(n))
+	deals := make([]crm.Deal, 0, batch)
+	for i := 0; i < n; i += batch {
+		deals = deals[:0]
+		for j := i; j < min(i+batch, n); j++ {
+			deals = append(deals, crm.Deal{Meta: crm.Meta{Owner: fmt.Sprintf("u%02d", j%50)}, Title: "Deal",
+				Pipeline: "sales", Stage: stages[(j*7)%10], StageEnteredAt: start.Add(time.Duration(j) * step),
+				Amount: crm.Money{Amount: int64(1000 + j%100000), Currency: "EUR"}})
+		}
+		_, errs, err := e.Deals().CreateEach(ctx, deals)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, err := range errs {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	// Let the search indexer catch up, so that it does not run during the
+	// measurements.
+	if _, err := e.Contacts().Search(ctx, "anyone", crm.SearchOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		b.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		b.Fatal(err)
+	}
+	dealFixtures.Store(n, path)
+	return path
+}
+
+// peakHeap samples the heap in use every millisecond until stop is
+// called, which returns the largest value seen, in bytes.
+func peakHeap() (stop func() uint64) {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	var peak uint64
+	done, finished := make(chan struct{}), make(chan struct{})
+	read := func() {
+		metrics.Read(sample)
+		peak = max(peak, sample[0].Value.Uint64())
+	}
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			read()
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		<-finished
+		read()
+		return peak
+	}
+}
+
+// BenchmarkFunnel computes the funnel of 1,000,000 deals on bbolt (the
+// goal is at most 1 s), and the stage report over the same deals,
+// reporting the peak heap of each run.
+func BenchmarkFunnel(b *testing.B) {
+	const n = 1_000_000
+	path := dealsDB(b, n)
+	ctx := context.Background()
+	e, err := crm.Open(ctx, crm.Options{Path: path, Clock: &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	r := analytics.New(e.Default())
+	// The floor: reading the stage changes, with no aggregation.
+	b.Run("scan", func(b *testing.B) {
+		for b.Loop() {
+			count := 0
+			err := e.Deals().ScanMoves(ctx, crm.MovesQuery{Pipeline: "sales"}, func(*crm.StageMove) error {
+				count++
+				return nil
+			})
+			if err != nil || count != n {
+				b.Fatalf("%d moves, %v", count, err)
+			}
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "deals/s")
+	})
+	for _, by := range []analytics.By{analytics.All, analytics.ByOwner} {
+		b.Run("by="+string(by), func(b *testing.B) {
+			var peak uint64
+			for b.Loop() {
+				runtime.GC()
+				stop := peakHeap()
+				f, err := r.Funnel(ctx, analytics.FunnelQuery{Pipeline: "sales", By: by})
+				peak = max(peak, stop())
+				if err != nil {
+					b.Fatal(err)
+				}
+				total := 0
+				for _, g := range f.Groups {
+					total += g.Stages[0].Reached + g.Stages[4].Entered
+				}
+				if total != n {
+					b.Fatalf("the funnel counts %d deals, not %d", total, n)
+				}
+			}
+			b.ReportMetric(float64(peak)/(1<<20), "peak-MiB")
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "deals/s")
+		})
+	}
+}
