@@ -57,8 +57,8 @@ type StageChange struct {
 	// FromPipeline is set when the record came from another pipeline.
 	FromPipeline string `json:"from_pipeline,omitempty"`
 	// From is empty when the record entered its first pipeline.
-	From    string `json:"from,omitempty"`
-	To string `json:"to"`
+	From string `json:"from,omitempty"`
+	To   string `json:"to"`
 	// Owner is the record's owner when it moved, for reports by owner.
 	Owner   string `json:"owner,omitempty"`
 	Actor   string `json:"actor,omitempty"`
