@@ -172,3 +172,87 @@ func BenchmarkFunnel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStages computes the stage report of the same 1,000,000 deals:
+// their stage history (index values) and where each deal is now (which
+// reads every deal's body).
+func BenchmarkStages(b *testing.B) {
+	const n = 1_000_000
+	path := dealsDB(b, n)
+	ctx := context.Background()
+	e, err := crm.Open(ctx, crm.Options{Path: path, Clock: &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	r := analytics.New(e.Default())
+	var peak uint64
+	for b.Loop() {
+		runtime.GC()
+		stop := peakHeap()
+		st, err := r.Stages(ctx, analytics.StagesQuery{Pipeline: "sales"})
+		peak = max(peak, stop())
+		if err != nil {
+			b.Fatal(err)
+		}
+		total := 0
+		for _, s := range st.Groups[0].Stages {
+			total += s.Current
+		}
+		if total != n {
+			b.Fatalf("%d deals now, not %d", total, n)
+		}
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "peak-MiB")
+}
+
+// The in-memory RFM aggregation must stay within 1.5x of a plain loop
+// that sums into a dense per-customer slice. Both run over the same
+// 10,000,000 order facts of 1,000,000 customers, grouped by customer as
+// crm.Tenant.ScanOrderFacts delivers them; the dense loop is given each
+// fact's customer index up front, which the real aggregation has to work
+// out from the IDs.
+func BenchmarkRFMAggregation(b *testing.B) {
+	const customers, lines = 1_000_000, 10_000_000
+	facts := make([]crm.OrderFact, 0, lines)
+	index := make([]int32, 0, lines)
+	at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for c := range customers {
+		id := fmt.Sprintf("0190c6d2-0000-7000-8000-%012d", c)
+		for j := range lines / customers {
+			facts = append(facts, crm.OrderFact{ContactID: id, OrderedAt: at.Add(time.Duration(c+j) * time.Hour),
+				Refund: j == 9 && c%7 == 0, Total: crm.Money{Amount: int64(100 + (c+j)%5000), Currency: "EUR"}})
+			index = append(index, int32(c))
+		}
+	}
+	b.Run("dense-slice", func(b *testing.B) {
+		type row struct {
+			frequency int
+			monetary  int64
+			last      time.Time
+		}
+		for b.Loop() {
+			rows := make([]row, customers)
+			for i := range facts {
+				f, r := &facts[i], &rows[index[i]]
+				r.monetary += f.Total.Amount
+				if !f.Refund {
+					r.frequency++
+					if f.OrderedAt.After(r.last) {
+						r.last = f.OrderedAt
+					}
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/lines, "ns/line")
+	})
+	b.Run("rfm", func(b *testing.B) {
+		for b.Loop() {
+			rows, err := analytics.AggregateRFM(facts)
+			if err != nil || rows != customers {
+				b.Fatalf("%d rows, %v", rows, err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/lines, "ns/line")
+	})
+}

@@ -125,14 +125,23 @@ func ValidateSegments(segs []Segment) error {
 	return nil
 }
 
+// custAgg is one customer's aggregate, as compact as the dense loop's.
+type custAgg struct {
+	id        string
+	last      time.Time
+	frequency int
+	monetary  int64
+}
+
 // rfmAcc aggregates order facts that come grouped by customer into one
-// row per customer, appended to a dense slice: no map, no lookups.
+// aggregate per customer, appended to dense chunks: no map, no lookups,
+// no copying as the number of customers grows.
 type rfmAcc struct {
 	currency string
 	fixed    bool // currency was given, so others are skipped
-	rows     []RFMRow
-	cur      RFMRow // the customer being read
-	has      bool   // cur has a non-refund order
+	rows     chunked[custAgg]
+	cur      custAgg // the customer being read
+	has      bool    // cur has a non-refund order
 	started  bool
 }
 
@@ -147,29 +156,43 @@ func (a *rfmAcc) add(f *crm.OrderFact) error {
 			return fmt.Errorf("%w: orders are in several currencies (%s and %s at least); choose one with RFMOptions.Currency", ErrInvalid, a.currency, f.Total.Currency)
 		}
 	}
-	if !a.started || f.ContactID != a.cur.CustomerID {
+	if !a.started || f.ContactID != a.cur.id {
 		a.flush()
-		a.cur, a.has, a.started = RFMRow{CustomerID: f.ContactID}, false, true
+		a.cur, a.has, a.started = custAgg{id: f.ContactID}, false, true
 	}
-	sum := a.cur.Monetary + f.Total.Amount
-	if (f.Total.Amount > 0 && sum < a.cur.Monetary) || (f.Total.Amount < 0 && sum > a.cur.Monetary) {
+	sum := a.cur.monetary + f.Total.Amount
+	if (f.Total.Amount > 0 && sum < a.cur.monetary) || (f.Total.Amount < 0 && sum > a.cur.monetary) {
 		return fmt.Errorf("analytics: RFM: the spend of customer %s overflows int64 minor units", f.ContactID)
 	}
-	a.cur.Monetary = sum
+	a.cur.monetary = sum
 	if !f.Refund {
-		a.cur.Frequency++
+		a.cur.frequency++
 		a.has = true
-		if f.OrderedAt.After(a.cur.LastOrder) {
-			a.cur.LastOrder = f.OrderedAt
+		if f.OrderedAt.After(a.cur.last) {
+			a.cur.last = f.OrderedAt
 		}
 	}
 	return nil
 }
 
+// flush ends the current customer.
 func (a *rfmAcc) flush() {
 	if a.started && a.has {
-		a.rows = append(a.rows, a.cur)
+		a.rows.add(a.cur)
 	}
+	a.started = false
+}
+
+// result returns the customers' rows.
+func (a *rfmAcc) result() []RFMRow {
+	a.flush()
+	out := make([]RFMRow, 0, a.rows.n)
+	for _, ch := range a.rows.chunks {
+		for _, c := range ch {
+			out = append(out, RFMRow{CustomerID: c.id, LastOrder: c.last, Frequency: c.frequency, Monetary: c.monetary})
+		}
+	}
+	return out
 }
 
 // dayNumber returns the days since 1970-01-01 of t's date in loc.
@@ -197,9 +220,8 @@ func (r *Reports) RFM(ctx context.Context, opts RFMOptions) (*RFM, error) {
 	if err := r.t.ScanOrderFacts(ctx, a.add); err != nil {
 		return nil, err
 	}
-	a.flush()
 	loc := r.t.Location()
-	out := &RFM{Currency: a.currency, Rows: a.rows}
+	out := &RFM{Currency: a.currency, Rows: a.result()}
 	ref := opts.Reference
 	if ref.IsZero() {
 		last, err := r.t.Orders().List(ctx, crm.ListOptions{By: "ordered_at", Reverse: true, Limit: 1, Archived: crm.ArchivedIncluded})
