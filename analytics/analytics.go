@@ -168,6 +168,31 @@ func (r *Reports) pipelineOf(ctx context.Context, name string) (*pipeline.Defini
 	return def, s, nil
 }
 
+// prepareStages checks the common parts of a stage report's query and
+// returns the pipeline, its records, the owners to keep (nil: all) and
+// each stage key's position.
+func (r *Reports) prepareStages(ctx context.Context, name string, p Period, s Slice, by By) (*pipeline.Definition, staged, map[string]bool, map[string]int, error) {
+	if err := p.validate(); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if err := checkBy(by); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	def, recs, err := r.pipelineOf(ctx, name)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	keep, err := r.owners(ctx, s)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	stageIndex := make(map[string]int, len(def.Stages))
+	for i, st := range def.Stages {
+		stageIndex[st.Key] = i
+	}
+	return def, recs, keep, stageIndex, nil
+}
+
 // sortedKeys returns a map's keys in order.
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))

@@ -90,6 +90,17 @@ func dealsDB(b *testing.B, n int) string {
 	return path
 }
 
+// openDeals opens the engine on dealsDB(b, n), closed when b ends.
+func openDeals(b *testing.B, n int) *crm.Engine {
+	b.Helper()
+	e, err := crm.Open(context.Background(), crm.Options{Path: dealsDB(b, n), Clock: &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	return e
+}
+
 // peakHeap samples the heap in use every millisecond until stop is
 // called, which returns the largest value seen, in bytes.
 func peakHeap() (stop func() uint64) {
@@ -126,13 +137,8 @@ func peakHeap() (stop func() uint64) {
 // reporting the peak heap of each run.
 func BenchmarkFunnel(b *testing.B) {
 	const n = 1_000_000
-	path := dealsDB(b, n)
+	e := openDeals(b, n)
 	ctx := context.Background()
-	e, err := crm.Open(ctx, crm.Options{Path: path, Clock: &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
 	r := analytics.New(e.Default())
 	// The floor: reading the stage changes, with no aggregation.
 	b.Run("scan", func(b *testing.B) {
@@ -178,13 +184,8 @@ func BenchmarkFunnel(b *testing.B) {
 // reads every deal's body).
 func BenchmarkStages(b *testing.B) {
 	const n = 1_000_000
-	path := dealsDB(b, n)
+	e := openDeals(b, n)
 	ctx := context.Background()
-	e, err := crm.Open(ctx, crm.Options{Path: path, Clock: &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
 	r := analytics.New(e.Default())
 	var peak uint64
 	for b.Loop() {

@@ -65,25 +65,11 @@ type FunnelStage struct {
 
 // Funnel computes the funnel of q.Pipeline. It reads the stage changes of
 // the period only, from index values (crm.Staged.ScanMoves), and keeps
-// one bit per stage for each record seen.
+// 24 bytes per stage entry until it has counted them.
 func (r *Reports) Funnel(ctx context.Context, q FunnelQuery) (*Funnel, error) {
-	if err := q.Period.validate(); err != nil {
-		return nil, err
-	}
-	if err := checkBy(q.By); err != nil {
-		return nil, err
-	}
-	def, recs, err := r.pipelineOf(ctx, q.Pipeline)
+	def, recs, keep, stageIndex, err := r.prepareStages(ctx, q.Pipeline, q.Period, q.Slice, q.By)
 	if err != nil {
 		return nil, err
-	}
-	keep, err := r.owners(ctx, q.Slice)
-	if err != nil {
-		return nil, err
-	}
-	stageIndex := make(map[string]int, len(def.Stages))
-	for i, s := range def.Stages {
-		stageIndex[s.Key] = i
 	}
 	// Every entry becomes (record key, group, stage); sorted, the entries
 	// of one record in one group come together, and a pass counts them.

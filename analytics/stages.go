@@ -65,23 +65,9 @@ type StageTime struct {
 // stage history (index values only), current counts from the records in
 // the pipeline. Each stay's length is kept until the medians are taken.
 func (r *Reports) Stages(ctx context.Context, q StagesQuery) (*StageTimes, error) {
-	if err := q.Period.validate(); err != nil {
-		return nil, err
-	}
-	if err := checkBy(q.By); err != nil {
-		return nil, err
-	}
-	def, recs, err := r.pipelineOf(ctx, q.Pipeline)
+	def, recs, keep, stageIndex, err := r.prepareStages(ctx, q.Pipeline, q.Period, q.Slice, q.By)
 	if err != nil {
 		return nil, err
-	}
-	keep, err := r.owners(ctx, q.Slice)
-	if err != nil {
-		return nil, err
-	}
-	stageIndex := make(map[string]int, len(def.Stages))
-	for i, s := range def.Stages {
-		stageIndex[s.Key] = i
 	}
 	type acc struct {
 		stays            [][]time.Duration
