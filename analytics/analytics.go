@@ -211,10 +211,6 @@ func ratio(a, b int) float64 {
 	return float64(a) / float64(b)
 }
 
-func addCarry(a, b uint64) (sum, carry uint64) {
-	return bits.Add64(a, b, 0)
-}
-
 // div128 returns (hi<<64 | lo) / d, saturated to the int64 range.
 func div128(hi, lo, d uint64) uint64 {
 	if hi >= d {

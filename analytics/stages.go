@@ -2,6 +2,7 @@ package analytics
 
 import (
 	"context"
+	"math/bits"
 	"slices"
 	"time"
 
@@ -145,7 +146,7 @@ func summarize(d []time.Duration) (n int, mean, median time.Duration) {
 	var hi, lo uint64 // the sum as a 128-bit unsigned number (stays are never negative)
 	for _, v := range d {
 		var carry uint64
-		lo, carry = addCarry(lo, uint64(v))
+		lo, carry = bits.Add64(lo, uint64(v), 0)
 		hi += carry
 	}
 	q := div128(hi, lo, uint64(len(d)))

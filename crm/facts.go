@@ -161,24 +161,13 @@ func (s *Staged[T]) ScanMoves(ctx context.Context, q MovesQuery, fn func(*StageM
 	}
 	var m StageMove // one for every call: fn must not keep it
 	return s.view(ctx, func(tx storage.ReadTx) error {
-		for {
-			pg, err := tx.Scan(ctx, timelineCollection, sq)
-			if err != nil {
+		return scanKeys(ctx, tx, timelineCollection, sq, func(key, _ string) error {
+			var err error
+			if m, err = parseMoveKey(key); err != nil {
 				return err
 			}
-			for _, k := range pg.Keys {
-				if m, err = parseMoveKey(k); err != nil {
-					return err
-				}
-				if err := fn(&m); err != nil {
-					return err
-				}
-			}
-			if pg.Next == "" {
-				return nil
-			}
-			sq.Cursor = pg.Next
-		}
+			return fn(&m)
+		})
 	})
 }
 
@@ -261,25 +250,14 @@ func (t *Tenant) ScanOrderFacts(ctx context.Context, fn func(*OrderFact) error) 
 	q := storage.Query{Index: "customer_facts", KeysOnly: true, Limit: storage.MaxScanLimit}
 	var f OrderFact
 	return t.view(ctx, func(tx storage.ReadTx) error {
-		for {
-			pg, err := tx.Scan(ctx, ordersCollection, q)
-			if err != nil {
+		return scanKeys(ctx, tx, ordersCollection, q, func(key, id string) error {
+			var err error
+			if f, err = parseOrderFact(key); err != nil {
 				return err
 			}
-			for i, k := range pg.Keys {
-				if f, err = parseOrderFact(k); err != nil {
-					return err
-				}
-				f.OrderID = pg.Records[i].ID
-				if err := fn(&f); err != nil {
-					return err
-				}
-			}
-			if pg.Next == "" {
-				return nil
-			}
-			q.Cursor = pg.Next
-		}
+			f.OrderID = id
+			return fn(&f)
+		})
 	})
 }
 

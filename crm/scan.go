@@ -30,3 +30,27 @@ func scanAll(ctx context.Context, tx storage.ReadTx, collection string, q storag
 		q.Cursor = pg.Next
 	}
 }
+
+// scanKeys is scanAll for a keys-only index scan (q.KeysOnly is set
+// here): fn gets each index value and record ID, page after page.
+func scanKeys(ctx context.Context, tx storage.ReadTx, collection string, q storage.Query, fn func(key, id string) error) error {
+	q.KeysOnly = true
+	if q.Limit == 0 {
+		q.Limit = storage.MaxScanLimit
+	}
+	for {
+		pg, err := tx.Scan(ctx, collection, q)
+		if err != nil {
+			return err
+		}
+		for i, k := range pg.Keys {
+			if err := fn(k, pg.Records[i].ID); err != nil {
+				return err
+			}
+		}
+		if pg.Next == "" {
+			return nil
+		}
+		q.Cursor = pg.Next
+	}
+}
