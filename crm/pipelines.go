@@ -252,6 +252,28 @@ func (p *Pipelines) Get(ctx context.Context, name string) (*pipeline.Definition,
 	return &def, nil
 }
 
+// List returns the stored definitions of the given kind ("" for every
+// kind), by name.
+func (p *Pipelines) List(ctx context.Context, kind pipeline.Kind) ([]*pipeline.Definition, error) {
+	var defs []*pipeline.Definition
+	err := p.t.view(ctx, func(tx storage.ReadTx) error {
+		return scanAll(ctx, tx, pipelinesCollection, storage.Query{}, func(rec storage.Record) error {
+			var def pipeline.Definition
+			if err := json.Unmarshal(rec.Body, &def); err != nil {
+				return fmt.Errorf("pipeline %s: %w", rec.ID, err)
+			}
+			if kind == "" || def.Kind == kind {
+				defs = append(defs, &def)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("crm: pipelines: %w", err)
+	}
+	return defs, nil
+}
+
 // Delete removes a definition no record uses (ErrInUse otherwise).
 func (p *Pipelines) Delete(ctx context.Context, name string) error {
 	return p.t.update(ctx, func(tx storage.Tx) error {

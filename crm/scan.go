@@ -2,6 +2,9 @@ package crm
 
 import (
 	"context"
+	"fmt"
+	"strings"
+	"time"
 
 	"github.com/rapportcrm/rapport/storage"
 )
@@ -53,4 +56,76 @@ func scanKeys(ctx context.Context, tx storage.ReadTx, collection string, q stora
 		}
 		q.Cursor = pg.Next
 	}
+}
+
+// EachOptions select the records Records.Each visits.
+type EachOptions struct {
+	// By names the index to visit by, as in ListOptions; "" visits every
+	// record in ID order.
+	By string
+	// Value keeps the records whose By value equals it. Empty with By set
+	// visits every record that has a value, in value order.
+	Value string
+	// From and To bound the By values instead: From <= value < To, either
+	// bound open when empty. They cannot be combined with Value. For a
+	// time index such as an order's "ordered_at", use SortableTime.
+	From, To string
+	// Archived says whether archived records are visited, as in
+	// ListOptions.
+	Archived Archived
+}
+
+// SortableTime formats t as the engine's time indexes (for example an
+// order's "ordered_at") hold it, for EachOptions.From and To.
+func SortableTime(t time.Time) string { return t.UTC().Format(sortableTimeLayout) }
+
+// Each calls fn for every record opts selects, in index order, in one
+// snapshot, decoding one record at a time: a report can visit a whole
+// collection without holding it. fn must not write through the engine
+// (the snapshot is a read transaction) and must copy the record if it
+// keeps a pointer: the value is reused. An error from fn stops the visit
+// and is returned.
+func (r *Records[T]) Each(ctx context.Context, opts EachOptions, fn func(*T) error) error {
+	if opts.By == "" && (opts.Value != "" || opts.From != "" || opts.To != "") {
+		return fmt.Errorf("crm: %s: %w: Value, From or To without By", r.k.name, ErrInvalid)
+	}
+	if opts.Value != "" && (opts.From != "" || opts.To != "") {
+		return fmt.Errorf("crm: %s: %w: Value with From or To", r.k.name, ErrInvalid)
+	}
+	switch opts.Archived {
+	case ArchivedExcluded, ArchivedIncluded, ArchivedOnly:
+	default:
+		return fmt.Errorf("crm: %s: %w: Archived %q: want \"\", include or only", r.k.name, ErrInvalid, opts.Archived)
+	}
+	q := storage.Query{Index: opts.By, Equal: opts.Value, Start: opts.From, End: opts.To, Limit: storage.MaxScanLimit}
+	if key, ok := strings.CutPrefix(opts.By, "custom."); ok {
+		q.Index = "custom"
+		switch {
+		case opts.Value != "":
+			q.Equal = key + sep + opts.Value
+		case opts.From == "" && opts.To == "":
+			q.Prefix = key + sep
+		default:
+			q.Start = key + sep + opts.From
+			q.End = key + sep + "\xff"
+			if opts.To != "" {
+				q.End = key + sep + opts.To
+			}
+		}
+	}
+	if q.Start != "" && q.End != "" && q.Start >= q.End {
+		return nil
+	}
+	return r.view(ctx, func(tx storage.ReadTx) error {
+		return scanAll(ctx, tx, r.k.collection.Name, q, func(rec storage.Record) error {
+			v, err := r.decode(rec)
+			if err != nil {
+				return err
+			}
+			if archived := !r.k.meta(&v).ArchivedAt.IsZero(); opts.Archived != ArchivedIncluded && archived != (opts.Archived == ArchivedOnly) {
+				return nil
+			}
+			return fn(&v)
+		})
+	})
 }
