@@ -221,14 +221,20 @@ func TestSalesReportsRefuseBadQueries(t *testing.T) {
 	r := analytics.New(e.Default())
 	empty := analytics.Period{From: day(time.March, 2), To: day(time.March, 1)}
 	for name, run := range map[string]func() error{
-		"lost: unknown pipeline":   func() error { _, err := r.Lost(ctx, analytics.LostQuery{Pipeline: "nope"}); return err },
-		"lost: lead pipeline":      func() error { _, err := r.Lost(ctx, analytics.LostQuery{Pipeline: "leads"}); return err },
-		"lost: bad currency":       func() error { _, err := r.Lost(ctx, analytics.LostQuery{Currency: "EURO"}); return err },
-		"lost: empty period":       func() error { _, err := r.Lost(ctx, analytics.LostQuery{Period: empty}); return err },
-		"lost: unknown team":       func() error { _, err := r.Lost(ctx, analytics.LostQuery{Slice: analytics.Slice{Team: "nope"}}); return err },
-		"forecast: lead pipeline":  func() error { _, err := r.Forecast(ctx, analytics.ForecastQuery{Pipeline: "leads"}); return err },
-		"forecast: empty period":   func() error { _, err := r.Forecast(ctx, analytics.ForecastQuery{Period: empty}); return err },
-		"commission: negative":     func() error { _, err := r.Commission(ctx, analytics.CommissionQuery{Rates: analytics.CommissionRates{Default: -1}}); return err },
+		"lost: unknown pipeline": func() error { _, err := r.Lost(ctx, analytics.LostQuery{Pipeline: "nope"}); return err },
+		"lost: lead pipeline":    func() error { _, err := r.Lost(ctx, analytics.LostQuery{Pipeline: "leads"}); return err },
+		"lost: bad currency":     func() error { _, err := r.Lost(ctx, analytics.LostQuery{Currency: "EURO"}); return err },
+		"lost: empty period":     func() error { _, err := r.Lost(ctx, analytics.LostQuery{Period: empty}); return err },
+		"lost: unknown team": func() error {
+			_, err := r.Lost(ctx, analytics.LostQuery{Slice: analytics.Slice{Team: "nope"}})
+			return err
+		},
+		"forecast: lead pipeline": func() error { _, err := r.Forecast(ctx, analytics.ForecastQuery{Pipeline: "leads"}); return err },
+		"forecast: empty period":  func() error { _, err := r.Forecast(ctx, analytics.ForecastQuery{Period: empty}); return err },
+		"commission: negative": func() error {
+			_, err := r.Commission(ctx, analytics.CommissionQuery{Rates: analytics.CommissionRates{Default: -1}})
+			return err
+		},
 		"commission: bad currency": func() error { _, err := r.Commission(ctx, analytics.CommissionQuery{Currency: "xx"}); return err },
 		"plan: empty period":       func() error { _, err := r.Plan(ctx, analytics.PlanQuery{Period: empty}); return err },
 	} {
