@@ -2,7 +2,6 @@ package analytics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -222,19 +221,11 @@ func (r *Reports) RFM(ctx context.Context, opts RFMOptions) (*RFM, error) {
 	}
 	loc := r.t.Location()
 	out := &RFM{Currency: a.currency, Rows: a.result()}
-	ref := opts.Reference
-	if ref.IsZero() {
-		last, err := r.t.Orders().List(ctx, crm.ListOptions{By: "ordered_at", Reverse: true, Limit: 1, Archived: crm.ArchivedIncluded})
-		if err != nil {
-			return nil, err
-		}
-		if len(last.Items) == 0 {
-			return out, nil // no orders at all
-		}
-		ref = last.Items[0].OrderedAt.In(loc).AddDate(0, 0, 1)
+	ref, err := r.referenceDay(ctx, opts.Reference)
+	if err != nil || ref.IsZero() {
+		return out, err // no orders at all
 	}
-	y, m, d := ref.In(loc).Date()
-	out.Reference = time.Date(y, m, d, 0, 0, 0, 0, loc)
+	out.Reference = ref
 	refDay := dayNumber(out.Reference, loc)
 	for i := range out.Rows {
 		out.Rows[i].RecencyDays = int(refDay - dayNumber(out.Rows[i].LastOrder, loc))
@@ -251,19 +242,32 @@ func (r *Reports) RFM(ctx context.Context, opts RFMOptions) (*RFM, error) {
 		}
 	}
 	if opts.ExternalIDs {
-		contacts := r.t.Contacts()
 		for i := range out.Rows {
-			c, err := contacts.Get(ctx, out.Rows[i].CustomerID)
-			if errors.Is(err, crm.ErrNotFound) {
-				continue // erased or deleted since the order
-			}
-			if err != nil {
+			if out.Rows[i].ExternalID, err = r.externalID(ctx, out.Rows[i].CustomerID); err != nil {
 				return nil, err
 			}
-			out.Rows[i].ExternalID = c.ExternalID
 		}
 	}
 	return out, nil
+}
+
+// referenceDay returns the midnight (in the engine's time zone) of the
+// day of ref or, when ref is zero, of the day after the last order of
+// any kind; zero when there is no order.
+func (r *Reports) referenceDay(ctx context.Context, ref time.Time) (time.Time, error) {
+	loc := r.t.Location()
+	if ref.IsZero() {
+		last, err := r.t.Orders().List(ctx, crm.ListOptions{By: "ordered_at", Reverse: true, Limit: 1, Archived: crm.ArchivedIncluded})
+		if err != nil {
+			return time.Time{}, err
+		}
+		if len(last.Items) == 0 {
+			return time.Time{}, nil
+		}
+		ref = last.Items[0].OrderedAt.In(loc).AddDate(0, 0, 1)
+	}
+	y, m, d := ref.In(loc).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, loc), nil
 }
 
 // score sets the quintile scores of rows (see RFM).

@@ -171,7 +171,7 @@ func TestRFMRefusesBadOptions(t *testing.T) {
 const retailPath = "../../shared/data/online_retail_sample.csv"
 
 // TestRFMOnlineRetail imports the real sample and compares every
-// customer's recency, frequency, monetary value and scores with a small
+// customer's recency, frequency, monetary value, scores and lifetime value with a small
 // computation of its own straight from the CSV.
 func TestRFMOnlineRetail(t *testing.T) {
 	if _, err := os.Stat(retailPath); err != nil {
@@ -194,6 +194,7 @@ func TestRFMOnlineRetail(t *testing.T) {
 		invoices map[string]bool
 		spend    int64
 		last     time.Time
+		first    time.Time
 	}
 	custs := map[string]*cust{}
 	var lastOrder time.Time
@@ -224,6 +225,9 @@ func TestRFMOnlineRetail(t *testing.T) {
 			continue
 		}
 		c.invoices[invoice] = true
+		if c.first.IsZero() || at.Before(c.first) {
+			c.first = at
+		}
 		if at.After(c.last) {
 			c.last = at
 		}
@@ -275,4 +279,28 @@ func TestRFMOnlineRetail(t *testing.T) {
 	assert.Greater(t, n, 3000, "the sample has about 3,500 customers")
 	assert.Zero(t, segments[analytics.OtherSegment], "the default segments name every (R, F) cell")
 	t.Logf("%d customers, reference %s, segments %v", n, ref.Format(time.DateOnly), segments)
+
+	// CLV from the same data: historic = net spend; tenure from the
+	// first order's day; 5 years at 8%, 60% retention, 30% margin.
+	clv, err := analytics.New(e.Default()).CLV(ctx, analytics.CLVOptions{ExternalIDs: true, Horizon: 5, DiscountRate: 0.08, Retention: 0.6, Margin: 0.3})
+	require.NoError(t, err)
+	factor := 0.0
+	for y := 1; y <= 5; y++ {
+		factor += math.Pow(0.6, float64(y-1)) / math.Pow(1.08, float64(y))
+	}
+	require.Len(t, clv.Rows, n)
+	var total int64
+	for _, row := range clv.Rows {
+		c := custs[row.ExternalID]
+		require.NotNil(t, c, row.ExternalID)
+		fy, fm, fd := c.first.Date()
+		years := max(1, ref.Sub(time.Date(fy, fm, fd, 0, 0, 0, 0, time.UTC)).Hours()/24/365)
+		yearly := math.Round(float64(c.spend) * 0.3 / years)
+		assert.Equal(t, c.spend, row.Historic, row.ExternalID)
+		assert.Equal(t, len(c.invoices), row.Orders, row.ExternalID)
+		assert.Equal(t, int64(yearly), row.Yearly, row.ExternalID)
+		assert.Equal(t, int64(math.Round(yearly*factor)), row.Predicted, row.ExternalID)
+		total += c.spend
+	}
+	assert.Equal(t, total, clv.Historic)
 }
