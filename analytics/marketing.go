@@ -97,7 +97,7 @@ type LeadGroup struct {
 	// Converted counts the leads converted (Leads.Convert) by now; Won
 	// those whose deal is now in a won stage. ConversionRate is
 	// Converted / Leads, WinRate Won / Leads.
-	Converted, Won           int
+	Converted, Won          int
 	ConversionRate, WinRate float64
 	// Expected sums the leads' expected amounts; Average is Expected over
 	// the leads that have one, rounded half away from zero (0 without).

@@ -2,7 +2,8 @@
 # Installs what the test suite needs when it is missing, from Debian
 # packages. Safe to run repeatedly. The default store (bbolt) is embedded;
 # storage/postgres tests start a throwaway PostgreSQL cluster from the
-# server binaries (initdb, pg_ctl) of Debian's postgresql package.
+# server binaries (initdb, pg_ctl) of Debian's postgresql package; the
+# analytics HTML report is opened in Debian's headless chromium.
 set -euo pipefail
 
 if ! command -v go >/dev/null 2>&1; then
@@ -13,6 +14,10 @@ fi
 need=()
 if ! command -v initdb >/dev/null 2>&1 && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
   need+=(postgresql)
+fi
+# The analytics HTML report test opens the page in headless Chromium.
+if ! command -v chromium >/dev/null 2>&1; then
+  need+=(chromium)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
