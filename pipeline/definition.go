@@ -73,7 +73,8 @@ type Stage struct {
 	// norm.
 	Norm Norm `json:"norm,omitempty" yaml:"norm,omitempty"`
 	// Required lists the record fields (JSON names) that must be set to
-	// enter the stage.
+	// enter the stage; a dotted path reaches into an object, for example
+	// "custom.contract_ref" for a custom field.
 	Required []string `json:"required,omitempty" yaml:"required,omitempty"`
 	// Terminal is empty for open stages.
 	Terminal Terminal `json:"terminal,omitempty" yaml:"terminal,omitempty"`

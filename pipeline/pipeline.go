@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rapportcrm/rapport/internal/expression"
@@ -356,7 +357,7 @@ func (p *Pipeline) enter(m Move, to int, fromOutside bool) error {
 	}
 	var missing []string
 	for _, f := range target.Required {
-		if !isSet(m.Record[f]) {
+		if !isSet(field(m.Record, f)) {
 			missing = append(missing, f)
 		}
 	}
@@ -381,6 +382,20 @@ func (p *Pipeline) enter(m Move, to int, fromOutside bool) error {
 
 // isSet reports whether a field value counts as set: present, not null,
 // not an empty string, list or map.
+// field returns the value at a dotted path ("custom.contract_ref") in a
+// record, nil when a part of the path is missing.
+func field(rec map[string]any, path string) any {
+	var v any = rec
+	for part := range strings.SplitSeq(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[part]
+	}
+	return v
+}
+
 func isSet(v any) bool {
 	switch v := v.(type) {
 	case nil:

@@ -41,7 +41,7 @@ func walk(t *testing.T, p *pipeline.Pipeline, steps []step) {
 }
 
 func TestEveryBuiltinLoadsAndWalks(t *testing.T) {
-	deal := map[string]any{"amount": map[string]any{"amount": 120000, "currency": "EUR"}, "contract_ref": "C-1"}
+	deal := map[string]any{"amount": map[string]any{"amount": 120000, "currency": "EUR"}, "custom": map[string]any{"contract_ref": "C-1"}}
 	walks := map[string][]step{
 		"lead": {
 			{to: "qualified", record: map[string]any{"email": "a@b.io"}},
@@ -98,7 +98,7 @@ func TestMovesThatAreRefused(t *testing.T) {
 		{"won without contract reference", pipeline.Move{From: "contract", To: "won", Record: deal}, func(t *testing.T, err error) {
 			var me *pipeline.MissingFieldsError
 			require.ErrorAs(t, err, &me)
-			assert.Equal(t, []string{"contract_ref"}, me.Fields)
+			assert.Equal(t, []string{"custom.contract_ref"}, me.Fields)
 			assert.Equal(t, "won", me.Stage)
 		}},
 		{"empty string is not set", pipeline.Move{From: "needs-clarification", To: "proposal-prepared", Record: map[string]any{"amount": ""}}, func(t *testing.T, err error) {

@@ -5,8 +5,7 @@
 //	crmctl [-db rapport.db] [-tenant default] contacts get ID
 //	crmctl [-db rapport.db] [-tenant default] import contacts|accounts|products|orders FILE [--map col=field]... [--format csv|jsonl] [--currency GBP] [--refund-prefix C] [--stop-on-error]
 //	crmctl [-db rapport.db] [-tenant default] export contacts|accounts|products|orders [-o FILE] [--format csv|jsonl]
-//	crmctl [-db rapport.db] [-tenant default] report funnel|stages --pipeline P [--from DAY] [--to DAY] [--by owner] [--owner a,b] [--team T] [--format table|csv|json]
-//	crmctl [-db rapport.db] [-tenant default] report rfm [--reference DAY] [--currency C] [--format table|csv|json]
+//	crmctl [-db rapport.db] [-tenant default] report funnel|stages|overdue|lost|plan|forecast|commission|leads|campaigns|products|rfm|clv|cohorts|nps [flags] [--format table|csv|json|html|svg]
 //	crmctl [-db rapport.db] check
 //
 // Output is JSON, one record per line. An import prints a summary on
@@ -41,8 +40,8 @@ commands:
   import contacts|accounts|products|orders FILE [--map col=field]... [--format csv|jsonl]
          [--currency C] [--refund-prefix P] [--stop-on-error] [--batch N]
   export contacts|accounts|products|orders [-o FILE] [--format csv|jsonl]
-  report funnel|stages --pipeline P [--from DAY] [--to DAY] [--by owner] [--owner a,b] [--team T] [--format table|csv|json]
-  report rfm [--reference DAY] [--currency C] [--format table|csv|json]
+  report funnel|stages|overdue|lost|plan|forecast|commission|leads|campaigns|products|rfm|clv|cohorts|nps
+         [flags] [--format table|csv|json|html|svg]   (crmctl report, without a kind, lists the flags)
   check        verify the consistency of the database file
 exit codes: 0 done, 1 failed, 2 usage, 3 imported with some rows skipped`
 

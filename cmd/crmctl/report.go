@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -16,11 +17,42 @@ import (
 	"github.com/rapportcrm/rapport/crm"
 )
 
-const reportUsage = `usage: crmctl report funnel|stages|rfm [flags]
-  funnel, stages: --pipeline P [--from DATE] [--to DATE] [--by owner] [--owner a,b] [--team T]
-  rfm:            [--reference DATE] [--currency C]
-  all:            [--format table|csv|json]
-DATE is YYYY-MM-DD (UTC); --from and --to are both inclusive.`
+const reportUsage = `usage: crmctl report KIND [flags]
+  funnel, stages, overdue: --pipeline P [--from DAY] [--to DAY] [--by owner] [--owner a,b] [--team T]
+  lost:       [--pipeline P] [--from DAY] [--to DAY] [--owner a,b] [--team T] [--currency C]
+  forecast:   [--pipeline P] [--from DAY] [--to DAY] [--owner a,b] [--team T] [--currency C]
+  plan:       [--from DAY] [--to DAY]
+  commission: [--from DAY] [--to DAY] [--owner a,b] [--team T] [--currency C] [--rate BP] [--rates u1=BP,u2=BP]
+  leads:      [--from DAY] [--to DAY] [--owner a,b] [--team T] [--currency C]
+  campaigns:  [--from DAY] [--to DAY] [--currency C]
+  products:   [--from DAY] [--to DAY] [--category K] [--currency C]
+  rfm:        [--reference DAY] [--currency C]
+  clv:        [--reference DAY] [--currency C] [--horizon YEARS] [--discount RATE] [--retention RATE] [--margin RATE]
+  cohorts:    [--from DAY] [--to DAY] [--months N]
+  nps:        [--from DAY] [--to DAY] [--survey S] [--by month|survey|segment]
+  all:        [--format table|csv|json|html|svg]
+DAY is YYYY-MM-DD (UTC); --from and --to are both inclusive. Money is in
+minor units (cents). BP is basis points (250 = 2.5%). nps --by segment
+groups by RFM segment. html is a self-contained page with the chart and
+the table; svg is the chart alone.`
+
+// reportFlags lists the flags each report takes, beyond --format.
+var reportFlags = map[string][]string{
+	"funnel":     {"pipeline", "from", "to", "by", "owner", "team"},
+	"stages":     {"pipeline", "from", "to", "by", "owner", "team"},
+	"overdue":    {"pipeline", "from", "to", "by", "owner", "team"},
+	"lost":       {"pipeline", "from", "to", "owner", "team", "currency"},
+	"forecast":   {"pipeline", "from", "to", "owner", "team", "currency"},
+	"plan":       {"from", "to"},
+	"commission": {"from", "to", "owner", "team", "currency", "rate", "rates"},
+	"leads":      {"from", "to", "owner", "team", "currency"},
+	"campaigns":  {"from", "to", "currency"},
+	"products":   {"from", "to", "category", "currency"},
+	"rfm":        {"reference", "currency"},
+	"clv":        {"reference", "currency", "horizon", "discount", "retention", "margin"},
+	"cohorts":    {"from", "to", "months"},
+	"nps":        {"from", "to", "survey", "by"},
+}
 
 // reportCmd runs one report and prints it.
 func reportCmd(ctx context.Context, path, tenant string, args []string, stdout, stderr io.Writer) (err error) {
@@ -29,28 +61,52 @@ func reportCmd(ctx context.Context, path, tenant string, args []string, stdout, 
 		return errUsage
 	}
 	kind := args[0]
+	usage := func(format string, a ...any) error {
+		fmt.Fprintf(stderr, format+"\n%s\n", append(a, reportUsage)...)
+		return errUsage
+	}
+	allowed, ok := reportFlags[kind]
+	if !ok {
+		return usage("unknown report %q", kind)
+	}
 	fs := flag.NewFlagSet("report "+kind, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprintln(stderr, reportUsage) }
-	format := fs.String("format", "table", "table, csv or json")
-	pipelineName := fs.String("pipeline", "", "pipeline (funnel, stages)")
+	format := fs.String("format", "table", "table, csv, json, html or svg")
+	pipelineName := fs.String("pipeline", "", "pipeline")
 	from := fs.String("from", "", "first day, YYYY-MM-DD")
 	to := fs.String("to", "", "last day, YYYY-MM-DD")
-	by := fs.String("by", "", "group by: owner")
+	by := fs.String("by", "", "group by")
 	owners := fs.String("owner", "", "comma-separated owners to keep")
 	team := fs.String("team", "", "keep the records of this team's members")
-	reference := fs.String("reference", "", "RFM reference day, YYYY-MM-DD (default: the day after the last order)")
-	currency := fs.String("currency", "", "RFM currency (default: the only one)")
+	reference := fs.String("reference", "", "reference day, YYYY-MM-DD (default: the day after the last order)")
+	currency := fs.String("currency", "", "currency (default: the only one)")
+	rate := fs.Int("rate", 0, "default commission rate, basis points")
+	rates := fs.String("rates", "", "commission rates per owner, owner=BP,...")
+	category := fs.String("category", "", "product category")
+	horizon := fs.Int("horizon", 0, "CLV horizon in years (default 3)")
+	discount := fs.Float64("discount", 0, "CLV yearly discount rate, e.g. 0.1")
+	retention := fs.Float64("retention", 0, "CLV yearly retention, e.g. 0.8 (default 1)")
+	margin := fs.Float64("margin", 0, "CLV margin, e.g. 0.3 (default 1)")
+	months := fs.Int("months", 0, "months to follow each cohort (default 12)")
+	survey := fs.String("survey", "", "survey to keep")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "unexpected arguments %q\n%s\n", fs.Args(), reportUsage)
-		return errUsage
+		return usage("unexpected arguments %q", fs.Args())
 	}
-	if *format != "table" && *format != "csv" && *format != "json" {
-		fmt.Fprintf(stderr, "unknown format %q\n%s\n", *format, reportUsage)
-		return errUsage
+	var wrong []string
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name != "format" && !slices.Contains(allowed, f.Name) {
+			wrong = append(wrong, "--"+f.Name)
+		}
+	})
+	if len(wrong) > 0 {
+		return usage("%s does not take %s", kind, strings.Join(wrong, ", "))
+	}
+	if !slices.Contains([]string{"table", "csv", "json", "html", "svg"}, *format) {
+		return usage("unknown format %q", *format)
 	}
 	var period analytics.Period
 	var ref time.Time
@@ -59,8 +115,7 @@ func reportCmd(ctx context.Context, path, tenant string, args []string, stdout, 
 		to          *time.Time
 	}{{"--from", *from, &period.From}, {"--to", *to, &period.To}, {"--reference", *reference, &ref}} {
 		if *d.to, err = parseDay(d.flag, d.value); err != nil {
-			fmt.Fprintf(stderr, "%v\n%s\n", err, reportUsage)
-			return errUsage
+			return usage("%v", err)
 		}
 	}
 	if !period.To.IsZero() {
@@ -71,6 +126,18 @@ func reportCmd(ctx context.Context, path, tenant string, args []string, stdout, 
 		slice.Owners = strings.Split(*owners, ",")
 	}
 	slice.Team = *team
+	commission := analytics.CommissionRates{Default: *rate}
+	if *rates != "" {
+		commission.Owners = map[string]int{}
+		for _, kv := range strings.Split(*rates, ",") {
+			owner, bp, ok := strings.Cut(kv, "=")
+			n, err := strconv.Atoi(bp)
+			if !ok || owner == "" || err != nil {
+				return usage("--rates %q: want owner=BP,owner=BP", *rates)
+			}
+			commission.Owners[owner] = n
+		}
+	}
 
 	engine, err := crm.Open(ctx, crm.Options{Path: path})
 	if err != nil {
@@ -79,73 +146,77 @@ func reportCmd(ctx context.Context, path, tenant string, args []string, stdout, 
 	defer func() { err = errors.Join(err, engine.Close()) }()
 	r := analytics.New(engine.Tenant(tenant))
 
-	var rep interface{ WriteCSV(io.Writer) error }
-	var table func(*tabwriter.Writer)
+	var rep analytics.Report
 	switch kind {
 	case "funnel":
-		f, err := r.Funnel(ctx, analytics.FunnelQuery{Pipeline: *pipelineName, Period: period, Slice: slice, By: analytics.By(*by)})
-		if err != nil {
-			return err
+		rep, err = r.Funnel(ctx, analytics.FunnelQuery{Pipeline: *pipelineName, Period: period, Slice: slice, By: analytics.By(*by)})
+	case "stages", "overdue":
+		var st *analytics.StageTimes
+		st, err = r.Stages(ctx, analytics.StagesQuery{Pipeline: *pipelineName, Period: period, Slice: slice, By: analytics.By(*by)})
+		rep = st
+		if kind == "overdue" && err == nil {
+			rep = (*analytics.Overdue)(st)
 		}
-		rep, table = f, func(w *tabwriter.Writer) {
-			fmt.Fprintln(w, "GROUP\tSTAGE\tENTERED\tREACHED\tCONVERSION")
-			for _, g := range f.Groups {
-				for _, s := range g.Stages {
-					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", g.Key, s.Label, s.Entered, s.Reached, percent(s.Conversion))
-				}
-			}
-		}
-	case "stages":
-		st, err := r.Stages(ctx, analytics.StagesQuery{Pipeline: *pipelineName, Period: period, Slice: slice, By: analytics.By(*by)})
-		if err != nil {
-			return err
-		}
-		rep, table = st, func(w *tabwriter.Writer) {
-			fmt.Fprintln(w, "GROUP\tSTAGE\tNORM\tEXITS\tAVERAGE\tMEDIAN\tNOW\tOVERDUE")
-			for _, g := range st.Groups {
-				for _, s := range g.Stages {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d (%s)\n", g.Key, s.Label, s.Norm, s.Exits,
-						s.Average.Round(time.Minute), s.Median.Round(time.Minute), s.Current, s.Overdue, percent(s.OverdueShare))
-				}
-			}
-		}
+	case "lost":
+		rep, err = r.Lost(ctx, analytics.LostQuery{Pipeline: *pipelineName, Period: period, Slice: slice, Currency: *currency})
+	case "forecast":
+		rep, err = r.Forecast(ctx, analytics.ForecastQuery{Pipeline: *pipelineName, Period: period, Slice: slice, Currency: *currency})
+	case "plan":
+		rep, err = r.Plan(ctx, analytics.PlanQuery{Period: period})
+	case "commission":
+		rep, err = r.Commission(ctx, analytics.CommissionQuery{Period: period, Slice: slice, Rates: commission, Currency: *currency})
+	case "leads":
+		rep, err = r.Leads(ctx, analytics.LeadsQuery{Period: period, Slice: slice, Currency: *currency})
+	case "campaigns":
+		rep, err = r.Campaigns(ctx, analytics.CampaignsQuery{Period: period, Currency: *currency})
+	case "products":
+		rep, err = r.Products(ctx, analytics.ProductsQuery{Period: period, Category: *category, Currency: *currency})
 	case "rfm":
-		if *pipelineName != "" || *by != "" || *owners != "" || *team != "" || *from != "" || *to != "" {
-			fmt.Fprintf(stderr, "rfm takes --reference and --currency, not pipelines, periods or slices\n%s\n", reportUsage)
-			return errUsage
-		}
-		opts := analytics.RFMOptions{Currency: *currency, Reference: ref, ExternalIDs: true}
-		rfm, err := r.RFM(ctx, opts)
-		if err != nil {
-			return err
-		}
-		rep, table = rfm, func(w *tabwriter.Writer) {
-			fmt.Fprintf(w, "reference %s, amounts in %s minor units\n", rfm.Reference.Format(time.DateOnly), rfm.Currency)
-			fmt.Fprintln(w, "CUSTOMER\tRECENCY\tFREQUENCY\tMONETARY\tR\tF\tM\tSEGMENT")
-			for _, row := range rfm.Rows {
-				id := row.CustomerID
-				if row.ExternalID != "" {
-					id = row.ExternalID
-				}
-				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", id, row.RecencyDays, row.Frequency, row.Monetary, row.R, row.F, row.M, row.Segment)
+		rep, err = r.RFM(ctx, analytics.RFMOptions{Currency: *currency, Reference: ref, ExternalIDs: true})
+	case "clv":
+		rep, err = r.CLV(ctx, analytics.CLVOptions{Currency: *currency, Reference: ref, ExternalIDs: true,
+			Horizon: *horizon, DiscountRate: *discount, Retention: *retention, Margin: *margin})
+	case "cohorts":
+		rep, err = r.Cohorts(ctx, analytics.CohortsQuery{Period: period, Months: *months})
+	case "nps":
+		q := analytics.SatisfactionQuery{Period: period, Survey: *survey, By: analytics.By(*by)}
+		if q.By == analytics.BySegment {
+			rfm, err := r.RFM(ctx, analytics.RFMOptions{})
+			if err != nil {
+				return fmt.Errorf("segments: %w", err)
 			}
+			q.Segments = rfm.Segments()
 		}
-	default:
-		fmt.Fprintf(stderr, "unknown report %q\n%s\n", kind, reportUsage)
-		return errUsage
+		rep, err = r.Satisfaction(ctx, q)
 	}
-	switch *format {
+	if err != nil {
+		return err
+	}
+	return writeReport(stdout, rep, *format)
+}
+
+// writeReport prints a report in one of the formats.
+func writeReport(w io.Writer, rep analytics.Report, format string) error {
+	switch format {
 	case "csv":
-		return rep.WriteCSV(stdout)
+		return rep.Table().WriteCSV(w)
 	case "json":
-		enc := json.NewEncoder(stdout)
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
-	default:
-		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		table(w)
-		return w.Flush()
+	case "html":
+		return analytics.WriteHTML(w, analytics.HTMLOptions{Title: rep.Title(), Generated: time.Now()}, rep)
+	case "svg":
+		return rep.Chart().WriteSVG(w)
 	}
+	t := rep.Table()
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, rep.Title())
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(t.Columns, "\t")))
+	for _, row := range t.Rows {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	return tw.Flush()
 }
 
 // parseDay reads a YYYY-MM-DD day as midnight UTC; "" is the zero time.
@@ -159,5 +230,3 @@ func parseDay(flagName, s string) (time.Time, error) {
 	}
 	return t, nil
 }
-
-func percent(x float64) string { return strconv.FormatFloat(100*x, 'f', 1, 64) + "%" }
