@@ -1,17 +1,22 @@
 // Package analytics computes the reports managers steer by from a tenant's
-// records: the sales funnel, time in stage and overdue shares, and RFM
-// customer segments (more reports follow; see the analytics issue).
+// records: the sales funnel, time in stage and overdue shares, rejections,
+// plan versus fact, the weighted forecast and commission; leads and
+// campaign effectiveness; product popularity; RFM segments, customer
+// lifetime value, cohort retention and satisfaction (NPS, CSI, CDI).
 //
 // A report is a method of Reports that takes a query (a period, optional
-// slices such as owners or a team) and returns a Go struct; the structs
-// write themselves as CSV and JSON. Reports read through the crm engine
-// and stream: they scan facts the engine keeps in index values
-// (crm.StageMove, crm.OrderFact) instead of decoding every record, and
-// hold only their aggregates in memory.
+// slices such as owners or a team) and returns a Go struct. Every struct
+// is a Report: a Table (CSV), a Chart (SVG, drawn by package chart) and
+// JSON; WriteHTML puts reports on one self-contained page. Reports read
+// through the crm engine and stream: the stage and customer reports scan
+// facts the engine keeps in index values (crm.StageMove, crm.OrderFact)
+// instead of decoding every record, the others visit records one at a
+// time (crm.Records.Each), and all hold only their aggregates in memory.
 //
 // Every number has an exact definition, in the doc comment of the field
 // that holds it; times are counted in the engine's time zone
-// (crm.Options.Location).
+// (crm.Options.Location). Money is summed in minor units of one currency
+// and never converted.
 package analytics
 
 import (

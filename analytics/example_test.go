@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/rapportcrm/rapport/analytics"
@@ -71,4 +72,49 @@ func Example() {
 	// lost       entered 0, reached 0, on to the next 0%
 	// customer_id,recency_days,frequency,monetary_minor,r,f,m,segment
 	// C-1,1,2,1800,1,1,1,hibernating
+}
+
+// Cohort retention, printed as CSV and put on an HTML page with its chart.
+func ExampleReports_Cohorts() {
+	ctx := context.Background()
+	now := time.Date(2024, 4, 15, 12, 0, 0, 0, time.UTC)
+	st := memory.New()
+	defer st.Close()
+	e, err := crm.Open(ctx, crm.Options{Store: st, Clock: crm.ClockFunc(func() time.Time { return now })})
+	if err != nil {
+		panic(err)
+	}
+	defer e.Close()
+	// Ada orders in January, February and April; Bob in January only;
+	// Cy first in February.
+	n := 0
+	for name, months := range map[string][]time.Month{"Ada": {1, 2, 4}, "Bob": {1}, "Cy": {2}} {
+		c, _ := e.Contacts().Create(ctx, crm.Contact{FirstName: name})
+		for _, m := range months {
+			n++
+			_, err := e.Orders().Create(ctx, crm.Order{Number: fmt.Sprint(n), ContactID: c.ID, Currency: "EUR",
+				OrderedAt: time.Date(2024, m, 10, 0, 0, 0, 0, time.UTC),
+				Lines:     []crm.OrderLine{{SKU: "tea", Quantity: 1, UnitPrice: crm.Money{Amount: 450}}}})
+			if err != nil {
+				panic(err)
+			}
+		}
+	}
+	co, err := analytics.New(e.Default()).Cohorts(ctx, analytics.CohortsQuery{Months: 3})
+	if err != nil {
+		panic(err)
+	}
+	if err := co.Table().WriteCSV(os.Stdout); err != nil {
+		panic(err)
+	}
+	var page strings.Builder
+	if err := analytics.WriteHTML(&page, analytics.HTMLOptions{Title: "Retention"}, co); err != nil {
+		panic(err)
+	}
+	fmt.Println(strings.Count(page.String(), "<svg "), "chart on the page")
+	// Output:
+	// cohort,customers,repeat,repeat_rate,m0,m1,m2,m3
+	// 2024-01,2,1,0.5000,1.0000,0.5000,0.0000,0.5000
+	// 2024-02,1,0,0.0000,1.0000,0.0000,0.0000,
+	// 1 chart on the page
 }
