@@ -419,9 +419,9 @@ type CommissionRow struct {
 	Earned int64
 }
 
-// Commission computes the commission earned per owner: every move of a
-// deal into a won stage in the period, at the deal's amount now, in every
-// deal pipeline.
+// Commission computes the commission earned per owner: every deal moved
+// into a won stage in the period (once, however often it was won), at the
+// deal's amount now, in every deal pipeline.
 func (r *Reports) Commission(ctx context.Context, q CommissionQuery) (*Commission, error) {
 	if err := q.Period.validate(); err != nil {
 		return nil, err
@@ -463,8 +463,9 @@ func (r *Reports) Commission(ctx context.Context, q CommissionQuery) (*Commissio
 	return out, nil
 }
 
-// wonDeals returns the won deals of the period with an amount in the
-// chosen currency.
+// wonDeals returns the deals won in the period with an amount in the
+// chosen currency, in the order they were won; a deal won more than once
+// in the period (reopened in between) counts once, at its first win.
 func (r *Reports) wonDeals(ctx context.Context, p Period, s Slice, currency, option string) ([]closedDeal, *currencyPick, error) {
 	pick, err := newCurrencyPick(currency, option)
 	if err != nil {
@@ -482,8 +483,13 @@ func (r *Reports) wonDeals(ctx context.Context, p Period, s Slice, currency, opt
 	if err != nil {
 		return nil, nil, err
 	}
-	kept := won[:0]
+	slices.SortStableFunc(won, func(a, b closedDeal) int { return a.move.At.Compare(b.move.At) })
+	kept, seen := won[:0], map[string]bool{}
 	for _, c := range won {
+		if seen[c.deal.ID] {
+			continue // won, reopened and won again: once
+		}
+		seen[c.deal.ID] = true
 		ok, err := pick.keep(c.deal.Amount)
 		if err != nil {
 			return nil, nil, err
@@ -492,7 +498,6 @@ func (r *Reports) wonDeals(ctx context.Context, p Period, s Slice, currency, opt
 			kept = append(kept, c)
 		}
 	}
-	slices.SortStableFunc(kept, func(a, b closedDeal) int { return a.move.At.Compare(b.move.At) })
 	return kept, pick, nil
 }
 

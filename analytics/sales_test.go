@@ -176,6 +176,23 @@ func TestCommission(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []analytics.CommissionRow{{Owner: "u2", Deals: 1, Won: 30030, Rate: 333, Earned: 1000}}, c.Owners, "what u2 earned on March 10")
 
+	// D1 reopened and won again on Apr 5: all time, it still pays once.
+	savePipeline(t, e, salesPipeline+"reopen: true\n")
+	var d1 string
+	require.NoError(t, e.Deals().Each(ctx, crm.EachOptions{}, func(d *crm.Deal) error {
+		if d.Title == "D1" {
+			d1 = d.ID
+		}
+		return nil
+	}))
+	for _, to := range []string{"proposal", "won"} {
+		_, err = e.Deals().Move(ctx, d1, to, crm.MoveOptions{})
+		require.NoError(t, err)
+	}
+	c, err = r.Commission(ctx, analytics.CommissionQuery{Rates: rates})
+	require.NoError(t, err)
+	assert.Equal(t, analytics.CommissionRow{Deals: 2, Won: 130030, Earned: 3500}, c.Total)
+
 	_, err = r.Commission(ctx, analytics.CommissionQuery{Rates: analytics.CommissionRates{Owners: map[string]int{"u1": 10001}}})
 	require.ErrorIs(t, err, analytics.ErrInvalid)
 }
