@@ -20,6 +20,7 @@
 package analytics
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -199,13 +200,25 @@ func (r *Reports) prepareStages(ctx context.Context, name string, p Period, s Sl
 }
 
 // sortedKeys returns a map's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// periodScan visits the records whose time index lies in the period.
+func periodScan(index string, p Period) crm.EachOptions {
+	opts := crm.EachOptions{By: index}
+	if !p.From.IsZero() {
+		opts.From = crm.SortableTime(p.From)
+	}
+	if !p.To.IsZero() {
+		opts.To = crm.SortableTime(p.To)
+	}
+	return opts
 }
 
 // ratio returns a/b, or 0 when b is 0.

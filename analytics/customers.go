@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/rapportcrm/rapport/crm"
@@ -295,7 +294,7 @@ func (r *Reports) Cohorts(ctx context.Context, q CohortsQuery) (*Cohorts, error)
 	}
 	flush()
 	out := &Cohorts{Period: q.Period, Months: q.Months}
-	for _, m := range sortedIntKeys(cohorts) {
+	for _, m := range sortedKeys(cohorts) {
 		c := cohorts[m]
 		n := min(q.Months, now-m) + 1
 		if n < 1 {
@@ -309,13 +308,4 @@ func (r *Reports) Cohorts(ctx context.Context, q CohortsQuery) (*Cohorts, error)
 		out.Cohorts = append(out.Cohorts, co)
 	}
 	return out, nil
-}
-
-func sortedIntKeys[V any](m map[int]V) []int {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

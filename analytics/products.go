@@ -63,15 +63,8 @@ func (r *Reports) Products(ctx context.Context, q ProductsQuery) (*Products, err
 		customers map[string]bool
 	}
 	prods := map[string]*acc{}
-	opts := crm.EachOptions{By: "ordered_at"}
-	if !q.Period.From.IsZero() {
-		opts.From = crm.SortableTime(q.Period.From)
-	}
-	if !q.Period.To.IsZero() {
-		opts.To = crm.SortableTime(q.Period.To)
-	}
 	out := &Products{Period: q.Period}
-	err = r.t.Orders().Each(ctx, opts, func(o *crm.Order) error {
+	err = r.t.Orders().Each(ctx, periodScan("ordered_at", q.Period), func(o *crm.Order) error {
 		if ok, err := pick.keep(o.Total); err != nil || !ok {
 			return err
 		}

@@ -72,7 +72,7 @@ func major(minor int64, currency string) float64 {
 	return float64(minor) / math.Pow10(scale)
 }
 
-func money(title, currency string) string {
+func withCurrency(title, currency string) string {
 	if currency == "" {
 		return title
 	}
@@ -212,7 +212,7 @@ func (o *Overdue) Chart() Chart {
 }
 
 // Title implements Report.
-func (l *Lost) Title() string { return money("Lost deals", l.Currency) }
+func (l *Lost) Title() string { return withCurrency("Lost deals", l.Currency) }
 
 // Table has the columns dimension,key,deals,value_minor, with the
 // dimensions total, stage, reason, owner and industry.
@@ -246,7 +246,7 @@ func (l *Lost) Chart() Chart {
 }
 
 // Title implements Report.
-func (f *Forecast) Title() string { return money("Weighted forecast", f.Currency) }
+func (f *Forecast) Title() string { return withCurrency("Weighted forecast", f.Currency) }
 
 // Table has the columns month,deals,amount_minor,weighted_minor, the
 // total last with the month "total".
@@ -270,7 +270,7 @@ func (f *Forecast) Chart() Chart {
 }
 
 // Title implements Report.
-func (c *Commission) Title() string { return money("Commission", c.Currency) }
+func (c *Commission) Title() string { return withCurrency("Commission", c.Currency) }
 
 // Table has the columns owner,deals,won_minor,rate_bp,earned_minor, the
 // total last with the owner "total".
@@ -356,7 +356,7 @@ func (l *Leads) Chart() Chart {
 }
 
 // Title implements Report.
-func (c *Campaigns) Title() string { return money("Campaigns", c.Currency) }
+func (c *Campaigns) Title() string { return withCurrency("Campaigns", c.Currency) }
 
 // Table has the columns
 // id,name,channel,starts_on,responses,target,response_rate,converted,won,budget_minor,cost_minor,budget_used,cost_per_lead_minor,cost_per_won_minor,revenue_minor,roi,
@@ -388,7 +388,7 @@ func (c *Campaigns) Chart() Chart {
 const chartTop = 20
 
 // Title implements Report.
-func (p *Products) Title() string { return money("Products by sales", p.Currency) }
+func (p *Products) Title() string { return withCurrency("Products by sales", p.Currency) }
 
 // Table has the columns
 // rank,sku,name,category,orders,customers,quantity,revenue_minor,share.
@@ -456,7 +456,7 @@ func (r *RFM) Chart() Chart {
 func (r *RFM) WriteCSV(w io.Writer) error { return r.Table().WriteCSV(w) }
 
 // Title implements Report.
-func (c *CLV) Title() string { return money("Customer lifetime value", c.Currency) }
+func (c *CLV) Title() string { return withCurrency("Customer lifetime value", c.Currency) }
 
 // Table has the columns
 // customer_id,first_order,orders,historic_minor,years,yearly_minor,predicted_minor

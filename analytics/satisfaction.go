@@ -84,14 +84,7 @@ func (r *Reports) Satisfaction(ctx context.Context, q SatisfactionQuery) (*Satis
 	}
 	groups := map[string]*acc{}
 	loc := r.t.Location()
-	opts := crm.EachOptions{By: "answered_at"}
-	if !q.Period.From.IsZero() {
-		opts.From = crm.SortableTime(q.Period.From)
-	}
-	if !q.Period.To.IsZero() {
-		opts.To = crm.SortableTime(q.Period.To)
-	}
-	err := r.t.SurveyResponses().Each(ctx, opts, func(s *crm.SurveyResponse) error {
+	err := r.t.SurveyResponses().Each(ctx, periodScan("answered_at", q.Period), func(s *crm.SurveyResponse) error {
 		if q.Survey != "" && s.Survey != q.Survey {
 			return nil
 		}
