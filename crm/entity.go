@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -254,15 +253,8 @@ func (r *Records[T]) Delete(ctx context.Context, id string) error {
 
 // List returns one page of records, selected and ordered by opts.
 func (r *Records[T]) List(ctx context.Context, opts ListOptions) (Page[T], error) {
-	q := storage.Query{Index: opts.By, Equal: opts.Value, Limit: opts.Limit, Cursor: opts.Cursor, Reverse: opts.Reverse}
-	if key, ok := strings.CutPrefix(opts.By, "custom."); ok {
-		q.Index = "custom"
-		if opts.Value == "" {
-			q.Equal, q.Prefix = "", key+sep
-		} else {
-			q.Equal = key + sep + opts.Value
-		}
-	}
+	q := indexQuery(opts.By, opts.Value, "", "")
+	q.Limit, q.Cursor, q.Reverse = opts.Limit, opts.Cursor, opts.Reverse
 	if opts.By == "" && opts.Value != "" {
 		return Page[T]{}, fmt.Errorf("crm: list %s: %w: Value %q without By", r.k.name, ErrInvalid, opts.Value)
 	}

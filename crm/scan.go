@@ -75,6 +75,29 @@ type EachOptions struct {
 	Archived Archived
 }
 
+// indexQuery selects the records whose index by has the value, or a value
+// in [from, to) (open ends when empty); "custom.<key>" names a custom
+// field, whose values share one index behind the key.
+func indexQuery(by, value, from, to string) storage.Query {
+	key, custom := strings.CutPrefix(by, "custom.")
+	if !custom {
+		return storage.Query{Index: by, Equal: value, Start: from, End: to}
+	}
+	q := storage.Query{Index: "custom"}
+	switch {
+	case value != "":
+		q.Equal = key + sep + value
+	case from == "" && to == "":
+		q.Prefix = key + sep
+	default:
+		q.Start, q.End = key+sep+from, key+sep+"\xff"
+		if to != "" {
+			q.End = key + sep + to
+		}
+	}
+	return q
+}
+
 // SortableTime formats t as the engine's time indexes (for example an
 // order's "ordered_at") hold it, for EachOptions.From and To.
 func SortableTime(t time.Time) string { return t.UTC().Format(sortableTimeLayout) }
@@ -97,22 +120,8 @@ func (r *Records[T]) Each(ctx context.Context, opts EachOptions, fn func(*T) err
 	default:
 		return fmt.Errorf("crm: %s: %w: Archived %q: want \"\", include or only", r.k.name, ErrInvalid, opts.Archived)
 	}
-	q := storage.Query{Index: opts.By, Equal: opts.Value, Start: opts.From, End: opts.To, Limit: storage.MaxScanLimit}
-	if key, ok := strings.CutPrefix(opts.By, "custom."); ok {
-		q.Index = "custom"
-		switch {
-		case opts.Value != "":
-			q.Equal = key + sep + opts.Value
-		case opts.From == "" && opts.To == "":
-			q.Prefix = key + sep
-		default:
-			q.Start = key + sep + opts.From
-			q.End = key + sep + "\xff"
-			if opts.To != "" {
-				q.End = key + sep + opts.To
-			}
-		}
-	}
+	q := indexQuery(opts.By, opts.Value, opts.From, opts.To)
+	q.Limit = storage.MaxScanLimit
 	if q.Start != "" && q.End != "" && q.Start >= q.End {
 		return nil
 	}
