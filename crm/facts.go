@@ -179,37 +179,73 @@ type Position struct {
 	EnteredAt, DueAt time.Time
 }
 
-// ScanPositions calls fn for every record of the kind in pipeline, in
-// stage order by key, then by ID. It reads the records' bodies (only the
-// few fields a Position has), in one snapshot. fn must copy the position
-// if it keeps it: the pointer is reused.
+// positionKey indexes a record in a pipeline as pipeline ‖ stage ‖ owner
+// ‖ stage entered at ‖ stage due at (times sortable, "" when unset), so
+// that ScanPositions reads index values only. The longest value
+// (64+64+128+30+30 bytes and 4 separators) is well within
+// MaxIndexValueLen.
+func positionKey(body []byte) ([]string, error) {
+	r := gjson.GetManyBytes(body, "pipeline", "stage", "owner", "stage_entered_at", "stage_due_at")
+	if r[0].String() == "" || r[1].String() == "" {
+		return nil, nil
+	}
+	var times [2]string
+	for i, v := range r[3:] {
+		if v.String() == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, v.String())
+		if err != nil {
+			return nil, err
+		}
+		times[i] = t.UTC().Format(sortableTimeLayout)
+	}
+	return []string{r[0].String() + sep + r[1].String() + sep + r[2].String() + sep + times[0] + sep + times[1]}, nil
+}
+
+// parsePositionKey reads a positionKey value (without the pipeline, which
+// the caller knows) into p.
+func parsePositionKey(k string, p *Position) error {
+	_, rest, ok1 := strings.Cut(k, sep)
+	stage, rest, ok2 := strings.Cut(rest, sep)
+	owner, rest, ok3 := strings.Cut(rest, sep)
+	entered, due, ok4 := strings.Cut(rest, sep)
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return fmt.Errorf("malformed position index value %q", k)
+	}
+	p.Stage, p.Owner, p.EnteredAt, p.DueAt = stage, owner, time.Time{}, time.Time{}
+	var err error
+	if entered != "" {
+		if p.EnteredAt, err = parseSortableTime(entered); err != nil {
+			return err
+		}
+	}
+	if due != "" {
+		p.DueAt, err = parseSortableTime(due)
+	}
+	return err
+}
+
+// ScanPositions calls fn for every record of the kind in pipeline, grouped
+// by stage (stages in key order; within a stage, by owner, then by the
+// time the record entered it). It reads index values only (the
+// "position" index), in one snapshot. fn must copy the position if it
+// keeps it: the pointer is reused.
 func (s *Staged[T]) ScanPositions(ctx context.Context, pipelineName string, fn func(*Position) error) error {
 	if pipelineName == "" {
 		return fmt.Errorf("crm: %s positions: %w: no pipeline", s.k.name, ErrInvalid)
 	}
-	q := storage.Query{Index: "stage", Prefix: pipelineName + "/", Limit: storage.MaxScanLimit}
+	q := storage.Query{Index: "position", Prefix: pipelineName + sep, KeysOnly: true, Limit: storage.MaxScanLimit}
 	var p Position
 	return s.view(ctx, func(tx storage.ReadTx) error {
-		return scanAll(ctx, tx, s.k.collection.Name, q, func(rec storage.Record) error {
-			r := gjson.GetManyBytes(rec.Body, "stage", "owner", "stage_entered_at", "stage_due_at")
-			p = Position{RecordID: rec.ID, Stage: r[0].String(), Owner: r[1].String()}
-			var err error
-			if p.EnteredAt, err = optionalTime(r[2].String()); err != nil {
-				return fmt.Errorf("%s %s: %w", s.k.name, rec.ID, err)
-			}
-			if p.DueAt, err = optionalTime(r[3].String()); err != nil {
-				return fmt.Errorf("%s %s: %w", s.k.name, rec.ID, err)
+		return scanKeys(ctx, tx, s.k.collection.Name, q, func(key, id string) error {
+			p.RecordID = id
+			if err := parsePositionKey(key, &p); err != nil {
+				return fmt.Errorf("%s %s: %w", s.k.name, id, err)
 			}
 			return fn(&p)
 		})
 	})
-}
-
-func optionalTime(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	return time.Parse(time.RFC3339Nano, s)
 }
 
 // OrderFact is one order of a customer, as reports read it.

@@ -56,12 +56,36 @@ func TestScanMoves(t *testing.T) {
 	stop := errors.New("stop")
 	require.ErrorIs(t, deals.ScanMoves(ctx, crm.MovesQuery{Pipeline: "b2b-deal"}, func(*crm.StageMove) error { return stop }), stop)
 
-	var pos []crm.Position
-	require.NoError(t, deals.ScanPositions(ctx, "b2c-deal", func(p *crm.Position) error {
-		pos = append(pos, *p)
-		return nil
-	}))
-	assert.Equal(t, []crm.Position{{RecordID: d.ID, Stage: "offer-sent", EnteredAt: start.Add(5 * time.Hour), DueAt: start.Add(77 * time.Hour)}}, pos)
+	ann, err := env.engine.Default().Users().Create(ctx, crm.User{Name: "Ann"})
+	require.NoError(t, err)
+	owner := ann.ID
+	won, err := deals.Create(ctx, crm.Deal{Meta: crm.Meta{Owner: owner}, Title: "Won", Pipeline: "b2c-deal", Stage: "won"})
+	require.NoError(t, err)
+	fresh, err := deals.Create(ctx, crm.Deal{Title: "Fresh", Pipeline: "b2c-deal"})
+	require.NoError(t, err)
+	positions := func() []crm.Position {
+		var pos []crm.Position
+		require.NoError(t, deals.ScanPositions(ctx, "b2c-deal", func(p *crm.Position) error {
+			pos = append(pos, *p)
+			return nil
+		}))
+		return pos
+	}
+	now := start.Add(5 * time.Hour)
+	assert.Equal(t, []crm.Position{
+		{RecordID: fresh.ID, Stage: "new", EnteredAt: now, DueAt: now.Add(24 * time.Hour)},
+		{RecordID: d.ID, Stage: "offer-sent", EnteredAt: now, DueAt: start.Add(77 * time.Hour)},
+		{RecordID: won.ID, Stage: "won", Owner: owner, EnteredAt: now},
+	}, positions(), "by stage key; a terminal stage has no due time")
+	env.clock.Advance(time.Hour)
+	_, err = deals.Move(ctx, fresh.ID, "offer-sent", crm.MoveOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []crm.Position{
+		{RecordID: d.ID, Stage: "offer-sent", EnteredAt: now, DueAt: start.Add(77 * time.Hour)},
+		{RecordID: fresh.ID, Stage: "offer-sent", EnteredAt: now.Add(time.Hour), DueAt: now.Add(73 * time.Hour)},
+		{RecordID: won.ID, Stage: "won", Owner: owner, EnteredAt: now},
+	}, positions(), "a move updates the position")
+	require.ErrorIs(t, deals.ScanPositions(ctx, "", nil), crm.ErrInvalid)
 }
 
 func TestScanOrderFacts(t *testing.T) {

@@ -239,3 +239,68 @@ func TestChangePipelineAndMigrateStages(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, def.Stages, 3)
 }
+
+func TestMoveEach(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	rec := newRecorder()
+	require.NoError(t, env.engine.Subscribe(crm.Subscription{Name: "stages", Events: []string{"deal.stage_changed"}, Handler: rec.handle}))
+	a := dealInPipeline(t, env)
+	deals := env.engine.Deals()
+	b, err := deals.Create(ctx, crm.Deal{Title: "Boats", Pipeline: "b2b-deal"})
+	require.NoError(t, err)
+	plain, err := deals.Create(ctx, crm.Deal{Title: "No pipeline"})
+	require.NoError(t, err)
+	env.clock.Advance(3 * time.Hour)
+
+	moved, errs, err := deals.MoveEach(ctx, []crm.MoveRequest{
+		{ID: a.ID, To: "proposal-prepared", MoveOptions: crm.MoveOptions{Comment: "first"}},
+		{ID: b.ID, To: "won"},                                 // no contract reference
+		{ID: a.ID, To: "proposal-defended"},                   // sees the first move
+		{ID: "0190c6d2-0000-7000-8000-000000000000", To: "x"}, // no such deal
+		{ID: plain.ID, To: "won"},                             // in no pipeline
+		{ID: b.ID, To: "lost"},                                // no reason
+		{ID: b.ID, To: "lost", MoveOptions: crm.MoveOptions{Reason: "competitor", Version: b.Version + 1}}, // stale
+		{ID: b.ID, To: "lost", MoveOptions: crm.MoveOptions{Reason: "competitor", Version: b.Version}},
+	})
+	require.NoError(t, err)
+	require.Len(t, errs, 8)
+	assert.NoError(t, errs[0])
+	var missing *pipeline.MissingFieldsError
+	assert.ErrorAs(t, errs[1], &missing)
+	assert.NoError(t, errs[2])
+	assert.ErrorIs(t, errs[3], crm.ErrNotFound)
+	assert.ErrorIs(t, errs[4], crm.ErrInvalid)
+	assert.ErrorIs(t, errs[5], pipeline.ErrReasonRequired)
+	assert.ErrorIs(t, errs[6], crm.ErrConflict)
+	assert.NoError(t, errs[7])
+	assert.Equal(t, "proposal-defended", moved[2].Stage)
+	assert.Equal(t, "lost", moved[7].Stage)
+	assert.Zero(t, moved[1], "a refused move returns no record")
+
+	got, err := deals.Get(ctx, a.ID)
+	require.NoError(t, err)
+	assert.Equal(t, moved[2], got)
+	hist, err := deals.History(ctx, a.ID)
+	require.NoError(t, err)
+	require.Len(t, hist, 3)
+	assert.Equal(t, "first", hist[1].Comment)
+	assert.Equal(t, 3*time.Hour, hist[1].InPrevious)
+	assert.Equal(t, time.Duration(0), hist[2].InPrevious, "moves of one batch happen at the same instant")
+	hist, err = deals.History(ctx, b.ID)
+	require.NoError(t, err)
+	require.Len(t, hist, 2)
+	assert.Equal(t, "competitor", hist[1].Reason)
+	got, err = deals.Get(ctx, plain.ID)
+	require.NoError(t, err)
+	assert.Equal(t, plain, got, "a refused move changes nothing")
+	assert.Len(t, rec.wait(t, 3), 3, "one event per move made")
+
+	// A failure of the store stops the batch, which then writes nothing.
+	before := snapshot(t, env.store, "default")
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, _, err = deals.MoveEach(cancelled, []crm.MoveRequest{{ID: a.ID, To: "contract"}})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, before, snapshot(t, env.store, "default"))
+}

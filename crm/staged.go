@@ -34,10 +34,12 @@ type staging[T any] struct {
 //   - "stage_due": StageDueAt, for overdue scans;
 //   - "owner_due": owner ‖ 0x1F ‖ StageDueAt, for one owner's overdue
 //     records (IDs cannot hold control characters, so the separator is
-//     unambiguous).
+//     unambiguous);
+//   - "position": the record's place for reports (see positionKey).
 func stagedIndexes() []storage.Index {
 	return []storage.Index{
 		{Name: "stage", Extract: pipelineStage},
+		{Name: "position", Extract: positionKey},
 		{Name: "stage_due", Extract: sortableTime("stage_due_at")},
 		{Name: "owner_due", Extract: ownerDue},
 	}
@@ -89,25 +91,91 @@ type MoveOptions struct {
 func (s *Staged[T]) Move(ctx context.Context, id, to string, opts MoveOptions) (T, error) {
 	var out T
 	err := s.update(ctx, func(tx storage.Tx) error {
-		cur, record, err := s.load(ctx, tx, id, opts.Version)
+		cur, p, err := s.checkMove(ctx, tx, id, to, opts)
 		if err != nil {
-			return err
-		}
-		ref := s.k.staging.ref(&cur)
-		if *ref.pipeline == "" {
-			return fmt.Errorf("%w: %s %s is in no pipeline", ErrInvalid, s.k.name, id)
-		}
-		p, err := s.t.compiled(ctx, tx, *ref.pipeline)
-		if err != nil {
-			return err
-		}
-		if err := p.Check(pipeline.Move{From: *ref.stage, To: to, Record: record, Actor: opts.Actor, Reason: opts.Reason}); err != nil {
 			return err
 		}
 		out, err = s.relocate(ctx, tx, cur, p, to, opts)
 		return err
 	})
 	return out, err
+}
+
+// checkMove loads record id and checks that its pipeline allows the move
+// to stage to now; it writes nothing.
+func (s *Staged[T]) checkMove(ctx context.Context, tx storage.Tx, id, to string, opts MoveOptions) (T, *pipeline.Pipeline, error) {
+	var zero T
+	cur, record, err := s.load(ctx, tx, id, opts.Version)
+	if err != nil {
+		return zero, nil, err
+	}
+	ref := s.k.staging.ref(&cur)
+	if *ref.pipeline == "" {
+		return zero, nil, fmt.Errorf("%w: %s %s is in no pipeline", ErrInvalid, s.k.name, id)
+	}
+	p, err := s.t.compiled(ctx, tx, *ref.pipeline)
+	if err != nil {
+		return zero, nil, err
+	}
+	if err := p.Check(pipeline.Move{From: *ref.stage, To: to, Record: record, Actor: opts.Actor, Reason: opts.Reason}); err != nil {
+		return zero, nil, err
+	}
+	return cur, p, nil
+}
+
+// MoveRequest is one move of a MoveEach batch.
+type MoveRequest struct {
+	// ID is the record to move; To the stage it moves to, in its pipeline.
+	ID, To string
+	MoveOptions
+}
+
+// MoveEach makes the allowed moves of reqs in one transaction, in order,
+// and reports the others: moved[i] is the moved record when errs[i] is
+// nil; errs[i] is the error Move would return for a move that was
+// refused (ErrNotFound, ErrConflict, ErrInvalid, and the pipeline
+// package's errors) and that changed nothing. A later request for the same
+// record sees the earlier move. All moves of a batch happen at the same
+// instant, the clock's time when the transaction starts. The error return
+// is for failures that stop the whole batch, which then writes nothing.
+// Use it for mass updates and imports of stage history, where one refused
+// move should not stop the rest.
+func (s *Staged[T]) MoveEach(ctx context.Context, reqs []MoveRequest) (moved []T, errs []error, err error) {
+	err = s.update(ctx, func(tx storage.Tx) error {
+		moved, errs = make([]T, len(reqs)), make([]error, len(reqs))
+		for i, r := range reqs {
+			cur, p, err := s.checkMove(ctx, tx, r.ID, r.To, r.MoveOptions)
+			if err != nil {
+				if !refused(err) {
+					return fmt.Errorf("move %d of %d: %w", i, len(reqs), err)
+				}
+				errs[i] = err
+				continue
+			}
+			if moved[i], err = s.relocate(ctx, tx, cur, p, r.To, r.MoveOptions); err != nil {
+				return fmt.Errorf("move %d of %d: %w", i, len(reqs), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return moved, errs, nil
+}
+
+// refused reports whether err refuses one move, rather than failing the
+// store.
+func refused(err error) bool {
+	var guard *pipeline.GuardError
+	var missing *pipeline.MissingFieldsError
+	for _, target := range []error{ErrNotFound, ErrConflict, ErrInvalid, pipeline.ErrTransitionNotAllowed,
+		pipeline.ErrReasonRequired, pipeline.ErrUnknownStage} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return errors.As(err, &guard) || errors.As(err, &missing)
 }
 
 // Allowed returns the stages the record may move to now, by its
