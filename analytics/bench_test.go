@@ -1,7 +1,9 @@
 package analytics_test
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,8 +18,15 @@ import (
 	"github.com/rapportcrm/rapport/storage/bolt"
 )
 
-// fixtureDir holds the benchmark databases, built once per process.
+// fixtureDir holds the benchmark databases, built once per process, or
+// kept across runs in $RAPPORT_BENCH_DIR when it is set.
 var fixtureDir = sync.OnceValue(func() string {
+	if dir := os.Getenv("RAPPORT_BENCH_DIR"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			panic(err)
+		}
+		return dir
+	}
 	dir, err := os.MkdirTemp("", "rapport-analytics-bench-")
 	if err != nil {
 		panic(err)
@@ -27,67 +36,194 @@ var fixtureDir = sync.OnceValue(func() string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	os.RemoveAll(fixtureDir())
+	if os.Getenv("RAPPORT_BENCH_DIR") == "" {
+		os.RemoveAll(fixtureDir())
+	}
 	os.Exit(code)
 }
 
-var dealFixtures sync.Map // n → path
+// fixture returns the path of a benchmark database, building it with
+// build (into a temporary file, renamed when complete) unless a previous
+// run left it in fixtureDir.
+func fixture(b *testing.B, name string, build func(path string)) string {
+	b.Helper()
+	path := filepath.Join(fixtureDir(), name)
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	tmp := path + ".building"
+	os.Remove(tmp)
+	build(tmp)
+	if err := os.Rename(tmp, path); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
 
 // dealsDB returns a bbolt file with n deals in the sales pipeline, created
 // at stages spread over 2024 (40% new, 25% qualified, 15% proposal, 10%
 // won, 10% lost), owned by 50 owners: n stage-history entries.
 func dealsDB(b *testing.B, n int) string {
 	b.Helper()
-	if p, ok := dealFixtures.Load(n); ok {
-		return p.(string)
-	}
-	path := filepath.Join(fixtureDir(), fmt.Sprintf("deals-%d.db", n))
-	ctx := context.Background()
-	st, err := bolt.Open(path, &bolt.Options{NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	e, err := crm.Open(ctx, crm.Options{Store: st, Clock: c})
-	if err != nil {
-		b.Fatal(err)
-	}
-	savePipeline(b, e, salesPipeline)
-	stages := []string{"new", "new", "new", "new", "qualified", "qualified", "qualified", "proposal", "won", "lost"}
-	const batch = 10_000
-	start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	step := time.Duration(int64(365*24*time.Hour) / int64(n))
-	deals := make([]crm.Deal, 0, batch)
-	for i := 0; i < n; i += batch {
-		deals = deals[:0]
-		for j := i; j < min(i+batch, n); j++ {
-			deals = append(deals, crm.Deal{Meta: crm.Meta{Owner: fmt.Sprintf("u%02d", j%50)}, Title: "Deal",
-				Pipeline: "sales", Stage: stages[(j*7)%10], StageEnteredAt: start.Add(time.Duration(j) * step),
-				Amount: crm.Money{Amount: int64(1000 + j%100000), Currency: "EUR"}})
-		}
-		_, errs, err := e.Deals().CreateEach(ctx, deals)
+	return fixture(b, fmt.Sprintf("deals-%d.db", n), func(path string) {
+		ctx := context.Background()
+		st, err := bolt.Open(path, &bolt.Options{NoSync: true})
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, err := range errs {
+		c := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+		e, err := crm.Open(ctx, crm.Options{Store: st, Clock: c})
+		if err != nil {
+			b.Fatal(err)
+		}
+		savePipeline(b, e, salesPipeline)
+		stages := []string{"new", "new", "new", "new", "qualified", "qualified", "qualified", "proposal", "won", "lost"}
+		const batch = 10_000
+		start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+		step := time.Duration(int64(365*24*time.Hour) / int64(n))
+		deals := make([]crm.Deal, 0, batch)
+		for i := 0; i < n; i += batch {
+			deals = deals[:0]
+			for j := i; j < min(i+batch, n); j++ {
+				deals = append(deals, crm.Deal{Meta: crm.Meta{Owner: fmt.Sprintf("u%02d", j%50)}, Title: "Deal",
+					Pipeline: "sales", Stage: stages[(j*7)%10], StageEnteredAt: start.Add(time.Duration(j) * step),
+					Amount: crm.Money{Amount: int64(1000 + j%100000), Currency: "EUR"}})
+			}
+			_, errs, err := e.Deals().CreateEach(ctx, deals)
 			if err != nil {
 				b.Fatal(err)
 			}
+			for _, err := range errs {
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		// Let the search indexer catch up, so that it does not run during the
+		// measurements.
+		if _, err := e.Contacts().Search(ctx, "anyone", crm.SearchOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		if err := e.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// historyDB returns a bbolt file with n deals of the sales pipeline that
+// have five stage-history entries each: created at "new" over 2024, then
+// moved to qualified, proposal, back to qualified or new (half each), and
+// to won, lost or proposal (a third each), in batches of 10,000 an hour
+// apart from 2025-01-01, so that stays differ.
+func historyDB(b *testing.B, n int) string {
+	b.Helper()
+	return fixture(b, fmt.Sprintf("history-%d.db", n), func(path string) {
+		ctx := context.Background()
+		st, err := bolt.Open(path, &bolt.Options{NoSync: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+		e, err := crm.Open(ctx, crm.Options{Store: st, Clock: c})
+		if err != nil {
+			b.Fatal(err)
+		}
+		savePipeline(b, e, salesPipeline)
+		const batch = 10_000
+		start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+		step := time.Duration(int64(365*24*time.Hour) / int64(n))
+		ids := make([]string, 0, n)
+		deals := make([]crm.Deal, 0, batch)
+		for i := 0; i < n; i += batch {
+			deals = deals[:0]
+			for j := i; j < min(i+batch, n); j++ {
+				deals = append(deals, crm.Deal{Meta: crm.Meta{Owner: fmt.Sprintf("u%02d", j%50)}, Title: "Deal",
+					Pipeline: "sales", Stage: "new", StageEnteredAt: start.Add(time.Duration(j) * step),
+					Amount: crm.Money{Amount: int64(1000 + j%100000), Currency: "EUR"}})
+			}
+			created, errs, err := e.Deals().CreateEach(ctx, deals)
+			if err := cmp.Or(append([]error{err}, errs...)...); err != nil {
+				b.Fatal(err)
+			}
+			for _, d := range created {
+				ids = append(ids, d.ID)
+			}
+		}
+		route := func(j, round int) string {
+			switch round {
+			case 0:
+				return "qualified"
+			case 1:
+				return "proposal"
+			case 2:
+				return [2]string{"qualified", "new"}[j%2]
+			}
+			return [3]string{"won", "lost", "proposal"}[j%3]
+		}
+		reqs := make([]crm.MoveRequest, 0, batch)
+		for round := range 4 {
+			for i := 0; i < n; i += batch {
+				c.set(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(round*n/batch+i/batch) * time.Hour))
+				reqs = reqs[:0]
+				for j := i; j < min(i+batch, n); j++ {
+					reqs = append(reqs, crm.MoveRequest{ID: ids[j], To: route(j, round), MoveOptions: crm.MoveOptions{Reason: "price"}})
+				}
+				_, errs, err := e.Deals().MoveEach(ctx, reqs)
+				if err := cmp.Or(append([]error{err}, errs...)...); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if _, err := e.Contacts().Search(ctx, "anyone", crm.SearchOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		if err := errors.Join(e.Close(), st.Close()); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkFunnelAndStages computes the funnel and the stage report of
+// 1,000,000 deals with 5,000,000 stage-history entries (the goal is at
+// most 5 s for both), reporting the peak heap.
+func BenchmarkFunnelAndStages(b *testing.B) {
+	const n = 1_000_000
+	e, err := crm.Open(context.Background(), crm.Options{Path: historyDB(b, n), Clock: &clock{now: time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	ctx := context.Background()
+	r := analytics.New(e.Default())
+	var peak uint64
+	for b.Loop() {
+		runtime.GC()
+		stop := peakHeap()
+		f, err := r.Funnel(ctx, analytics.FunnelQuery{Pipeline: "sales"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := r.Stages(ctx, analytics.StagesQuery{Pipeline: "sales"})
+		peak = max(peak, stop())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got := f.Groups[0].Stages[0].Entered; got != n {
+			b.Fatalf("%d deals entered new, not %d", got, n)
+		}
+		exits := 0
+		for _, s := range st.Groups[0].Stages {
+			exits += s.Exits
+		}
+		if exits != 4*n {
+			b.Fatalf("%d stays ended, not %d", exits, 4*n)
 		}
 	}
-	// Let the search indexer catch up, so that it does not run during the
-	// measurements.
-	if _, err := e.Contacts().Search(ctx, "anyone", crm.SearchOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	if err := e.Close(); err != nil {
-		b.Fatal(err)
-	}
-	if err := st.Close(); err != nil {
-		b.Fatal(err)
-	}
-	dealFixtures.Store(n, path)
-	return path
+	b.ReportMetric(float64(peak)/(1<<20), "peak-MiB")
+	b.ReportMetric(float64(5*n)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 }
 
 // openDeals opens the engine on dealsDB(b, n), closed when b ends.

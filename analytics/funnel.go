@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"slices"
 
 	"github.com/rapportcrm/rapport/crm"
@@ -65,42 +66,13 @@ type FunnelStage struct {
 
 // Funnel computes the funnel of q.Pipeline. It reads the stage changes of
 // the period only, from index values (crm.Staged.ScanMoves), and keeps
-// 24 bytes per stage entry until it has counted them.
+// 24 bytes per stage entry until it has counted them; a store that
+// implements FunnelAggregator counts them itself.
 func (r *Reports) Funnel(ctx context.Context, q FunnelQuery) (*Funnel, error) {
 	def, recs, keep, stageIndex, err := r.prepareStages(ctx, q.Pipeline, q.Period, q.Slice, q.By)
 	if err != nil {
 		return nil, err
 	}
-	// Every entry becomes (record key, group, stage); sorted, the entries
-	// of one record in one group come together, and a pass counts them.
-	// Sorting is cheaper than a hash map over a million records, and
-	// engine-assigned IDs are time-ordered, so entries arrive nearly
-	// sorted already.
-	var ids recordKeys
-	var groups groupNumbers
-	var chunks chunked[entry]
-	err = recs.ScanMoves(ctx, crm.MovesQuery{Pipeline: q.Pipeline, From: q.Period.From, To: q.Period.To}, func(m *crm.StageMove) error {
-		i, ok := stageIndex[m.To]
-		if !ok || (keep != nil && !keep[m.Owner]) {
-			return nil
-		}
-		chunks.add(entry{group: groups.number(groupKey(q.By, m.Owner)), id: ids.key(m.RecordID), stage: int32(i)})
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	entries := chunks.all()
-	slices.SortFunc(entries, func(a, b entry) int {
-		if c := bytes.Compare(a.id[:], b.id[:]); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.group, b.group)
-	})
-	if q.By == All {
-		groups.number("")
-	}
-
 	// pathPos is a stage's position on the path, or -1 off it.
 	pathPos := make([]int, len(def.Stages))
 	var path []int
@@ -119,43 +91,40 @@ func (r *Reports) Funnel(ctx context.Context, q FunnelQuery) (*Funnel, error) {
 			path = append(path, i)
 		}
 	}
-	entered := make([][]int, len(groups.keys))
-	reachedUpTo := make([][]int, len(groups.keys)) // records whose furthest path position is p
-	for g := range groups.keys {
-		entered[g] = make([]int, len(def.Stages))
-		reachedUpTo[g] = make([]int, len(path))
-	}
-	seen := make([]bool, len(def.Stages))
-	for i := 0; i < len(entries); {
-		g := entries[i].group
-		furthest := -1
-		clear(seen)
-		j := i
-		for ; j < len(entries) && entries[j].group == g && entries[j].id == entries[i].id; j++ {
-			st := entries[j].stage
-			if !seen[st] {
-				seen[st] = true
-				entered[g][st]++
-				furthest = max(furthest, pathPos[st])
+
+	var counts []FunnelCounts
+	agg, ok := aggregator[FunnelAggregator](r)
+	if ok && (keep == nil || len(keep) > 0) {
+		counts, err = agg.AggregateFunnel(ctx, FunnelAggregate{FactsQuery: r.factsQuery(def, q.Period, keep, q.By), PathRank: pathPos})
+		if ok, err = pushed(err); err != nil {
+			return nil, err
+		}
+		if ok {
+			if err := checkCounts(counts, len(def.Stages)); err != nil {
+				return nil, err
 			}
 		}
-		if furthest >= 0 {
-			reachedUpTo[g][furthest]++
+	}
+	if !ok {
+		if counts, err = streamFunnel(ctx, recs, q, def, keep, stageIndex, pathPos); err != nil {
+			return nil, err
 		}
-		i = j
+	}
+	slices.SortFunc(counts, func(a, b FunnelCounts) int { return cmp.Compare(a.Group, b.Group) })
+	if q.By == All && len(counts) == 0 {
+		counts = []FunnelCounts{{Entered: make([]int, len(def.Stages)), Furthest: make([]int, len(def.Stages))}}
 	}
 
 	out := &Funnel{Pipeline: q.Pipeline, Period: q.Period, By: q.By}
-	for _, gk := range sortedKeys(groups.numbers) {
-		g := groups.numbers[gk]
+	for _, c := range counts {
 		// reached[p] = records whose furthest position is p or later.
 		reached := make([]int, len(path)+1)
 		for p := len(path) - 1; p >= 0; p-- {
-			reached[p] = reached[p+1] + reachedUpTo[g][p]
+			reached[p] = reached[p+1] + c.Furthest[path[p]]
 		}
-		fg := FunnelGroup{Key: gk, Stages: make([]FunnelStage, len(def.Stages))}
+		fg := FunnelGroup{Key: c.Group, Stages: make([]FunnelStage, len(def.Stages))}
 		for i, s := range def.Stages {
-			fs := FunnelStage{Stage: s.Key, Label: s.Label, Terminal: s.Terminal, Entered: entered[g][i], Reached: entered[g][i]}
+			fs := FunnelStage{Stage: s.Key, Label: s.Label, Terminal: s.Terminal, Entered: c.Entered[i], Reached: c.Entered[i]}
 			if fs.Label == "" {
 				fs.Label = s.Key
 			}
@@ -170,6 +139,75 @@ func (r *Reports) Funnel(ctx context.Context, q FunnelQuery) (*Funnel, error) {
 		out.Groups = append(out.Groups, fg)
 	}
 	return out, nil
+}
+
+// checkCounts checks that an aggregator's counts have one value per
+// stage and distinct groups.
+func checkCounts(counts []FunnelCounts, stages int) error {
+	seen := map[string]bool{}
+	for _, c := range counts {
+		if len(c.Entered) != stages || len(c.Furthest) != stages || seen[c.Group] {
+			return fmt.Errorf("analytics: funnel aggregator: group %q: %d and %d counts for %d stages, or a repeated group", c.Group, len(c.Entered), len(c.Furthest), stages)
+		}
+		seen[c.Group] = true
+	}
+	return nil
+}
+
+// streamFunnel counts the funnel from the stage changes.
+func streamFunnel(ctx context.Context, recs staged, q FunnelQuery, def *pipeline.Definition, keep map[string]bool, stageIndex map[string]int, pathPos []int) ([]FunnelCounts, error) {
+	// Every entry becomes (record key, group, stage); sorted, the entries
+	// of one record in one group come together, and a pass counts them.
+	// Sorting is cheaper than a hash map over a million records, and
+	// engine-assigned IDs are time-ordered, so entries arrive nearly
+	// sorted already.
+	var ids recordKeys
+	var groups groupNumbers
+	var chunks chunked[entry]
+	err := recs.ScanMoves(ctx, crm.MovesQuery{Pipeline: q.Pipeline, From: q.Period.From, To: q.Period.To}, func(m *crm.StageMove) error {
+		i, ok := stageIndex[m.To]
+		if !ok || (keep != nil && !keep[m.Owner]) {
+			return nil
+		}
+		chunks.add(entry{group: groups.number(groupKey(q.By, m.Owner)), id: ids.key(m.RecordID), stage: int32(i)})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	entries := chunks.all()
+	slices.SortFunc(entries, func(a, b entry) int {
+		if c := bytes.Compare(a.id[:], b.id[:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.group, b.group)
+	})
+	counts := make([]FunnelCounts, len(groups.keys))
+	for g, key := range groups.keys {
+		counts[g] = FunnelCounts{Group: key, Entered: make([]int, len(def.Stages)), Furthest: make([]int, len(def.Stages))}
+	}
+	seen := make([]bool, len(def.Stages))
+	for i := 0; i < len(entries); {
+		g := entries[i].group
+		furthest := -1
+		clear(seen)
+		j := i
+		for ; j < len(entries) && entries[j].group == g && entries[j].id == entries[i].id; j++ {
+			st := entries[j].stage
+			if !seen[st] {
+				seen[st] = true
+				counts[g].Entered[st]++
+				if furthest < 0 || pathPos[st] > pathPos[furthest] {
+					furthest = int(st)
+				}
+			}
+		}
+		if furthest >= 0 && pathPos[furthest] >= 0 {
+			counts[g].Furthest[furthest]++
+		}
+		i = j
+	}
+	return counts, nil
 }
 
 // entry is one stage entry of a record, for counting.

@@ -37,12 +37,16 @@ func open(t *testing.T, start time.Time) (*crm.Engine, *clock) {
 	return openWith(t, start, crm.Options{})
 }
 
-// openWith is open with more options.
+// openWith is open with more options; a memory store unless opts.Store
+// is set (which it closes too).
 func openWith(t *testing.T, start time.Time, opts crm.Options) (*crm.Engine, *clock) {
 	t.Helper()
 	c := &clock{now: start}
-	st := memory.New()
-	opts.Store, opts.Clock = st, c
+	if opts.Store == nil {
+		opts.Store = memory.New()
+	}
+	st := opts.Store
+	opts.Clock = c
 	e, err := crm.Open(context.Background(), opts)
 	require.NoError(t, err)
 	t.Cleanup(func() {

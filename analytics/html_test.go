@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,7 +138,17 @@ func screenshot(t *testing.T, page, out string) {
 	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
 		"--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND", // no network
 		"--user-data-dir="+t.TempDir(), "--window-size=1200,2400", "--screenshot="+out, "file://"+page)
+	// Chromium starts helper processes that inherit its output: kill the
+	// whole process group at the deadline, and stop waiting for the
+	// output soon after, so that a hung browser fails the test instead of
+	// hanging it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
 	output, err := cmd.CombinedOutput()
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // helpers left behind
+	}
 	require.NoError(t, err, "chromium: %s", output)
 	f, err := os.Open(out)
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 package analytics
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -132,19 +133,41 @@ type custAgg struct {
 	monetary  int64
 }
 
-// rfmAcc aggregates order facts that come grouped by customer into one
-// aggregate per customer, appended to dense chunks: no map, no lookups,
-// no copying as the number of customers grows.
+// rfmAcc aggregates order facts that come grouped by customer, each
+// customer's in time order, into one aggregate per customer, appended to
+// dense chunks: no map, no lookups, no copying as the number of customers
+// grows.
 type rfmAcc struct {
 	currency string
 	fixed    bool // currency was given, so others are skipped
 	rows     chunked[custAgg]
-	cur      custAgg // the customer being read
-	has      bool    // cur has a non-refund order
-	started  bool
+	// cur is the customer being read; cur.id is "" before the first fact
+	// (a fact always has a customer).
+	cur custAgg
 }
 
 func (a *rfmAcc) add(f *crm.OrderFact) error {
+	// The common case, another order of the same customer in the same
+	// currency, is kept small enough to be inlined.
+	if f.ContactID != a.cur.id || f.Total.Currency != a.currency {
+		return a.next(f)
+	}
+	x := f.Total.Amount
+	s := a.cur.monetary + x
+	if (x > 0) != (s > a.cur.monetary) && x != 0 {
+		return overflow(f)
+	}
+	a.cur.monetary = s
+	if !f.Refund {
+		a.cur.frequency++
+		a.cur.last = f.OrderedAt // facts come in time order
+	}
+	return nil
+}
+
+// next starts a new customer, or skips or refuses an order in another
+// currency, then adds f.
+func (a *rfmAcc) next(f *crm.OrderFact) error {
 	if f.Total.Currency != a.currency {
 		switch {
 		case a.fixed:
@@ -155,31 +178,46 @@ func (a *rfmAcc) add(f *crm.OrderFact) error {
 			return fmt.Errorf("%w: orders are in several currencies (%s and %s at least); choose one with RFMOptions.Currency", ErrInvalid, a.currency, f.Total.Currency)
 		}
 	}
-	if !a.started || f.ContactID != a.cur.id {
+	if f.ContactID != a.cur.id {
 		a.flush()
-		a.cur, a.has, a.started = custAgg{id: f.ContactID}, false, true
+		a.cur = custAgg{id: f.ContactID}
 	}
-	sum := a.cur.monetary + f.Total.Amount
-	if (f.Total.Amount > 0 && sum < a.cur.monetary) || (f.Total.Amount < 0 && sum > a.cur.monetary) {
-		return fmt.Errorf("analytics: RFM: the spend of customer %s overflows int64 minor units", f.ContactID)
-	}
-	a.cur.monetary = sum
-	if !f.Refund {
-		a.cur.frequency++
-		a.has = true
-		if f.OrderedAt.After(a.cur.last) {
-			a.cur.last = f.OrderedAt
+	return a.add(f)
+}
+
+// addTotals takes the customers' totals from an RFMAggregator instead of
+// their facts.
+func (a *rfmAcc) addTotals(totals []CustomerTotals) error {
+	slices.SortFunc(totals, func(x, y CustomerTotals) int {
+		return cmp.Or(cmp.Compare(x.CustomerID, y.CustomerID), cmp.Compare(x.Currency, y.Currency))
+	})
+	for i, t := range totals {
+		if i > 0 && t.CustomerID == totals[i-1].CustomerID && t.Currency == totals[i-1].Currency {
+			return fmt.Errorf("analytics: RFM aggregator: customer %s has two rows in %s", t.CustomerID, t.Currency)
+		}
+		// An empty fact checks the currency and starts the customer.
+		if err := a.next(&crm.OrderFact{ContactID: t.CustomerID, Refund: true, Total: crm.Money{Currency: t.Currency}}); err != nil {
+			return err
+		}
+		if t.Currency == a.currency && t.CustomerID == a.cur.id {
+			a.cur.monetary, a.cur.frequency, a.cur.last = t.Monetary, t.Frequency, t.Last
 		}
 	}
+	a.flush()
 	return nil
 }
 
-// flush ends the current customer.
+func overflow(f *crm.OrderFact) error {
+	return fmt.Errorf("analytics: RFM: the spend of customer %s overflows int64 minor units", f.ContactID)
+}
+
+// flush ends the current customer, keeping it if it has an order that is
+// not a refund.
 func (a *rfmAcc) flush() {
-	if a.started && a.has {
+	if a.cur.frequency > 0 {
 		a.rows.add(a.cur)
 	}
-	a.started = false
+	a.cur = custAgg{}
 }
 
 // result returns the customers' rows.
@@ -216,8 +254,22 @@ func (r *Reports) RFM(ctx context.Context, opts RFMOptions) (*RFM, error) {
 		}
 	}
 	a := &rfmAcc{currency: opts.Currency, fixed: opts.Currency != ""}
-	if err := r.t.ScanOrderFacts(ctx, a.add); err != nil {
-		return nil, err
+	agg, ok := aggregator[RFMAggregator](r)
+	if ok {
+		totals, err := agg.AggregateRFM(ctx, RFMAggregate{Tenant: r.t.ID(), Currency: opts.Currency})
+		if ok, err = pushed(err); err != nil {
+			return nil, err
+		}
+		if ok {
+			if err := a.addTotals(totals); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if !ok {
+		if err := r.t.ScanOrderFacts(ctx, a.add); err != nil {
+			return nil, err
+		}
 	}
 	loc := r.t.Location()
 	out := &RFM{Currency: a.currency, Rows: a.result()}

@@ -29,8 +29,14 @@ import (
 //	no customer: Mar 15 12:00 100 (the last order: the reference is Mar 16)
 func rfmOrders(t *testing.T, loc *time.Location) (*crm.Engine, map[string]string) {
 	t.Helper()
+	return rfmOrdersWith(t, crm.Options{Location: loc})
+}
+
+// rfmOrdersWith is rfmOrders with options for crm.Open.
+func rfmOrdersWith(t *testing.T, opts crm.Options) (*crm.Engine, map[string]string) {
+	t.Helper()
 	ctx := context.Background()
-	e, _ := openWith(t, day(time.March, 20), crm.Options{Location: loc})
+	e, _ := openWith(t, day(time.March, 20), opts)
 	ids := map[string]string{}
 	for _, n := range []string{"A", "B", "C", "D", "E"} {
 		c, err := e.Contacts().Create(ctx, crm.Contact{FirstName: n, ExternalID: "x" + n})

@@ -1,7 +1,9 @@
 package analytics
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"math/bits"
 	"slices"
 	"time"
@@ -63,30 +65,102 @@ type StageTime struct {
 }
 
 // Stages computes the time-in-stage report of q.Pipeline: stays from the
-// stage history (index values only), current counts from the records in
-// the pipeline. Each stay's length is kept until the medians are taken.
+// stage history, current counts from the records' positions, both from
+// index values only. Each stay's length is kept until the medians are
+// taken. A store that implements StageAggregator computes the numbers
+// itself.
 func (r *Reports) Stages(ctx context.Context, q StagesQuery) (*StageTimes, error) {
 	def, recs, keep, stageIndex, err := r.prepareStages(ctx, q.Pipeline, q.Period, q.Slice, q.By)
 	if err != nil {
 		return nil, err
 	}
+	now := r.t.Now()
+	var counts []StageCounts
+	agg, ok := aggregator[StageAggregator](r)
+	if ok && (keep == nil || len(keep) > 0) {
+		counts, err = agg.AggregateStages(ctx, StageAggregate{FactsQuery: r.factsQuery(def, q.Period, keep, q.By), At: now})
+		if ok, err = pushed(err); err != nil {
+			return nil, err
+		}
+		if ok {
+			if err := checkStageCounts(counts, len(def.Stages)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if !ok {
+		if counts, err = streamStages(ctx, recs, q, len(def.Stages), keep, stageIndex, now); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(counts, func(a, b StageCounts) int { return cmp.Compare(a.Group, b.Group) })
+	if q.By == All && len(counts) == 0 {
+		counts = []StageCounts{newStageCounts("", len(def.Stages))}
+	}
+
+	out := &StageTimes{Pipeline: q.Pipeline, Period: q.Period, By: q.By, At: now}
+	for _, c := range counts {
+		g := StageTimesGroup{Key: c.Group, Stages: make([]StageTime, len(def.Stages))}
+		for i, s := range def.Stages {
+			st := StageTime{Stage: s.Key, Label: s.Label, Terminal: s.Terminal, Current: c.Current[i],
+				Exits: c.Exits[i], Average: c.Average[i], Median: c.Median[i]}
+			if s.Terminal == pipeline.Open {
+				st.Overdue = c.Overdue[i]
+			}
+			if st.Label == "" {
+				st.Label = s.Key
+			}
+			if !s.Norm.IsZero() {
+				st.Norm = s.Norm.String()
+			}
+			st.OverdueShare = ratio(st.Overdue, st.Current)
+			g.Stages[i] = st
+		}
+		out.Groups = append(out.Groups, g)
+	}
+	return out, nil
+}
+
+func newStageCounts(group string, stages int) StageCounts {
+	return StageCounts{Group: group, Exits: make([]int, stages), Average: make([]time.Duration, stages),
+		Median: make([]time.Duration, stages), Current: make([]int, stages), Overdue: make([]int, stages)}
+}
+
+// checkStageCounts checks that an aggregator's counts have one value per
+// stage and distinct groups.
+func checkStageCounts(counts []StageCounts, stages int) error {
+	seen := map[string]bool{}
+	for _, c := range counts {
+		for _, n := range []int{len(c.Exits), len(c.Average), len(c.Median), len(c.Current), len(c.Overdue)} {
+			if n != stages {
+				return fmt.Errorf("analytics: stage aggregator: group %q has %d values for %d stages", c.Group, n, stages)
+			}
+		}
+		if seen[c.Group] {
+			return fmt.Errorf("analytics: stage aggregator: group %q repeated", c.Group)
+		}
+		seen[c.Group] = true
+	}
+	return nil
+}
+
+// streamStages computes the stage numbers from the stage changes and the
+// positions.
+func streamStages(ctx context.Context, recs staged, q StagesQuery, stages int, keep map[string]bool, stageIndex map[string]int, now time.Time) ([]StageCounts, error) {
 	type acc struct {
-		stays            [][]time.Duration
-		current, overdue []int
+		stays [][]time.Duration
+		StageCounts
 	}
 	groups := map[string]*acc{}
 	group := func(key string) *acc {
 		a := groups[key]
 		if a == nil {
-			a = &acc{stays: make([][]time.Duration, len(def.Stages)), current: make([]int, len(def.Stages)), overdue: make([]int, len(def.Stages))}
+			a = &acc{stays: make([][]time.Duration, stages), StageCounts: newStageCounts(key, stages)}
 			groups[key] = a
 		}
 		return a
 	}
-	if q.By == All {
-		group("")
-	}
-	err = recs.ScanMoves(ctx, crm.MovesQuery{Pipeline: q.Pipeline, From: q.Period.From, To: q.Period.To}, func(m *crm.StageMove) error {
+	err := recs.ScanMoves(ctx, crm.MovesQuery{Pipeline: q.Pipeline, From: q.Period.From, To: q.Period.To}, func(m *crm.StageMove) error {
 		i, ok := stageIndex[m.From]
 		if !ok || (keep != nil && !keep[m.Owner]) {
 			return nil
@@ -98,40 +172,27 @@ func (r *Reports) Stages(ctx context.Context, q StagesQuery) (*StageTimes, error
 	if err != nil {
 		return nil, err
 	}
-	now := r.t.Now()
 	err = recs.ScanPositions(ctx, q.Pipeline, func(p *crm.Position) error {
 		i, ok := stageIndex[p.Stage]
 		if !ok || (keep != nil && !keep[p.Owner]) {
 			return nil
 		}
 		a := group(groupKey(q.By, p.Owner))
-		a.current[i]++
-		if !p.DueAt.IsZero() && p.DueAt.Before(now) && def.Stages[i].Terminal == pipeline.Open {
-			a.overdue[i]++
+		a.Current[i]++
+		if !p.DueAt.IsZero() && p.DueAt.Before(now) {
+			a.Overdue[i]++
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-
-	out := &StageTimes{Pipeline: q.Pipeline, Period: q.Period, By: q.By, At: now}
-	for _, key := range sortedKeys(groups) {
-		a := groups[key]
-		g := StageTimesGroup{Key: key, Stages: make([]StageTime, len(def.Stages))}
-		for i, s := range def.Stages {
-			st := StageTime{Stage: s.Key, Label: s.Label, Terminal: s.Terminal, Current: a.current[i], Overdue: a.overdue[i]}
-			if st.Label == "" {
-				st.Label = s.Key
-			}
-			if !s.Norm.IsZero() {
-				st.Norm = s.Norm.String()
-			}
-			st.OverdueShare = ratio(st.Overdue, st.Current)
-			st.Exits, st.Average, st.Median = summarize(a.stays[i])
-			g.Stages[i] = st
+	out := make([]StageCounts, 0, len(groups))
+	for _, a := range groups {
+		for i, d := range a.stays {
+			a.Exits[i], a.Average[i], a.Median[i] = summarize(d)
 		}
-		out.Groups = append(out.Groups, g)
+		out = append(out, a.StageCounts)
 	}
 	return out, nil
 }

@@ -27,10 +27,13 @@ import (
 //	Apr 1   D6 (u1) created in new
 //
 // and leaves the clock at Apr 5.
-func salesHistory(t *testing.T) *crm.Engine {
+func salesHistory(t *testing.T) *crm.Engine { return salesHistoryWith(t, crm.Options{}) }
+
+// salesHistoryWith is salesHistory with options for crm.Open.
+func salesHistoryWith(t *testing.T, opts crm.Options) *crm.Engine {
 	t.Helper()
 	ctx := context.Background()
-	e, c := open(t, day(time.February, 20))
+	e, c := openWith(t, day(time.February, 20), opts)
 	savePipeline(t, e, salesPipeline)
 	deals := e.Deals()
 	ids := map[string]string{}

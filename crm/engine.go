@@ -198,6 +198,12 @@ type Tenant struct {
 // ID returns the tenant's name.
 func (t *Tenant) ID() string { return t.id }
 
+// Store returns the store the tenant's records live in, so that callers
+// can use a capability some stores add (such as analytics pushdown).
+// Writing through it bypasses the engine's validation, indexes and
+// events: read only.
+func (t *Tenant) Store() storage.Store { return t.e.store }
+
 // Now returns the engine clock's time, in UTC.
 func (t *Tenant) Now() time.Time { return t.e.clock.Now().UTC() }
 
