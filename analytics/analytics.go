@@ -82,49 +82,6 @@ const (
 	ByOwner By = "owner"
 )
 
-// Slice narrows a report to some records.
-type Slice struct {
-	// Owners keeps the records of these owners; empty keeps everyone's.
-	Owners []string
-	// Team keeps the records owned by the members of this team and of its
-	// sub-teams (crm.Tenant.Members), combined with Owners if both are set.
-	Team string
-}
-
-// owners resolves a slice into a set of owners; nil keeps everyone.
-func (r *Reports) owners(ctx context.Context, s Slice) (map[string]bool, error) {
-	if len(s.Owners) == 0 && s.Team == "" {
-		return nil, nil
-	}
-	keep := map[string]bool{}
-	for _, o := range s.Owners {
-		keep[o] = true
-	}
-	if s.Team != "" {
-		members, err := r.t.Members(ctx, s.Team)
-		if errors.Is(err, crm.ErrNotFound) {
-			return nil, fmt.Errorf("%w: no team %q", ErrInvalid, s.Team)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(s.Owners) > 0 {
-			// Both set: the owners who are also members.
-			inTeam := map[string]bool{}
-			for _, m := range members {
-				if keep[m] {
-					inTeam[m] = true
-				}
-			}
-			return inTeam, nil
-		}
-		for _, m := range members {
-			keep[m] = true
-		}
-	}
-	return keep, nil
-}
-
 // groupKey returns the key of the group a record with this owner falls in.
 func groupKey(by By, owner string) string {
 	if by == ByOwner {
@@ -175,9 +132,9 @@ func (r *Reports) pipelineOf(ctx context.Context, name string) (*pipeline.Defini
 }
 
 // prepareStages checks the common parts of a stage report's query and
-// returns the pipeline, its records, the owners to keep (nil: all) and
-// each stage key's position.
-func (r *Reports) prepareStages(ctx context.Context, name string, p Period, s Slice, by By) (*pipeline.Definition, staged, map[string]bool, map[string]int, error) {
+// returns the pipeline, its records, the slicer and each stage key's
+// position.
+func (r *Reports) prepareStages(ctx context.Context, report, name string, p Period, s Slice, by By) (*pipeline.Definition, staged, *slicer, map[string]int, error) {
 	if err := p.validate(); err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -188,15 +145,18 @@ func (r *Reports) prepareStages(ctx context.Context, name string, p Period, s Sl
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	keep, err := r.owners(ctx, s)
+	sl, err := r.slicer(ctx, s, report, dimOwner|dimIndustry|dimSource|dimCampaign)
 	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if err := sl.selectRecords(ctx, r.t, def.Kind); err != nil {
 		return nil, nil, nil, nil, err
 	}
 	stageIndex := make(map[string]int, len(def.Stages))
 	for i, st := range def.Stages {
 		stageIndex[st.Key] = i
 	}
-	return def, recs, keep, stageIndex, nil
+	return def, recs, sl, stageIndex, nil
 }
 
 // sortedKeys returns a map's keys in order.

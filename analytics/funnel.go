@@ -18,8 +18,13 @@ type FunnelQuery struct {
 	Pipeline string
 	// Period selects the stage entries that count, by when they happened.
 	Period Period
-	Slice  Slice
-	By     By
+	// Slice keeps the records of some owners (at the time of each entry)
+	// and, by their attributes now, of industries (the account's; an
+	// account's own), sources and campaigns (leads, and deals through
+	// their lead); it takes no Product. A slice by attributes reads every
+	// record of the kind once, and is never pushed down.
+	Slice Slice
+	By    By
 }
 
 // Funnel is the sales funnel of a pipeline over a period: how many
@@ -69,7 +74,7 @@ type FunnelStage struct {
 // 24 bytes per stage entry until it has counted them; a store that
 // implements FunnelAggregator counts them itself.
 func (r *Reports) Funnel(ctx context.Context, q FunnelQuery) (*Funnel, error) {
-	def, recs, keep, stageIndex, err := r.prepareStages(ctx, q.Pipeline, q.Period, q.Slice, q.By)
+	def, recs, sl, stageIndex, err := r.prepareStages(ctx, "funnel", q.Pipeline, q.Period, q.Slice, q.By)
 	if err != nil {
 		return nil, err
 	}
@@ -94,8 +99,8 @@ func (r *Reports) Funnel(ctx context.Context, q FunnelQuery) (*Funnel, error) {
 
 	var counts []FunnelCounts
 	agg, ok := aggregator[FunnelAggregator](r)
-	if ok && (keep == nil || len(keep) > 0) {
-		counts, err = agg.AggregateFunnel(ctx, FunnelAggregate{FactsQuery: r.factsQuery(def, q.Period, keep, q.By), PathRank: pathPos})
+	if ok && sl.pushable() {
+		counts, err = agg.AggregateFunnel(ctx, FunnelAggregate{FactsQuery: r.factsQuery(def, q.Period, sl, q.By), PathRank: pathPos})
 		if ok, err = pushed(err); err != nil {
 			return nil, err
 		}
@@ -106,7 +111,7 @@ func (r *Reports) Funnel(ctx context.Context, q FunnelQuery) (*Funnel, error) {
 		}
 	}
 	if !ok {
-		if counts, err = streamFunnel(ctx, recs, q, def, keep, stageIndex, pathPos); err != nil {
+		if counts, err = streamFunnel(ctx, recs, q, def, sl, stageIndex, pathPos); err != nil {
 			return nil, err
 		}
 	}
@@ -155,7 +160,7 @@ func checkCounts(counts []FunnelCounts, stages int) error {
 }
 
 // streamFunnel counts the funnel from the stage changes.
-func streamFunnel(ctx context.Context, recs staged, q FunnelQuery, def *pipeline.Definition, keep map[string]bool, stageIndex map[string]int, pathPos []int) ([]FunnelCounts, error) {
+func streamFunnel(ctx context.Context, recs staged, q FunnelQuery, def *pipeline.Definition, sl *slicer, stageIndex map[string]int, pathPos []int) ([]FunnelCounts, error) {
 	// Every entry becomes (record key, group, stage); sorted, the entries
 	// of one record in one group come together, and a pass counts them.
 	// Sorting is cheaper than a hash map over a million records, and
@@ -166,7 +171,7 @@ func streamFunnel(ctx context.Context, recs staged, q FunnelQuery, def *pipeline
 	var chunks chunked[entry]
 	err := recs.ScanMoves(ctx, crm.MovesQuery{Pipeline: q.Pipeline, From: q.Period.From, To: q.Period.To}, func(m *crm.StageMove) error {
 		i, ok := stageIndex[m.To]
-		if !ok || (keep != nil && !keep[m.Owner]) {
+		if !ok || !sl.keep(m.RecordID, m.Owner) {
 			return nil
 		}
 		chunks.add(entry{group: groups.number(groupKey(q.By, m.Owner)), id: ids.key(m.RecordID), stage: int32(i)})

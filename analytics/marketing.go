@@ -63,7 +63,9 @@ func (o *outcomes) wonDeal(ctx context.Context, l *crm.Lead) (*crm.Deal, error) 
 type LeadsQuery struct {
 	// Period selects the leads by when they were registered (created).
 	Period Period
-	Slice  Slice
+	// Slice keeps the leads of some owners, sources, campaigns and
+	// accounts' industries; it takes no Product.
+	Slice Slice
 	// Currency is the currency of expected amounts, as for LostQuery;
 	// leads with amounts in other currencies count but add no amount.
 	Currency string
@@ -124,7 +126,7 @@ func (r *Reports) Leads(ctx context.Context, q LeadsQuery) (*Leads, error) {
 	if err != nil {
 		return nil, err
 	}
-	keep, err := r.owners(ctx, q.Slice)
+	sl, err := r.slicer(ctx, q.Slice, "leads", dimOwner|dimIndustry|dimSource|dimCampaign)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +140,7 @@ func (r *Reports) Leads(ctx context.Context, q LeadsQuery) (*Leads, error) {
 	pipelines := map[string]bool{}
 	oc := &outcomes{r: r, defs: map[string]*pipeline.Definition{}}
 	err = r.t.Leads().Each(ctx, crm.EachOptions{Archived: crm.ArchivedIncluded}, func(l *crm.Lead) error {
-		if !q.Period.Contains(l.CreatedAt) || (keep != nil && !keep[l.Owner]) {
+		if !q.Period.Contains(l.CreatedAt) || !sl.owner(l.Owner) || !sl.lead(l) {
 			return nil
 		}
 		conv := !l.ConvertedAt.IsZero()
@@ -259,6 +261,9 @@ type CampaignsQuery struct {
 	// time zone) in it; campaigns without a start date are kept only when
 	// the period is open at both ends.
 	Period Period
+	// Slice keeps the campaigns of some owners, or one campaign; it takes
+	// no Industry, Source or Product.
+	Slice Slice
 	// Currency is the currency of costs and revenue, as for LostQuery.
 	Currency string
 }
@@ -339,7 +344,14 @@ func (r *Reports) Campaigns(ctx context.Context, q CampaignsQuery) (*Campaigns, 
 	oc := &outcomes{r: r, defs: map[string]*pipeline.Definition{}}
 	out := &Campaigns{Period: q.Period}
 	tot := &out.Total
+	sl, err := r.slicer(ctx, q.Slice, "campaigns", dimOwner|dimCampaign)
+	if err != nil {
+		return nil, err
+	}
 	for _, c := range camps {
+		if !sl.owner(c.Owner) || (q.Slice.Campaign != "" && c.ID != q.Slice.Campaign) {
+			continue
+		}
 		if c.StartsOn != "" {
 			start, err := time.ParseInLocation(time.DateOnly, c.StartsOn, loc)
 			if err != nil {

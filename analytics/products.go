@@ -14,6 +14,10 @@ type ProductsQuery struct {
 	Period Period
 	// Category keeps the lines of one product category ("" keeps all).
 	Category string
+	// Slice keeps the orders of some owners, of a campaign and of
+	// accounts of an industry, and the lines of one product; it takes no
+	// Source.
+	Slice Slice
 	// Currency is as for LostQuery; orders in other currencies are left
 	// out.
 	Currency string
@@ -58,6 +62,10 @@ func (r *Reports) Products(ctx context.Context, q ProductsQuery) (*Products, err
 	if err != nil {
 		return nil, err
 	}
+	sl, err := r.slicer(ctx, q.Slice, "products", dimOwner|dimIndustry|dimCampaign|dimProduct)
+	if err != nil {
+		return nil, err
+	}
 	type acc struct {
 		row       ProductRow
 		customers map[string]bool
@@ -65,12 +73,15 @@ func (r *Reports) Products(ctx context.Context, q ProductsQuery) (*Products, err
 	prods := map[string]*acc{}
 	out := &Products{Period: q.Period}
 	err = r.t.Orders().Each(ctx, periodScan("ordered_at", q.Period), func(o *crm.Order) error {
+		if !sl.order(o) {
+			return nil
+		}
 		if ok, err := pick.keep(o.Total); err != nil || !ok {
 			return err
 		}
 		counted := map[string]bool{}
 		for _, l := range o.Lines {
-			if l.Delivery || (q.Category != "" && l.Category != q.Category) {
+			if l.Delivery || (q.Category != "" && l.Category != q.Category) || !sl.line(&l) {
 				continue
 			}
 			sku := cmp.Or(l.SKU, l.ProductID)

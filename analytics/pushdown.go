@@ -137,13 +137,13 @@ func pushed(err error) (bool, error) {
 }
 
 // factsQuery builds the FactsQuery of a stage report.
-func (r *Reports) factsQuery(def *pipeline.Definition, p Period, keep map[string]bool, by By) FactsQuery {
+func (r *Reports) factsQuery(def *pipeline.Definition, p Period, sl *slicer, by By) FactsQuery {
 	q := FactsQuery{Tenant: r.t.ID(), Kind: def.Kind, Pipeline: def.Name, From: p.From, To: p.To, ByOwner: by == ByOwner}
 	for _, s := range def.Stages {
 		q.Stages = append(q.Stages, s.Key)
 	}
-	if keep != nil {
-		q.Owners = sortedKeys(keep)
+	if sl.owners != nil {
+		q.Owners = sortedKeys(sl.owners)
 	}
 	return q
 }

@@ -36,9 +36,9 @@ type closedDeal struct {
 }
 
 // closedDeals returns the moves into stages with the given terminal
-// outcome in the period, of the owners keep holds (nil: all), in time
-// order per pipeline. Deals deleted since are left out.
-func (r *Reports) closedDeals(ctx context.Context, defs []*pipeline.Definition, p Period, keep map[string]bool, outcome pipeline.Terminal) ([]closedDeal, error) {
+// outcome in the period, of the deals and owners (at the move) the slice
+// keeps, in time order per pipeline. Deals deleted since are left out.
+func (r *Reports) closedDeals(ctx context.Context, defs []*pipeline.Definition, p Period, sl *slicer, outcome pipeline.Terminal) ([]closedDeal, error) {
 	var out []closedDeal
 	deals := r.t.Deals()
 	for _, def := range defs {
@@ -53,7 +53,7 @@ func (r *Reports) closedDeals(ctx context.Context, defs []*pipeline.Definition, 
 		}
 		var moves []crm.StageMove
 		err := deals.ScanMoves(ctx, crm.MovesQuery{Pipeline: def.Name, From: p.From, To: p.To}, func(m *crm.StageMove) error {
-			if closing[m.To] && (keep == nil || keep[m.Owner]) {
+			if closing[m.To] && sl.owner(m.Owner) {
 				moves = append(moves, *m)
 			}
 			return nil
@@ -69,6 +69,9 @@ func (r *Reports) closedDeals(ctx context.Context, defs []*pipeline.Definition, 
 			if err != nil {
 				return nil, err
 			}
+			if !sl.deal(&d) {
+				continue
+			}
 			out = append(out, closedDeal{move: m, deal: d})
 		}
 	}
@@ -82,7 +85,7 @@ type LostQuery struct {
 	// Period selects the losses by when the deal moved to a lost stage.
 	Period Period
 	// Slice keeps the deals of some owners (the owner at the time of the
-	// loss).
+	// loss), industries, sources and campaigns; it takes no Product.
 	Slice Slice
 	// Currency is the currency of the lost value: deals in other
 	// currencies count in Deals but not in Value. Empty means the one
@@ -134,11 +137,11 @@ func (r *Reports) Lost(ctx context.Context, q LostQuery) (*Lost, error) {
 	if err != nil {
 		return nil, err
 	}
-	keep, err := r.owners(ctx, q.Slice)
+	sl, err := r.slicer(ctx, q.Slice, "lost", dimOwner|dimIndustry|dimSource|dimCampaign)
 	if err != nil {
 		return nil, err
 	}
-	lost, err := r.closedDeals(ctx, defs, q.Period, keep, pipeline.Lost)
+	lost, err := r.closedDeals(ctx, defs, q.Period, sl, pipeline.Lost)
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +234,8 @@ type ForecastQuery struct {
 	// without an expected close date are kept only when the period is
 	// open at both ends.
 	Period Period
-	Slice  Slice
+	// Slice is as for LostQuery, with the deal's owner now.
+	Slice Slice
 	// Currency is as for LostQuery; deals in other currencies are left
 	// out.
 	Currency string
@@ -276,7 +280,7 @@ func (r *Reports) Forecast(ctx context.Context, q ForecastQuery) (*Forecast, err
 	if err != nil {
 		return nil, err
 	}
-	keep, err := r.owners(ctx, q.Slice)
+	sl, err := r.slicer(ctx, q.Slice, "forecast", dimOwner|dimIndustry|dimSource|dimCampaign)
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +301,7 @@ func (r *Reports) Forecast(ctx context.Context, q ForecastQuery) (*Forecast, err
 		opts := crm.EachOptions{By: "stage", From: def.Name + "/", To: def.Name + "0"} // '0' follows '/'
 		err := r.t.Deals().Each(ctx, opts, func(d *crm.Deal) error {
 			prob, open := probability[d.Stage]
-			if !open || (keep != nil && !keep[d.Owner]) {
+			if !open || !sl.owner(d.Owner) || !sl.deal(d) {
 				return nil
 			}
 			month := ""
@@ -353,7 +357,8 @@ type CommissionQuery struct {
 	// Period selects the deals by when they were won: today's period
 	// answers "what did I earn today".
 	Period Period
-	Slice  Slice
+	// Slice is as for LostQuery, with the owner at the time of the win.
+	Slice Slice
 	// Rates are the commission rates.
 	Rates CommissionRates
 	// Currency is as for LostQuery; deals in other currencies earn
@@ -429,7 +434,11 @@ func (r *Reports) Commission(ctx context.Context, q CommissionQuery) (*Commissio
 	if err := q.Rates.validate(); err != nil {
 		return nil, err
 	}
-	won, pick, err := r.wonDeals(ctx, q.Period, q.Slice, q.Currency, "CommissionQuery.Currency")
+	sl, err := r.slicer(ctx, q.Slice, "commission", dimOwner|dimIndustry|dimSource|dimCampaign)
+	if err != nil {
+		return nil, err
+	}
+	won, pick, err := r.wonDeals(ctx, q.Period, sl, q.Currency, "CommissionQuery.Currency")
 	if err != nil {
 		return nil, err
 	}
@@ -466,7 +475,7 @@ func (r *Reports) Commission(ctx context.Context, q CommissionQuery) (*Commissio
 // wonDeals returns the deals won in the period with an amount in the
 // chosen currency, in the order they were won; a deal won more than once
 // in the period (reopened in between) counts once, at its first win.
-func (r *Reports) wonDeals(ctx context.Context, p Period, s Slice, currency, option string) ([]closedDeal, *currencyPick, error) {
+func (r *Reports) wonDeals(ctx context.Context, p Period, sl *slicer, currency, option string) ([]closedDeal, *currencyPick, error) {
 	pick, err := newCurrencyPick(currency, option)
 	if err != nil {
 		return nil, nil, err
@@ -475,11 +484,7 @@ func (r *Reports) wonDeals(ctx context.Context, p Period, s Slice, currency, opt
 	if err != nil {
 		return nil, nil, err
 	}
-	keep, err := r.owners(ctx, s)
-	if err != nil {
-		return nil, nil, err
-	}
-	won, err := r.closedDeals(ctx, defs, p, keep, pipeline.Won)
+	won, err := r.closedDeals(ctx, defs, p, sl, pipeline.Won)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -581,7 +586,11 @@ func (r *Reports) Plan(ctx context.Context, q PlanQuery) (*Plan, error) {
 			s.Owners = terr(st.TerritoryID)
 		}
 		if len(s.Owners) > 0 || s.Team != "" {
-			won, _, err := r.wonDeals(ctx, span, s, st.Amount.Currency, "the target's currency")
+			sl, err := r.slicer(ctx, s, "plan", dimOwner)
+			if err != nil {
+				return nil, err
+			}
+			won, _, err := r.wonDeals(ctx, span, sl, st.Amount.Currency, "the target's currency")
 			if err != nil {
 				return nil, err
 			}

@@ -18,8 +18,10 @@ type StagesQuery struct {
 	Pipeline string
 	// Period selects the stays that count, by when they ended.
 	Period Period
-	Slice  Slice
-	By     By
+	// Slice is as for FunnelQuery: stays by the owner at the move out,
+	// current records by their owner now.
+	Slice Slice
+	By    By
 }
 
 // StageTimes reports how long records stay in each stage of a pipeline,
@@ -70,15 +72,15 @@ type StageTime struct {
 // taken. A store that implements StageAggregator computes the numbers
 // itself.
 func (r *Reports) Stages(ctx context.Context, q StagesQuery) (*StageTimes, error) {
-	def, recs, keep, stageIndex, err := r.prepareStages(ctx, q.Pipeline, q.Period, q.Slice, q.By)
+	def, recs, sl, stageIndex, err := r.prepareStages(ctx, "stages", q.Pipeline, q.Period, q.Slice, q.By)
 	if err != nil {
 		return nil, err
 	}
 	now := r.t.Now()
 	var counts []StageCounts
 	agg, ok := aggregator[StageAggregator](r)
-	if ok && (keep == nil || len(keep) > 0) {
-		counts, err = agg.AggregateStages(ctx, StageAggregate{FactsQuery: r.factsQuery(def, q.Period, keep, q.By), At: now})
+	if ok && sl.pushable() {
+		counts, err = agg.AggregateStages(ctx, StageAggregate{FactsQuery: r.factsQuery(def, q.Period, sl, q.By), At: now})
 		if ok, err = pushed(err); err != nil {
 			return nil, err
 		}
@@ -89,7 +91,7 @@ func (r *Reports) Stages(ctx context.Context, q StagesQuery) (*StageTimes, error
 		}
 	}
 	if !ok {
-		if counts, err = streamStages(ctx, recs, q, len(def.Stages), keep, stageIndex, now); err != nil {
+		if counts, err = streamStages(ctx, recs, q, len(def.Stages), sl, stageIndex, now); err != nil {
 			return nil, err
 		}
 	}
@@ -146,7 +148,7 @@ func checkStageCounts(counts []StageCounts, stages int) error {
 
 // streamStages computes the stage numbers from the stage changes and the
 // positions.
-func streamStages(ctx context.Context, recs staged, q StagesQuery, stages int, keep map[string]bool, stageIndex map[string]int, now time.Time) ([]StageCounts, error) {
+func streamStages(ctx context.Context, recs staged, q StagesQuery, stages int, sl *slicer, stageIndex map[string]int, now time.Time) ([]StageCounts, error) {
 	type acc struct {
 		stays [][]time.Duration
 		StageCounts
@@ -162,7 +164,7 @@ func streamStages(ctx context.Context, recs staged, q StagesQuery, stages int, k
 	}
 	err := recs.ScanMoves(ctx, crm.MovesQuery{Pipeline: q.Pipeline, From: q.Period.From, To: q.Period.To}, func(m *crm.StageMove) error {
 		i, ok := stageIndex[m.From]
-		if !ok || (keep != nil && !keep[m.Owner]) {
+		if !ok || !sl.keep(m.RecordID, m.Owner) {
 			return nil
 		}
 		a := group(groupKey(q.By, m.Owner))
@@ -174,7 +176,7 @@ func streamStages(ctx context.Context, recs staged, q StagesQuery, stages int, k
 	}
 	err = recs.ScanPositions(ctx, q.Pipeline, func(p *crm.Position) error {
 		i, ok := stageIndex[p.Stage]
-		if !ok || (keep != nil && !keep[p.Owner]) {
+		if !ok || !sl.keep(p.RecordID, p.Owner) {
 			return nil
 		}
 		a := group(groupKey(q.By, p.Owner))
