@@ -343,6 +343,96 @@ func BenchmarkStages(b *testing.B) {
 	b.ReportMetric(float64(peak)/(1<<20), "peak-MiB")
 }
 
+// ordersDB returns a bbolt file with customers contacts and orders of 4
+// lines each, over 2024: order k belongs to customer k mod customers, and
+// every tenth order after each customer's first is a refund.
+func ordersDB(b *testing.B, customers, orders int) string {
+	b.Helper()
+	return fixture(b, fmt.Sprintf("orders-%d-%d.db", customers, orders), func(path string) {
+		ctx := context.Background()
+		st, err := bolt.Open(path, &bolt.Options{NoSync: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		e, err := crm.Open(ctx, crm.Options{Store: st, Clock: &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		const batch = 10_000
+		ids := make([]string, 0, customers)
+		contacts := make([]crm.Contact, 0, batch)
+		for i := 0; i < customers; i += batch {
+			contacts = contacts[:0]
+			for j := i; j < min(i+batch, customers); j++ {
+				contacts = append(contacts, crm.Contact{FirstName: "C", LastName: fmt.Sprint(j)})
+			}
+			created, errs, err := e.Contacts().CreateEach(ctx, contacts)
+			if err := cmp.Or(append([]error{err}, errs...)...); err != nil {
+				b.Fatal(err)
+			}
+			for _, c := range created {
+				ids = append(ids, c.ID)
+			}
+		}
+		start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+		step := time.Duration(int64(365*24*time.Hour) / int64(orders))
+		batchOrders := make([]crm.Order, 0, batch)
+		for i := 0; i < orders; i += batch {
+			batchOrders = batchOrders[:0]
+			for k := i; k < min(i+batch, orders); k++ {
+				o := crm.Order{Number: fmt.Sprint(k), ContactID: ids[k%customers], OrderedAt: start.Add(time.Duration(k) * step), Currency: "GBP"}
+				sign := int64(1)
+				if k%10 == 9 && k >= customers {
+					o.Number, o.Refund, sign = "C"+o.Number, true, -1
+				}
+				for l := range 4 {
+					o.Lines = append(o.Lines, crm.OrderLine{SKU: fmt.Sprintf("p%d", (k+l)%500), Quantity: sign * int64(1+l), UnitPrice: crm.Money{Amount: int64(100 + (k*7+l)%900)}})
+				}
+				batchOrders = append(batchOrders, o)
+			}
+			_, errs, err := e.Orders().CreateEach(ctx, batchOrders)
+			if err := cmp.Or(append([]error{err}, errs...)...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := e.Contacts().Search(ctx, "anyone", crm.SearchOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		if err := errors.Join(e.Close(), st.Close()); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkRFM computes RFM over 1,000,000 customers with 2,500,000
+// orders of 10,000,000 lines (the goal is at most 10 s), reporting the
+// peak heap.
+func BenchmarkRFM(b *testing.B) {
+	const customers, orders = 1_000_000, 2_500_000
+	e, err := crm.Open(context.Background(), crm.Options{Path: ordersDB(b, customers, orders), Clock: &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	ctx := context.Background()
+	r := analytics.New(e.Default())
+	var peak uint64
+	for b.Loop() {
+		runtime.GC()
+		stop := peakHeap()
+		rfm, err := r.RFM(ctx, analytics.RFMOptions{})
+		peak = max(peak, stop())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(rfm.Rows) != customers {
+			b.Fatalf("%d customers, not %d", len(rfm.Rows), customers)
+		}
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "peak-MiB")
+	b.ReportMetric(float64(4*orders)*float64(b.N)/b.Elapsed().Seconds(), "lines/s")
+}
+
 // The in-memory RFM aggregation must stay within 1.5x of a plain loop
 // that sums into a dense per-customer slice. Both run over the same
 // 10,000,000 order facts of 1,000,000 customers, grouped by customer as

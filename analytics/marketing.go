@@ -40,12 +40,13 @@ func (o *outcomes) won(ctx context.Context, d *crm.Deal) (bool, error) {
 	return false, nil
 }
 
-// wonDeal returns the deal a lead was converted into if it is won now.
-func (o *outcomes) wonDeal(ctx context.Context, l *crm.Lead) (*crm.Deal, error) {
-	if l.DealID == "" {
+// wonDeal returns the deal a lead was converted into (its DealID) if it
+// is won now. It reads the store: never call it inside a record visit.
+func (o *outcomes) wonDeal(ctx context.Context, dealID string) (*crm.Deal, error) {
+	if dealID == "" {
 		return nil, nil
 	}
-	d, err := o.r.t.Deals().Get(ctx, l.DealID)
+	d, err := o.r.t.Deals().Get(ctx, dealID)
 	if errors.Is(err, crm.ErrNotFound) {
 		return nil, nil
 	}
@@ -139,6 +140,13 @@ func (r *Reports) Leads(ctx context.Context, q LeadsQuery) (*Leads, error) {
 	converted := map[string]bool{} // the period's leads, converted or not
 	pipelines := map[string]bool{}
 	oc := &outcomes{r: r, defs: map[string]*pipeline.Definition{}}
+	// Converted leads' deals are looked up after the visit: a read inside
+	// it could wait on a writer that waits for the visit to end.
+	type pending struct {
+		dealID string
+		groups [3]*acc
+	}
+	var deals []pending
 	err = r.t.Leads().Each(ctx, crm.EachOptions{Archived: crm.ArchivedIncluded}, func(l *crm.Lead) error {
 		if !q.Period.Contains(l.CreatedAt) || !sl.owner(l.Owner) || !sl.lead(l) {
 			return nil
@@ -148,21 +156,18 @@ func (r *Reports) Leads(ctx context.Context, q LeadsQuery) (*Leads, error) {
 		if l.Pipeline != "" {
 			pipelines[l.Pipeline] = true
 		}
-		won, err := oc.wonDeal(ctx, l)
-		if err != nil {
-			return err
-		}
 		amount, err := pick.keep(l.ExpectedAmount)
 		if err != nil {
 			return err
 		}
-		for _, a := range []*acc{total, group(sources, l.Source), group(campaigns, l.CampaignID)} {
+		groups := [3]*acc{total, group(sources, l.Source), group(campaigns, l.CampaignID)}
+		if l.DealID != "" {
+			deals = append(deals, pending{l.DealID, groups})
+		}
+		for _, a := range groups {
 			a.g.Leads++
 			if conv {
 				a.g.Converted++
-			}
-			if won != nil {
-				a.g.Won++
 			}
 			if amount {
 				a.priced++
@@ -175,6 +180,17 @@ func (r *Reports) Leads(ctx context.Context, q LeadsQuery) (*Leads, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, p := range deals {
+		won, err := oc.wonDeal(ctx, p.dealID)
+		if err != nil {
+			return nil, err
+		}
+		if won != nil {
+			for _, a := range p.groups {
+				a.g.Won++
+			}
+		}
 	}
 	finish := func(a *acc) LeadGroup {
 		g := a.g
@@ -368,24 +384,36 @@ func (r *Reports) Campaigns(ctx context.Context, q CampaignsQuery) (*Campaigns, 
 		if row.Cost, err = money(c.Cost); err != nil {
 			return nil, err
 		}
+		var dealIDs []string // looked up after the visit, as in Leads
 		err := r.t.Leads().Each(ctx, crm.EachOptions{By: "campaign", Value: c.ID, Archived: crm.ArchivedIncluded}, func(l *crm.Lead) error {
 			row.Responses++
 			if !l.ConvertedAt.IsZero() {
 				row.Converted++
 			}
-			d, err := oc.wonDeal(ctx, l)
-			if err != nil || d == nil {
-				return err
+			if l.DealID != "" {
+				dealIDs = append(dealIDs, l.DealID)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range dealIDs {
+			d, err := oc.wonDeal(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			if d == nil {
+				continue
 			}
 			row.Won++
 			v, err := money(d.Amount)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			return addMoney(&row.Revenue, v, "campaign revenue")
-		})
-		if err != nil {
-			return nil, err
+			if err := addMoney(&row.Revenue, v, "campaign revenue"); err != nil {
+				return nil, err
+			}
 		}
 		err = r.t.Orders().Each(ctx, crm.EachOptions{By: "campaign", Value: c.ID, Archived: crm.ArchivedIncluded}, func(o *crm.Order) error {
 			v, err := money(o.Total)

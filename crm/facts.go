@@ -137,9 +137,9 @@ func parseSortableTime(s string) (time.Time, error) {
 // q.Pipeline with From <= At < To, in time order (moves at the same
 // instant in an unspecified but stable order), including each record's
 // entry into the pipeline. It reads index values only, in one snapshot;
-// fn must not call back into the engine's writes, and must copy the move
-// if it keeps it: the pointer is reused. An error from fn stops the scan
-// and is returned.
+// fn must not call back into the engine (see Records.Each), and must copy
+// the move if it keeps it: the pointer is reused. An error from fn stops
+// the scan and is returned.
 func (s *Staged[T]) ScanMoves(ctx context.Context, q MovesQuery, fn func(*StageMove) error) error {
 	if q.Pipeline == "" {
 		return fmt.Errorf("crm: %s moves: %w: no pipeline", s.k.name, ErrInvalid)

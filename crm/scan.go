@@ -104,9 +104,11 @@ func SortableTime(t time.Time) string { return t.UTC().Format(sortableTimeLayout
 
 // Each calls fn for every record opts selects, in index order, in one
 // snapshot, decoding one record at a time: a report can visit a whole
-// collection without holding it. fn must not write through the engine
-// (the snapshot is a read transaction) and must copy the record if it
-// keeps a pointer: the value is reused. An error from fn stops the visit
+// collection without holding it. The snapshot is a read transaction: fn
+// must not write through the engine, nor read through it (on bbolt a
+// read inside the visit can wait on a writer that waits for the visit to
+// end); collect what it needs and read after. fn must copy the record if
+// it keeps a pointer: the value is reused. An error from fn stops the visit
 // and is returned.
 func (r *Records[T]) Each(ctx context.Context, opts EachOptions, fn func(*T) error) error {
 	if opts.By == "" && (opts.Value != "" || opts.From != "" || opts.To != "") {
