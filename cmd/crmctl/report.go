@@ -18,36 +18,45 @@ import (
 )
 
 const reportUsage = `usage: crmctl report KIND [flags]
-  funnel, stages, overdue: --pipeline P [--from DAY] [--to DAY] [--by owner] [--owner a,b] [--team T]
-  lost:       [--pipeline P] [--from DAY] [--to DAY] [--owner a,b] [--team T] [--currency C]
-  forecast:   [--pipeline P] [--from DAY] [--to DAY] [--owner a,b] [--team T] [--currency C]
+  funnel, stages, overdue: --pipeline P [--from DAY] [--to DAY] [--by owner] [SLICE]
+  lost:       [--pipeline P] [--from DAY] [--to DAY] [--currency C] [SLICE]
+  forecast:   [--pipeline P] [--from DAY] [--to DAY] [--currency C] [SLICE]
   plan:       [--from DAY] [--to DAY]
-  commission: [--from DAY] [--to DAY] [--owner a,b] [--team T] [--currency C] [--rate BP] [--rates u1=BP,u2=BP]
-  leads:      [--from DAY] [--to DAY] [--owner a,b] [--team T] [--currency C]
-  campaigns:  [--from DAY] [--to DAY] [--currency C]
-  products:   [--from DAY] [--to DAY] [--category K] [--currency C]
+  commission: [--from DAY] [--to DAY] [--currency C] [--rate BP] [--rates u1=BP,u2=BP] [SLICE]
+  leads:      [--from DAY] [--to DAY] [--currency C] [SLICE]
+  campaigns:  [--from DAY] [--to DAY] [--currency C] [--campaign ID] [OWNERS]
+  products:   [--from DAY] [--to DAY] [--category K] [--currency C] [--industry I] [--campaign ID] [--product SKU] [OWNERS]
   rfm:        [--reference DAY] [--currency C]
   clv:        [--reference DAY] [--currency C] [--horizon YEARS] [--discount RATE] [--retention RATE] [--margin RATE]
   cohorts:    [--from DAY] [--to DAY] [--months N]
   nps:        [--from DAY] [--to DAY] [--survey S] [--by month|survey|segment]
   all:        [--format table|csv|json|html|svg]
+OWNERS is [--owner a,b] [--team T] [--territory T]; SLICE is OWNERS plus
+[--industry I] [--source S] [--campaign ID]. Slices combine: a record is
+kept when it matches every one given.
 DAY is YYYY-MM-DD (UTC); --from and --to are both inclusive. Money is in
 minor units (cents). BP is basis points (250 = 2.5%). nps --by segment
 groups by RFM segment. html is a self-contained page with the chart and
 the table; svg is the chart alone.`
 
+// The slice flags each kind of report takes.
+var (
+	byOwner  = []string{"owner", "team", "territory"}
+	byRecord = append(byOwner[:len(byOwner):len(byOwner)], "industry", "source", "campaign")
+)
+
 // reportFlags lists the flags each report takes, beyond --format.
 var reportFlags = map[string][]string{
-	"funnel":     {"pipeline", "from", "to", "by", "owner", "team"},
-	"stages":     {"pipeline", "from", "to", "by", "owner", "team"},
-	"overdue":    {"pipeline", "from", "to", "by", "owner", "team"},
-	"lost":       {"pipeline", "from", "to", "owner", "team", "currency"},
-	"forecast":   {"pipeline", "from", "to", "owner", "team", "currency"},
+	"funnel":     append([]string{"pipeline", "from", "to", "by"}, byRecord...),
+	"stages":     append([]string{"pipeline", "from", "to", "by"}, byRecord...),
+	"overdue":    append([]string{"pipeline", "from", "to", "by"}, byRecord...),
+	"lost":       append([]string{"pipeline", "from", "to", "currency"}, byRecord...),
+	"forecast":   append([]string{"pipeline", "from", "to", "currency"}, byRecord...),
 	"plan":       {"from", "to"},
-	"commission": {"from", "to", "owner", "team", "currency", "rate", "rates"},
-	"leads":      {"from", "to", "owner", "team", "currency"},
-	"campaigns":  {"from", "to", "currency"},
-	"products":   {"from", "to", "category", "currency"},
+	"commission": append([]string{"from", "to", "currency", "rate", "rates"}, byRecord...),
+	"leads":      append([]string{"from", "to", "currency"}, byRecord...),
+	"campaigns":  append([]string{"from", "to", "currency", "campaign"}, byOwner...),
+	"products":   append([]string{"from", "to", "category", "currency", "industry", "campaign", "product"}, byOwner...),
 	"rfm":        {"reference", "currency"},
 	"clv":        {"reference", "currency", "horizon", "discount", "retention", "margin"},
 	"cohorts":    {"from", "to", "months"},
@@ -79,6 +88,11 @@ func reportCmd(ctx context.Context, path, tenant string, args []string, stdout, 
 	by := fs.String("by", "", "group by")
 	owners := fs.String("owner", "", "comma-separated owners to keep")
 	team := fs.String("team", "", "keep the records of this team's members")
+	territory := fs.String("territory", "", "keep the records of this territory's users")
+	industry := fs.String("industry", "", "keep the records of accounts in this industry")
+	source := fs.String("source", "", "keep the leads from this source and their deals")
+	campaign := fs.String("campaign", "", "keep the records of this campaign (ID)")
+	product := fs.String("product", "", "keep the order lines of this product (SKU)")
 	reference := fs.String("reference", "", "reference day, YYYY-MM-DD (default: the day after the last order)")
 	currency := fs.String("currency", "", "currency (default: the only one)")
 	rate := fs.Int("rate", 0, "default commission rate, basis points")
@@ -125,7 +139,8 @@ func reportCmd(ctx context.Context, path, tenant string, args []string, stdout, 
 	if *owners != "" {
 		slice.Owners = strings.Split(*owners, ",")
 	}
-	slice.Team = *team
+	slice.Team, slice.Territory, slice.Industry = *team, *territory, *industry
+	slice.Source, slice.Campaign, slice.Product = *source, *campaign, *product
 	commission := analytics.CommissionRates{Default: *rate}
 	if *rates != "" {
 		commission.Owners = map[string]int{}
@@ -168,9 +183,9 @@ func reportCmd(ctx context.Context, path, tenant string, args []string, stdout, 
 	case "leads":
 		rep, err = r.Leads(ctx, analytics.LeadsQuery{Period: period, Slice: slice, Currency: *currency})
 	case "campaigns":
-		rep, err = r.Campaigns(ctx, analytics.CampaignsQuery{Period: period, Currency: *currency})
+		rep, err = r.Campaigns(ctx, analytics.CampaignsQuery{Period: period, Slice: slice, Currency: *currency})
 	case "products":
-		rep, err = r.Products(ctx, analytics.ProductsQuery{Period: period, Category: *category, Currency: *currency})
+		rep, err = r.Products(ctx, analytics.ProductsQuery{Period: period, Category: *category, Slice: slice, Currency: *currency})
 	case "rfm":
 		rep, err = r.RFM(ctx, analytics.RFMOptions{Currency: *currency, Reference: ref, ExternalIDs: true})
 	case "clv":

@@ -98,6 +98,8 @@ func TestReportErrors(t *testing.T) {
 		{[]string{"report", "lost", "--pipeline", "nope"}, 1, `no pipeline "nope"`},
 		{[]string{"report", "nps", "--by", "weather"}, 1, `cannot group survey responses by "weather"`},
 		{[]string{"report", "cohorts", "--months", "500"}, 1, "500 months"},
+		{[]string{"report", "campaigns", "--source", "web"}, 2, "campaigns does not take --source"},
+		{[]string{"report", "lost", "--territory", "nowhere"}, 1, `no territory "nowhere"`},
 		{[]string{"report", "clv", "--retention", "2"}, 1, "retention 2"},
 		{[]string{"report", "rfm", "--currency", "ZZZ"}, 1, "ZZZ"},
 	} {
@@ -164,6 +166,8 @@ func TestReportKinds(t *testing.T) {
 		{[]string{"plan"}, []string{",user,u1,", ",EUR,4000,1000,1,25.00"}},
 		{[]string{"commission", "--rate", "100", "--rates", "u2=500"}, []string{"u1,1,1000,100,10", "total,1,1000,,10"}},
 		{[]string{"leads"}, []string{"total,,,1,0,0,0.0000,0.0000,0,0", "source,web,,1,"}},
+		{[]string{"leads", "--source", "fair"}, []string{"total,,,0,0,0,0.0000,0.0000,0,0"}},
+		{[]string{"lost", "--industry", "mining"}, []string{"total,,0,0"}},
 		{[]string{"campaigns"}, []string{",Spring,,,1,0,0.0000,0,0,0,500,0.0000,500,0,0,-1.0000"}},
 		{[]string{"products"}, []string{"1,tea,Tea,,1,1,3,750,1.0000"}},
 		{[]string{"rfm"}, []string{"c-1,1,1,750,1,1,1,"}},
@@ -187,5 +191,11 @@ func TestReportKinds(t *testing.T) {
 		code, out, stderr = crmctl(t, args...)
 		require.Equal(t, 0, code, "%v: %s", c.args, stderr)
 		assert.NotEmpty(t, out)
+	}
+	// Slices that keep nothing.
+	for _, args := range [][]string{{"--product", "coffee"}, {"--product", "tea", "--owner", "nobody"}, {"--campaign", "nope"}} {
+		code, out, stderr := crmctl(t, append([]string{"-db", db, "report", "products", "--format", "csv"}, args...)...)
+		require.Equal(t, 0, code, "%v: %s", args, stderr)
+		assert.NotContains(t, out, "tea", args)
 	}
 }
