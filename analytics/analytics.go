@@ -4,14 +4,18 @@
 // campaign effectiveness; product popularity; RFM segments, customer
 // lifetime value, cohort retention and satisfaction (NPS, CSI, CDI).
 //
-// A report is a method of Reports that takes a query (a period, optional
-// slices such as owners or a team) and returns a Go struct. Every struct
-// is a Report: a Table (CSV), a Chart (SVG, drawn by package chart) and
-// JSON; WriteHTML puts reports on one self-contained page. Reports read
-// through the crm engine and stream: the stage and customer reports scan
-// facts the engine keeps in index values (crm.StageMove, crm.OrderFact)
+// A report is a method of Reports that takes a query (a period, a Slice:
+// owners, team, territory, industry, source, campaign, product, as the
+// report allows) and returns a Go struct. Every struct is a Report: a
+// Table (CSV), a Chart (SVG, drawn by package chart) and JSON; WriteHTML
+// puts reports on one self-contained page. Reports read through the crm
+// engine and stream: the stage and customer reports scan facts the engine
+// keeps in index values (crm.StageMove, crm.Position, crm.OrderFact)
 // instead of decoding every record, the others visit records one at a
 // time (crm.Records.Each), and all hold only their aggregates in memory.
+// A store that can aggregate where the data lives (FunnelAggregator,
+// StageAggregator, RFMAggregator) gets the funnel, stage and RFM
+// aggregation pushed down to it.
 //
 // Every number has an exact definition, in the doc comment of the field
 // that holds it; times are counted in the engine's time zone

@@ -30,6 +30,8 @@ type CLVOptions struct {
 	Margin float64
 	// ExternalIDs fills CLVRow.ExternalID, as for RFM.
 	ExternalIDs bool
+	// Slice keeps some customers, as for RFMOptions.Slice.
+	Slice Slice
 }
 
 // CLV is the customer lifetime value report.
@@ -97,6 +99,10 @@ func (r *Reports) CLV(ctx context.Context, opts CLVOptions) (*CLV, error) {
 	if err != nil {
 		return nil, err
 	}
+	keep, err := r.customers(ctx, opts.Slice, "clv")
+	if err != nil {
+		return nil, err
+	}
 	out := &CLV{Horizon: opts.Horizon, DiscountRate: opts.DiscountRate, Retention: opts.Retention, Margin: opts.Margin}
 	for t := 1; t <= opts.Horizon; t++ {
 		out.Factor += math.Pow(opts.Retention, float64(t-1)) / math.Pow(1+opts.DiscountRate, float64(t))
@@ -108,7 +114,7 @@ func (r *Reports) CLV(ctx context.Context, opts CLVOptions) (*CLV, error) {
 		}
 		cur = CLVRow{}
 	}
-	err = r.t.ScanOrderFacts(ctx, func(f *crm.OrderFact) error {
+	err = r.t.ScanOrderFacts(ctx, sliceFacts(keep, func(f *crm.OrderFact) error {
 		if f.ContactID != cur.CustomerID {
 			flush()
 			cur.CustomerID = f.ContactID
@@ -126,7 +132,7 @@ func (r *Reports) CLV(ctx context.Context, opts CLVOptions) (*CLV, error) {
 			cur.Orders++
 		}
 		return nil
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +194,8 @@ type CohortsQuery struct {
 	// Months is how many months after the first the report follows each
 	// cohort; 0 means 12, at most 120.
 	Months int
+	// Slice keeps some customers, as for RFMOptions.Slice.
+	Slice Slice
 }
 
 // Cohorts is the retention report: customers grouped by the month of
@@ -230,6 +238,10 @@ func (r *Reports) Cohorts(ctx context.Context, q CohortsQuery) (*Cohorts, error)
 	if q.Months < 0 || q.Months > 120 {
 		return nil, fmt.Errorf("%w: cohorts: %d months: want 1-120", ErrInvalid, q.Months)
 	}
+	keep, err := r.customers(ctx, q.Slice, "cohorts")
+	if err != nil {
+		return nil, err
+	}
 	loc := r.t.Location()
 	monthOf := func(t time.Time) int {
 		y, m, _ := t.In(loc).Date()
@@ -271,7 +283,7 @@ func (r *Reports) Cohorts(ctx context.Context, q CohortsQuery) (*Cohorts, error)
 		first, orders = -1, 0
 		clear(seen)
 	}
-	err := r.t.ScanOrderFacts(ctx, func(f *crm.OrderFact) error {
+	err = r.t.ScanOrderFacts(ctx, sliceFacts(keep, func(f *crm.OrderFact) error {
 		if f.ContactID != who {
 			flush()
 			who = f.ContactID
@@ -288,7 +300,7 @@ func (r *Reports) Cohorts(ctx context.Context, q CohortsQuery) (*Cohorts, error)
 			seen[k] = true
 		}
 		return nil
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}

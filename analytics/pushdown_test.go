@@ -269,6 +269,9 @@ func TestPushdown(t *testing.T) {
 	r = analytics.New(st.e.Default())
 	compare("rfm", func() (any, error) { return r.RFM(ctx, analytics.RFMOptions{}) })
 	compare("rfm in EUR", func() (any, error) { return r.RFM(ctx, analytics.RFMOptions{Currency: "EUR"}) })
+	compare("rfm of u1's customers", func() (any, error) {
+		return r.RFM(ctx, analytics.RFMOptions{Slice: analytics.Slice{Owners: []string{"u1"}}})
+	})
 	st.off = false
 	rfm, err := r.RFM(ctx, analytics.RFMOptions{Currency: "USD"})
 	require.NoError(t, err)

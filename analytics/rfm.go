@@ -27,6 +27,11 @@ type RFMOptions struct {
 	// ExternalIDs fills RFMRow.ExternalID from each customer's contact
 	// (one read per customer).
 	ExternalIDs bool
+	// Slice keeps the customers (contacts) of some owners and of accounts
+	// in an industry; it takes no Source, Campaign or Product. Scores are
+	// quintiles among the customers kept; the default Reference is still
+	// the day after the last order of all.
+	Slice Slice
 }
 
 // RFM is the recency, frequency and monetary value of every customer with
@@ -207,6 +212,30 @@ func (a *rfmAcc) addTotals(totals []CustomerTotals) error {
 	return nil
 }
 
+// customers resolves a customer report's slice into the contacts it
+// keeps; nil keeps everyone.
+func (r *Reports) customers(ctx context.Context, s Slice, report string) (map[string]bool, error) {
+	sl, err := r.slicer(ctx, s, report, customerDims)
+	if err != nil {
+		return nil, err
+	}
+	return sl.customers(ctx, r.t)
+}
+
+// sliceFacts returns fn, skipping the facts of customers keep does not
+// hold (unless keep is nil).
+func sliceFacts(keep map[string]bool, fn func(*crm.OrderFact) error) func(*crm.OrderFact) error {
+	if keep == nil {
+		return fn
+	}
+	return func(f *crm.OrderFact) error {
+		if !keep[f.ContactID] {
+			return nil
+		}
+		return fn(f)
+	}
+}
+
 func overflow(f *crm.OrderFact) error {
 	return fmt.Errorf("analytics: RFM: the spend of customer %s overflows int64 minor units", f.ContactID)
 }
@@ -253,12 +282,19 @@ func (r *Reports) RFM(ctx context.Context, opts RFMOptions) (*RFM, error) {
 			return nil, err
 		}
 	}
+	keep, err := r.customers(ctx, opts.Slice, "rfm")
+	if err != nil {
+		return nil, err
+	}
 	a := &rfmAcc{currency: opts.Currency, fixed: opts.Currency != ""}
 	agg, ok := aggregator[RFMAggregator](r)
 	if ok {
 		totals, err := agg.AggregateRFM(ctx, RFMAggregate{Tenant: r.t.ID(), Currency: opts.Currency})
 		if ok, err = pushed(err); err != nil {
 			return nil, err
+		}
+		if ok && keep != nil {
+			totals = slices.DeleteFunc(totals, func(t CustomerTotals) bool { return !keep[t.CustomerID] })
 		}
 		if ok {
 			if err := a.addTotals(totals); err != nil {
@@ -267,7 +303,7 @@ func (r *Reports) RFM(ctx context.Context, opts RFMOptions) (*RFM, error) {
 		}
 	}
 	if !ok {
-		if err := r.t.ScanOrderFacts(ctx, a.add); err != nil {
+		if err := r.t.ScanOrderFacts(ctx, sliceFacts(keep, a.add)); err != nil {
 			return nil, err
 		}
 	}

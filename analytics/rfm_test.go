@@ -39,7 +39,11 @@ func rfmOrdersWith(t *testing.T, opts crm.Options) (*crm.Engine, map[string]stri
 	e, _ := openWith(t, day(time.March, 20), opts)
 	ids := map[string]string{}
 	for _, n := range []string{"A", "B", "C", "D", "E"} {
-		c, err := e.Contacts().Create(ctx, crm.Contact{FirstName: n, ExternalID: "x" + n})
+		owner := "u2"
+		if n == "A" || n == "B" {
+			owner = "u1"
+		}
+		c, err := e.Contacts().Create(ctx, crm.Contact{Meta: crm.Meta{Owner: owner}, FirstName: n, ExternalID: "x" + n})
 		require.NoError(t, err)
 		ids[n] = c.ID
 	}

@@ -32,6 +32,9 @@ type SatisfactionQuery struct {
 	// example RFM.Segments()); responses of other contacts, or without a
 	// contact, fall in the segment "".
 	Segments map[string]string
+	// Slice keeps the responses of some customers, as for
+	// RFMOptions.Slice; responses without a contact are then left out.
+	Slice Slice
 }
 
 // Satisfaction reports NPS, CSI and CDI from survey responses.
@@ -78,14 +81,18 @@ func (r *Reports) Satisfaction(ctx context.Context, q SatisfactionQuery) (*Satis
 	if q.By == BySegment && q.Segments == nil {
 		return nil, fmt.Errorf("%w: grouping by segment needs SatisfactionQuery.Segments", ErrInvalid)
 	}
+	keep, err := r.customers(ctx, q.Slice, "satisfaction")
+	if err != nil {
+		return nil, err
+	}
 	type acc struct {
 		g                    SatisfactionGroup
 		weight, score, unhap int64
 	}
 	groups := map[string]*acc{}
 	loc := r.t.Location()
-	err := r.t.SurveyResponses().Each(ctx, periodScan("answered_at", q.Period), func(s *crm.SurveyResponse) error {
-		if q.Survey != "" && s.Survey != q.Survey {
+	err = r.t.SurveyResponses().Each(ctx, periodScan("answered_at", q.Period), func(s *crm.SurveyResponse) error {
+		if (q.Survey != "" && s.Survey != q.Survey) || (keep != nil && !keep[s.ContactID]) {
 			return nil
 		}
 		key := ""

@@ -236,6 +236,26 @@ func (sl *slicer) selectRecords(ctx context.Context, t *crm.Tenant, kind pipelin
 	return fmt.Errorf("%w: cannot slice %s records", ErrInvalid, kind)
 }
 
+// customerDims are the Slice fields the customer reports (RFM, CLV,
+// cohorts, satisfaction) take: the contact's owner and account.
+const customerDims = dimOwner | dimIndustry
+
+// customers returns the contacts the slice keeps, by their owner and
+// their account's industry now; nil when it keeps everyone.
+func (sl *slicer) customers(ctx context.Context, t *crm.Tenant) (map[string]bool, error) {
+	if sl.owners == nil && sl.industry == nil {
+		return nil, nil
+	}
+	keep := map[string]bool{}
+	err := t.Contacts().Each(ctx, crm.EachOptions{Archived: crm.ArchivedIncluded}, func(c *crm.Contact) error {
+		if sl.owner(c.Owner) && sl.inIndustry(c.AccountID) {
+			keep[c.ID] = true
+		}
+		return nil
+	})
+	return keep, err
+}
+
 // pushable reports whether a pushdown can apply the slice: owners only,
 // and at least one of them.
 func (sl *slicer) pushable() bool {

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rapportcrm/rapport/analytics"
+	"github.com/rapportcrm/rapport/crm"
 	"github.com/rapportcrm/rapport/pipeline"
 )
 
@@ -147,4 +148,50 @@ func TestSliceRefusesWhatItCannotApply(t *testing.T) {
 	assert.ErrorIs(t, err, analytics.ErrInvalid)
 	_, err = r.Funnel(ctx, analytics.FunnelQuery{Pipeline: def.Name, Slice: analytics.Slice{Industry: "retail"}})
 	assert.NoError(t, err)
+}
+
+// TestSliceCustomers slices the customer reports of rfmOrders by the
+// contacts' owner: u1 has A and B, u2 the others.
+func TestSliceCustomers(t *testing.T) {
+	ctx := context.Background()
+	e, ids := rfmOrders(t, time.UTC)
+	r := analytics.New(e.Default())
+	u1 := analytics.Slice{Owners: []string{"u1"}}
+	rfm, err := r.RFM(ctx, analytics.RFMOptions{Slice: u1})
+	require.NoError(t, err)
+	got := map[string]int64{}
+	for _, row := range rfm.Rows {
+		got[row.CustomerID] = row.Monetary
+	}
+	assert.Equal(t, map[string]int64{ids["A"]: 13000, ids["B"]: 30000}, got)
+	assert.Equal(t, day(time.March, 16), rfm.Reference, "the reference is still the day after the last order of all")
+
+	clv, err := r.CLV(ctx, analytics.CLVOptions{Slice: u1})
+	require.NoError(t, err)
+	assert.Len(t, clv.Rows, 2)
+	co, err := r.Cohorts(ctx, analytics.CohortsQuery{Slice: analytics.Slice{Owners: []string{"nobody"}}})
+	require.NoError(t, err)
+	assert.Empty(t, co.Cohorts)
+	co, err = r.Cohorts(ctx, analytics.CohortsQuery{Slice: u1})
+	require.NoError(t, err)
+	require.Len(t, co.Cohorts, 1)
+	assert.Equal(t, 2, co.Cohorts[0].Customers)
+
+	// A (u1) recommends us, C (u2) does not; one response has no contact.
+	for who, score := range map[string]int{"A": 10, "C": 3, "": 9} {
+		_, err := e.Default().SurveyResponses().Create(ctx, crm.SurveyResponse{Survey: "s", ContactID: ids[who], NPS: &score})
+		require.NoError(t, err)
+	}
+	sat, err := r.Satisfaction(ctx, analytics.SatisfactionQuery{Slice: u1})
+	require.NoError(t, err)
+	assert.Equal(t, 1, sat.Groups[0].Responses)
+	assert.Equal(t, 100.0, sat.Groups[0].NPS)
+	sat, err = r.Satisfaction(ctx, analytics.SatisfactionQuery{})
+	require.NoError(t, err)
+	assert.Equal(t, 3, sat.Groups[0].Responses)
+
+	_, err = r.RFM(ctx, analytics.RFMOptions{Slice: analytics.Slice{Campaign: "C1"}})
+	assert.ErrorIs(t, err, analytics.ErrInvalid)
+	_, err = r.Satisfaction(ctx, analytics.SatisfactionQuery{Slice: analytics.Slice{Product: "tea"}})
+	assert.ErrorIs(t, err, analytics.ErrInvalid)
 }

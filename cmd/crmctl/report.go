@@ -26,14 +26,15 @@ const reportUsage = `usage: crmctl report KIND [flags]
   leads:      [--from DAY] [--to DAY] [--currency C] [SLICE]
   campaigns:  [--from DAY] [--to DAY] [--currency C] [--campaign ID] [OWNERS]
   products:   [--from DAY] [--to DAY] [--category K] [--currency C] [--industry I] [--campaign ID] [--product SKU] [OWNERS]
-  rfm:        [--reference DAY] [--currency C]
-  clv:        [--reference DAY] [--currency C] [--horizon YEARS] [--discount RATE] [--retention RATE] [--margin RATE]
-  cohorts:    [--from DAY] [--to DAY] [--months N]
-  nps:        [--from DAY] [--to DAY] [--survey S] [--by month|survey|segment]
+  rfm:        [--reference DAY] [--currency C] [CUSTOMERS]
+  clv:        [--reference DAY] [--currency C] [--horizon YEARS] [--discount RATE] [--retention RATE] [--margin RATE] [CUSTOMERS]
+  cohorts:    [--from DAY] [--to DAY] [--months N] [CUSTOMERS]
+  nps:        [--from DAY] [--to DAY] [--survey S] [--by month|survey|segment] [CUSTOMERS]
   all:        [--format table|csv|json|html|svg]
 OWNERS is [--owner a,b] [--team T] [--territory T]; SLICE is OWNERS plus
-[--industry I] [--source S] [--campaign ID]. Slices combine: a record is
-kept when it matches every one given.
+[--industry I] [--source S] [--campaign ID]; CUSTOMERS is OWNERS plus
+[--industry I], applied to the customers' contacts. Slices combine: a
+record is kept when it matches every one given.
 DAY is YYYY-MM-DD (UTC); --from and --to are both inclusive. Money is in
 minor units (cents). BP is basis points (250 = 2.5%). nps --by segment
 groups by RFM segment. html is a self-contained page with the chart and
@@ -41,8 +42,9 @@ the table; svg is the chart alone.`
 
 // The slice flags each kind of report takes.
 var (
-	byOwner  = []string{"owner", "team", "territory"}
-	byRecord = append(byOwner[:len(byOwner):len(byOwner)], "industry", "source", "campaign")
+	byOwner    = []string{"owner", "team", "territory"}
+	byRecord   = append(byOwner[:len(byOwner):len(byOwner)], "industry", "source", "campaign")
+	byCustomer = append(byOwner[:len(byOwner):len(byOwner)], "industry")
 )
 
 // reportFlags lists the flags each report takes, beyond --format.
@@ -57,10 +59,10 @@ var reportFlags = map[string][]string{
 	"leads":      append([]string{"from", "to", "currency"}, byRecord...),
 	"campaigns":  append([]string{"from", "to", "currency", "campaign"}, byOwner...),
 	"products":   append([]string{"from", "to", "category", "currency", "industry", "campaign", "product"}, byOwner...),
-	"rfm":        {"reference", "currency"},
-	"clv":        {"reference", "currency", "horizon", "discount", "retention", "margin"},
-	"cohorts":    {"from", "to", "months"},
-	"nps":        {"from", "to", "survey", "by"},
+	"rfm":        append([]string{"reference", "currency"}, byCustomer...),
+	"clv":        append([]string{"reference", "currency", "horizon", "discount", "retention", "margin"}, byCustomer...),
+	"cohorts":    append([]string{"from", "to", "months"}, byCustomer...),
+	"nps":        append([]string{"from", "to", "survey", "by"}, byCustomer...),
 }
 
 // reportCmd runs one report and prints it.
@@ -187,14 +189,14 @@ func reportCmd(ctx context.Context, path, tenant string, args []string, stdout, 
 	case "products":
 		rep, err = r.Products(ctx, analytics.ProductsQuery{Period: period, Category: *category, Slice: slice, Currency: *currency})
 	case "rfm":
-		rep, err = r.RFM(ctx, analytics.RFMOptions{Currency: *currency, Reference: ref, ExternalIDs: true})
+		rep, err = r.RFM(ctx, analytics.RFMOptions{Currency: *currency, Reference: ref, ExternalIDs: true, Slice: slice})
 	case "clv":
-		rep, err = r.CLV(ctx, analytics.CLVOptions{Currency: *currency, Reference: ref, ExternalIDs: true,
+		rep, err = r.CLV(ctx, analytics.CLVOptions{Currency: *currency, Reference: ref, ExternalIDs: true, Slice: slice,
 			Horizon: *horizon, DiscountRate: *discount, Retention: *retention, Margin: *margin})
 	case "cohorts":
-		rep, err = r.Cohorts(ctx, analytics.CohortsQuery{Period: period, Months: *months})
+		rep, err = r.Cohorts(ctx, analytics.CohortsQuery{Period: period, Months: *months, Slice: slice})
 	case "nps":
-		q := analytics.SatisfactionQuery{Period: period, Survey: *survey, By: analytics.By(*by)}
+		q := analytics.SatisfactionQuery{Period: period, Survey: *survey, By: analytics.By(*by), Slice: slice}
 		if q.By == analytics.BySegment {
 			rfm, err := r.RFM(ctx, analytics.RFMOptions{})
 			if err != nil {

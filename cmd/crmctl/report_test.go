@@ -193,9 +193,18 @@ func TestReportKinds(t *testing.T) {
 		assert.NotEmpty(t, out)
 	}
 	// Slices that keep nothing.
-	for _, args := range [][]string{{"--product", "coffee"}, {"--product", "tea", "--owner", "nobody"}, {"--campaign", "nope"}} {
-		code, out, stderr := crmctl(t, append([]string{"-db", db, "report", "products", "--format", "csv"}, args...)...)
-		require.Equal(t, 0, code, "%v: %s", args, stderr)
-		assert.NotContains(t, out, "tea", args)
+	for _, c := range []struct {
+		args   []string
+		absent string
+	}{
+		{[]string{"products", "--product", "coffee"}, "tea"},
+		{[]string{"products", "--product", "tea", "--owner", "nobody"}, "tea"},
+		{[]string{"products", "--campaign", "nope"}, "tea"},
+		{[]string{"rfm", "--owner", "nobody"}, "c-1"},
+		{[]string{"clv", "--industry", "mining"}, "c-1"},
+	} {
+		code, out, stderr := crmctl(t, append([]string{"-db", db, "report", c.args[0], "--format", "csv"}, c.args[1:]...)...)
+		require.Equal(t, 0, code, "%v: %s", c.args, stderr)
+		assert.NotContains(t, out, c.absent, c.args)
 	}
 }
