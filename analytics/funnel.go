@@ -1,7 +1,6 @@
 package analytics
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -161,65 +160,86 @@ func checkCounts(counts []FunnelCounts, stages int) error {
 
 // streamFunnel counts the funnel from the stage changes.
 func streamFunnel(ctx context.Context, recs staged, q FunnelQuery, def *pipeline.Definition, sl *slicer, stageIndex map[string]int, pathPos []int) ([]FunnelCounts, error) {
-	// Every entry becomes (record key, group, stage); sorted, the entries
-	// of one record in one group come together, and a pass counts them.
-	// Sorting is cheaper than a hash map over a million records, and
-	// engine-assigned IDs are time-ordered, so entries arrive nearly
-	// sorted already.
+	// Every entry becomes (record key, group, stage) and goes to one of
+	// 256 buckets by the key's last byte (random in engine-assigned
+	// IDs), so that all the entries of a record share a bucket. Sorted,
+	// the entries of one record in one group come together, and a pass
+	// counts them. Sorting a bucket at a time keeps the work in cache and
+	// never needs one slice of every entry; sorting is cheaper than a hash
+	// map over a million records.
 	var ids recordKeys
 	var groups groupNumbers
-	var chunks chunked[entry]
+	var buckets [256][][]entry
+	const bucketChunk = 4096
 	err := recs.ScanMoves(ctx, crm.MovesQuery{Pipeline: q.Pipeline, From: q.Period.From, To: q.Period.To}, func(m *crm.StageMove) error {
 		i, ok := stageIndex[m.To]
 		if !ok || !sl.keep(m.RecordID, m.Owner) {
 			return nil
 		}
-		chunks.add(entry{group: groups.number(groupKey(q.By, m.Owner)), id: ids.key(m.RecordID), stage: int32(i)})
+		k := ids.key(m.RecordID)
+		e := entry{hi: binary.BigEndian.Uint64(k[:8]), lo: binary.BigEndian.Uint64(k[8:]), group: groups.number(groupKey(q.By, m.Owner)), stage: int32(i)}
+		b := &buckets[byte(e.lo)]
+		if len(*b) == 0 || len((*b)[len(*b)-1]) == bucketChunk {
+			*b = append(*b, make([]entry, 0, bucketChunk))
+		}
+		last := &(*b)[len(*b)-1]
+		*last = append(*last, e)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	entries := chunks.all()
-	slices.SortFunc(entries, func(a, b entry) int {
-		if c := bytes.Compare(a.id[:], b.id[:]); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.group, b.group)
-	})
 	counts := make([]FunnelCounts, len(groups.keys))
 	for g, key := range groups.keys {
 		counts[g] = FunnelCounts{Group: key, Entered: make([]int, len(def.Stages)), Furthest: make([]int, len(def.Stages))}
 	}
 	seen := make([]bool, len(def.Stages))
-	for i := 0; i < len(entries); {
-		g := entries[i].group
-		furthest := -1
-		clear(seen)
-		j := i
-		for ; j < len(entries) && entries[j].group == g && entries[j].id == entries[i].id; j++ {
-			st := entries[j].stage
-			if !seen[st] {
-				seen[st] = true
-				counts[g].Entered[st]++
-				if furthest < 0 || pathPos[st] > pathPos[furthest] {
-					furthest = int(st)
+	var entries []entry // one bucket's, reused
+	for b := range buckets {
+		entries = entries[:0]
+		for _, ch := range buckets[b] {
+			entries = append(entries, ch...)
+		}
+		buckets[b] = nil
+		slices.SortFunc(entries, func(a, b entry) int {
+			switch {
+			case a.hi != b.hi:
+				return cmp.Compare(a.hi, b.hi)
+			case a.lo != b.lo:
+				return cmp.Compare(a.lo, b.lo)
+			}
+			return cmp.Compare(a.group, b.group)
+		})
+		for i := 0; i < len(entries); {
+			e := entries[i]
+			furthest := -1
+			clear(seen)
+			j := i
+			for ; j < len(entries) && entries[j].group == e.group && entries[j].hi == e.hi && entries[j].lo == e.lo; j++ {
+				st := entries[j].stage
+				if !seen[st] {
+					seen[st] = true
+					counts[e.group].Entered[st]++
+					if furthest < 0 || pathPos[st] > pathPos[furthest] {
+						furthest = int(st)
+					}
 				}
 			}
+			if furthest >= 0 && pathPos[furthest] >= 0 {
+				counts[e.group].Furthest[furthest]++
+			}
+			i = j
 		}
-		if furthest >= 0 && pathPos[furthest] >= 0 {
-			counts[g].Furthest[furthest]++
-		}
-		i = j
 	}
 	return counts, nil
 }
 
-// entry is one stage entry of a record, for counting.
+// entry is one stage entry of a record, for counting: the record's key
+// (recordKeys) as two big-endian halves, which compare as the key does.
 type entry struct {
-	id    [16]byte
-	group uint32
-	stage int32
+	hi, lo uint64
+	group  uint32
+	stage  int32
 }
 
 // chunked collects values in fixed-size chunks, so that collecting
@@ -238,16 +258,6 @@ func (c *chunked[T]) add(v T) {
 	last := &c.chunks[len(c.chunks)-1]
 	*last = append(*last, v)
 	c.n++
-}
-
-// all returns the values in one slice, copying them once.
-func (c *chunked[T]) all() []T {
-	out := make([]T, 0, c.n)
-	for _, ch := range c.chunks {
-		out = append(out, ch...)
-	}
-	c.chunks = nil
-	return out
 }
 
 // groupNumbers numbers group keys in the order they are first seen.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/rapportcrm/rapport/storage"
 )
@@ -368,25 +369,34 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 	page := storage.Page{Records: make([]storage.Record, 0, min(limit, 1024))}
 	var lastKey []byte
 	var ierr error
-	// A keys-only scan copies the page's keys into 64 KiB chunks and makes
-	// one string of each, which the IDs and values slice: one allocation
-	// per chunk instead of two per record.
-	var chunks [][]byte
-	type span struct{ chunk, start, end int }
-	var keySpans []span
+	// A keys-only scan copies the page's keys into 64 KiB chunks, which
+	// are never reallocated nor written again once a key is in them, so
+	// the IDs and values are strings that share the chunks' bytes: one
+	// allocation per chunk instead of two per record.
+	var chunk []byte
+	if q.KeysOnly && q.Index != "" {
+		page.Keys = make([]string, 0, cap(page.Records))
+	}
 	visit := func(k, v []byte) bool {
-		if len(page.Records)+len(keySpans) == limit {
+		if len(page.Records) == limit {
 			page.Next = encodeCursor(lastKey)
 			return false
 		}
 		switch {
 		case q.KeysOnly:
-			if len(chunks) == 0 || len(chunks[len(chunks)-1])+len(k) > cap(chunks[len(chunks)-1]) {
-				chunks = append(chunks, make([]byte, 0, max(64<<10, len(k))))
+			if len(chunk)+len(k) > cap(chunk) {
+				chunk = make([]byte, 0, max(64<<10, len(k)))
 			}
-			c := &chunks[len(chunks)-1]
-			keySpans = append(keySpans, span{len(chunks) - 1, len(*c), len(*c) + len(k)})
-			*c = append(*c, k...)
+			start := len(chunk)
+			chunk = append(chunk, k...)
+			key := unsafe.String(&chunk[start], len(k))
+			if q.Index == "" {
+				page.Records = append(page.Records, storage.Record{ID: key})
+				break
+			}
+			nul := strings.IndexByte(key, 0)
+			page.Records = append(page.Records, storage.Record{ID: key[nul+1:]})
+			page.Keys = append(page.Keys, key[:nul])
 		case q.Index == "":
 			rec, err := makeRecord(string(k), v)
 			if err != nil {
@@ -443,25 +453,6 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 	}
 	if ierr != nil {
 		return storage.Page{}, fmt.Errorf("%s: scan %s: %w", t.s.name, collection, ierr)
-	}
-	if q.KeysOnly {
-		strs := make([]string, len(chunks))
-		for i, c := range chunks {
-			strs[i] = string(c)
-		}
-		page.Records = make([]storage.Record, len(keySpans))
-		if q.Index != "" {
-			page.Keys = make([]string, len(keySpans))
-		}
-		for i, sp := range keySpans {
-			k := strs[sp.chunk][sp.start:sp.end]
-			if q.Index == "" {
-				page.Records[i].ID = k
-			} else {
-				nul := strings.IndexByte(k, 0)
-				page.Keys[i], page.Records[i].ID = k[:nul], k[nul+1:]
-			}
-		}
 	}
 	if q.Index == "" {
 		page.Keys = nil
