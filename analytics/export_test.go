@@ -14,3 +14,6 @@ func AggregateRFM(facts []crm.OrderFact) (int, error) {
 	a.flush()
 	return a.rows.n, nil
 }
+
+// ParseUUID is parseUUID, for tests.
+var ParseUUID = parseUUID

@@ -251,9 +251,21 @@ type chunked[T any] struct {
 
 const chunkLen = 1 << 15
 
+// all returns the values in one slice, copying them once, and empties c.
+func (c *chunked[T]) all() []T {
+	out := make([]T, 0, c.n)
+	for _, ch := range c.chunks {
+		out = append(out, ch...)
+	}
+	c.chunks, c.n = nil, 0
+	return out
+}
+
 func (c *chunked[T]) add(v T) {
-	if len(c.chunks) == 0 || len(c.chunks[len(c.chunks)-1]) == chunkLen {
-		c.chunks = append(c.chunks, make([]T, 0, chunkLen))
+	if len(c.chunks) == 0 || len(c.chunks[len(c.chunks)-1]) == cap(c.chunks[len(c.chunks)-1]) {
+		// Chunks grow with the count up to chunkLen, so that a few
+		// values take little memory.
+		c.chunks = append(c.chunks, make([]T, 0, min(chunkLen, max(64, c.n))))
 	}
 	last := &c.chunks[len(c.chunks)-1]
 	*last = append(*last, v)
@@ -322,20 +334,14 @@ func parseUUID(s string) (u [16]byte, ok bool) {
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return u, false
 	}
-	j := 0
-	for i := 0; i < 36; {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			i++
-			continue
-		}
-		hi, ok1 := hexVal(s[i])
-		lo, ok2 := hexVal(s[i+1])
-		if !ok1 || !ok2 {
-			return u, false
-		}
-		u[j] = hi<<4 | lo
-		j++
-		i += 2
+	var bad byte // any invalid digit sets the high bit
+	for j, i := range uuidDigits {
+		hi, lo := hexDigit[s[i]], hexDigit[s[i+1]]
+		bad |= hi | lo
+		u[j] = hi<<4 | lo&0x0f
+	}
+	if bad&0x80 != 0 {
+		return u, false
 	}
 	if v := u[6] >> 4; v < 1 || v > 8 || u[8]&0xc0 != 0x80 {
 		return u, false
@@ -343,12 +349,21 @@ func parseUUID(s string) (u [16]byte, ok bool) {
 	return u, true
 }
 
-func hexVal(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
+// uuidDigits are the offsets of the 16 digit pairs of a canonical UUID.
+var uuidDigits = [16]int{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
+// hexDigit maps a lower-case hex digit to its value, and anything else to
+// 0xff.
+var hexDigit = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case c >= '0' && c <= '9':
+			t[c] = byte(c - '0')
+		case c >= 'a' && c <= 'f':
+			t[c] = byte(c - 'a' + 10)
+		default:
+			t[c] = 0xff
+		}
 	}
-	return 0, false
-}
+	return t
+}()

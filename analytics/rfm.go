@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sort"
 	"time"
 
@@ -185,7 +186,9 @@ func (a *rfmAcc) next(f *crm.OrderFact) error {
 	}
 	if f.ContactID != a.cur.id {
 		a.flush()
-		a.cur = custAgg{id: f.ContactID}
+		// A copy: the fact's ID may share memory with many other keys,
+		// which keeping it would keep alive.
+		a.cur = custAgg{id: strings.Clone(f.ContactID)}
 	}
 	return a.add(f)
 }

@@ -150,14 +150,14 @@ func checkStageCounts(counts []StageCounts, stages int) error {
 // positions.
 func streamStages(ctx context.Context, recs staged, q StagesQuery, stages int, sl *slicer, stageIndex map[string]int, now time.Time) ([]StageCounts, error) {
 	type acc struct {
-		stays [][]time.Duration
+		stays []chunked[time.Duration]
 		StageCounts
 	}
 	groups := map[string]*acc{}
 	group := func(key string) *acc {
 		a := groups[key]
 		if a == nil {
-			a = &acc{stays: make([][]time.Duration, stages), StageCounts: newStageCounts(key, stages)}
+			a = &acc{stays: make([]chunked[time.Duration], stages), StageCounts: newStageCounts(key, stages)}
 			groups[key] = a
 		}
 		return a
@@ -168,7 +168,7 @@ func streamStages(ctx context.Context, recs staged, q StagesQuery, stages int, s
 			return nil
 		}
 		a := group(groupKey(q.By, m.Owner))
-		a.stays[i] = append(a.stays[i], m.InPrevious)
+		a.stays[i].add(m.InPrevious)
 		return nil
 	})
 	if err != nil {
@@ -191,8 +191,8 @@ func streamStages(ctx context.Context, recs staged, q StagesQuery, stages int, s
 	}
 	out := make([]StageCounts, 0, len(groups))
 	for _, a := range groups {
-		for i, d := range a.stays {
-			a.Exits[i], a.Average[i], a.Median[i] = summarize(d)
+		for i := range a.stays {
+			a.Exits[i], a.Average[i], a.Median[i] = summarize(a.stays[i].all())
 		}
 		out = append(out, a.StageCounts)
 	}

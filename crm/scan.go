@@ -35,27 +35,55 @@ func scanAll(ctx context.Context, tx storage.ReadTx, collection string, q storag
 }
 
 // scanKeys is scanAll for a keys-only index scan (q.KeysOnly is set
-// here): fn gets each index value and record ID, page after page.
+// here): fn gets each index value and record ID, page after page. A
+// goroutine reads the next page while fn works through the last one, so
+// that a scan of millions of keys takes about the longer of the two, not
+// their sum; only that goroutine uses tx until scanKeys returns.
 func scanKeys(ctx context.Context, tx storage.ReadTx, collection string, q storage.Query, fn func(key, id string) error) error {
 	q.KeysOnly = true
 	if q.Limit == 0 {
 		q.Limit = storage.MaxScanLimit
 	}
-	for {
-		pg, err := tx.Scan(ctx, collection, q)
-		if err != nil {
-			return err
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan storage.Page, 1)
+	var scanErr error // set before pages is closed
+	go func() {
+		defer close(pages)
+		for {
+			pg, err := tx.Scan(ctx, collection, q)
+			if err != nil {
+				scanErr = err
+				return
+			}
+			select {
+			case pages <- pg:
+			case <-ctx.Done():
+				scanErr = ctx.Err()
+				return
+			}
+			if pg.Next == "" {
+				return
+			}
+			q.Cursor = pg.Next
+		}
+	}()
+	var fnErr error
+	for pg := range pages {
+		if fnErr != nil {
+			continue // draining, until the reader has stopped
 		}
 		for i, k := range pg.Keys {
-			if err := fn(k, pg.Records[i].ID); err != nil {
-				return err
+			if fnErr = fn(k, pg.Records[i].ID); fnErr != nil {
+				cancel()
+				break
 			}
 		}
-		if pg.Next == "" {
-			return nil
-		}
-		q.Cursor = pg.Next
 	}
+	if fnErr != nil {
+		return fnErr
+	}
+	return scanErr
 }
 
 // EachOptions select the records Records.Each visits.

@@ -85,3 +85,52 @@ func TestPipelinesList(t *testing.T) {
 	assert.Equal(t, []string{"b2b-deal", "b2c-deal", "lead"}, names(""))
 	assert.Empty(t, names(pipeline.KindCase))
 }
+
+// TestScanKeysAcrossPages checks a facts scan longer than one page: every
+// fact once, in order, and a cancelled context or an error from fn ends
+// it with that error.
+func TestScanKeysAcrossPages(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	def, err := pipeline.Builtin("b2c-deal")
+	require.NoError(t, err)
+	require.NoError(t, env.engine.Pipelines().Save(ctx, def))
+	const n = 25_000 // three pages of storage.MaxScanLimit
+	deals := make([]crm.Deal, n)
+	for i := range deals {
+		deals[i] = crm.Deal{Title: "D", Pipeline: "b2c-deal", StageEnteredAt: env.clock.Now().Add(time.Duration(i-n) * time.Second)}
+	}
+	_, errs, err := env.engine.Deals().CreateEach(ctx, deals)
+	require.NoError(t, err)
+	require.NoError(t, errors.Join(errs...))
+
+	count, last := 0, time.Time{}
+	require.NoError(t, env.engine.Deals().ScanMoves(ctx, crm.MovesQuery{Pipeline: "b2c-deal"}, func(m *crm.StageMove) error {
+		count++
+		assert.False(t, m.At.Before(last), "time order")
+		last = m.At
+		return nil
+	}))
+	assert.Equal(t, n, count)
+
+	cancelled, cancel := context.WithCancel(ctx)
+	count = 0
+	err = env.engine.Deals().ScanMoves(cancelled, crm.MovesQuery{Pipeline: "b2c-deal"}, func(*crm.StageMove) error {
+		count++
+		cancel()
+		return nil
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Less(t, count, n, "the scan stops")
+
+	stop := errors.New("stop")
+	count = 0
+	err = env.engine.Deals().ScanMoves(ctx, crm.MovesQuery{Pipeline: "b2c-deal"}, func(*crm.StageMove) error {
+		if count++; count == 15_000 {
+			return stop
+		}
+		return nil
+	})
+	require.ErrorIs(t, err, stop)
+	assert.Equal(t, 15_000, count, "fn is not called after its error")
+}

@@ -374,8 +374,12 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 	// the IDs and values are strings that share the chunks' bytes: one
 	// allocation per chunk instead of two per record.
 	var chunk []byte
-	if q.KeysOnly && q.Index != "" {
-		page.Keys = make([]string, 0, cap(page.Records))
+	if q.KeysOnly {
+		// Keys are small: a full page is the likely outcome.
+		page.Records = make([]storage.Record, 0, limit)
+		if q.Index != "" {
+			page.Keys = make([]string, 0, limit)
+		}
 	}
 	visit := func(k, v []byte) bool {
 		if len(page.Records) == limit {
