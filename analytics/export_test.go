@@ -17,3 +17,16 @@ func AggregateRFM(facts []crm.OrderFact) (int, error) {
 
 // ParseUUID is parseUUID, for tests.
 var ParseUUID = parseUUID
+
+// RecordKeys gives ids keys and returns the IDs the keys give back, and
+// how many distinct keys there were.
+func RecordKeys(ids ...string) ([]string, int) {
+	var r recordKeys
+	out, distinct := []string{}, map[[16]byte]bool{}
+	for _, id := range ids {
+		k := r.key(id)
+		distinct[k] = true
+		out = append(out, r.id(k))
+	}
+	return out, len(distinct)
+}

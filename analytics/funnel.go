@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/rapportcrm/rapport/crm"
 	"github.com/rapportcrm/rapport/pipeline"
@@ -307,6 +309,22 @@ func (g *groupNumbers) number(key string) uint32 {
 // key never meet.
 type recordKeys struct {
 	others map[string][16]byte
+	names  []string // the other IDs, by number
+}
+
+// id returns the record ID of key k.
+func (r *recordKeys) id(k [16]byte) string {
+	if k[6]>>4 == 0xf {
+		return r.names[binary.BigEndian.Uint64(k[8:])]
+	}
+	var b [36]byte
+	hex.Encode(b[:8], k[:4])
+	hex.Encode(b[9:13], k[4:6])
+	hex.Encode(b[14:18], k[6:8])
+	hex.Encode(b[19:23], k[8:10])
+	hex.Encode(b[24:], k[10:])
+	b[8], b[13], b[18], b[23] = '-', '-', '-', '-'
+	return string(b[:])
 }
 
 func (r *recordKeys) key(id string) [16]byte {
@@ -322,7 +340,9 @@ func (r *recordKeys) key(id string) [16]byte {
 	var k [16]byte
 	k[6] = 0xf0
 	binary.BigEndian.PutUint64(k[8:], uint64(len(r.others)))
+	id = strings.Clone(id) // kept: it may share memory with other keys
 	r.others[id] = k
+	r.names = append(r.names, id)
 	return k
 }
 

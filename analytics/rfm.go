@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/rapportcrm/rapport/crm"
@@ -131,12 +130,14 @@ func ValidateSegments(segs []Segment) error {
 	return nil
 }
 
-// custAgg is one customer's aggregate, as compact as the dense loop's.
+// custAgg is one customer's aggregate, as compact as the dense loop's
+// and free of pointers, so that the garbage collector never scans the
+// millions of them: the customer is a recordKeys key, the last order's
+// time Unix seconds and nanoseconds.
 type custAgg struct {
-	id        string
-	last      time.Time
-	frequency int
-	monetary  int64
+	key                 [16]byte
+	lastSec, lastNsec   int64
+	frequency, monetary int64
 }
 
 // rfmAcc aggregates order facts that come grouped by customer, each
@@ -147,15 +148,17 @@ type rfmAcc struct {
 	currency string
 	fixed    bool // currency was given, so others are skipped
 	rows     chunked[custAgg]
-	// cur is the customer being read; cur.id is "" before the first fact
-	// (a fact always has a customer).
-	cur custAgg
+	keys     recordKeys
+	// cur is the customer being read, curID its ID as the facts give it
+	// ("" before the first fact: a fact always has a customer).
+	cur   custAgg
+	curID string
 }
 
 func (a *rfmAcc) add(f *crm.OrderFact) error {
 	// The common case, another order of the same customer in the same
 	// currency, is kept small enough to be inlined.
-	if f.ContactID != a.cur.id || f.Total.Currency != a.currency {
+	if f.ContactID != a.curID || f.Total.Currency != a.currency {
 		return a.next(f)
 	}
 	x := f.Total.Amount
@@ -166,7 +169,8 @@ func (a *rfmAcc) add(f *crm.OrderFact) error {
 	a.cur.monetary = s
 	if !f.Refund {
 		a.cur.frequency++
-		a.cur.last = f.OrderedAt // facts come in time order
+		// Facts come in time order: the last is the latest.
+		a.cur.lastSec, a.cur.lastNsec = f.OrderedAt.Unix(), int64(f.OrderedAt.Nanosecond())
 	}
 	return nil
 }
@@ -184,11 +188,9 @@ func (a *rfmAcc) next(f *crm.OrderFact) error {
 			return fmt.Errorf("%w: orders are in several currencies (%s and %s at least); choose one with RFMOptions.Currency", ErrInvalid, a.currency, f.Total.Currency)
 		}
 	}
-	if f.ContactID != a.cur.id {
+	if f.ContactID != a.curID {
 		a.flush()
-		// A copy: the fact's ID may share memory with many other keys,
-		// which keeping it would keep alive.
-		a.cur = custAgg{id: strings.Clone(f.ContactID)}
+		a.cur, a.curID = custAgg{key: a.keys.key(f.ContactID)}, f.ContactID
 	}
 	return a.add(f)
 }
@@ -207,8 +209,9 @@ func (a *rfmAcc) addTotals(totals []CustomerTotals) error {
 		if err := a.next(&crm.OrderFact{ContactID: t.CustomerID, Refund: true, Total: crm.Money{Currency: t.Currency}}); err != nil {
 			return err
 		}
-		if t.Currency == a.currency && t.CustomerID == a.cur.id {
-			a.cur.monetary, a.cur.frequency, a.cur.last = t.Monetary, t.Frequency, t.Last
+		if t.Currency == a.currency && t.CustomerID == a.curID {
+			a.cur.monetary, a.cur.frequency = t.Monetary, int64(t.Frequency)
+			a.cur.lastSec, a.cur.lastNsec = t.Last.Unix(), int64(t.Last.Nanosecond())
 		}
 	}
 	a.flush()
@@ -249,7 +252,7 @@ func (a *rfmAcc) flush() {
 	if a.cur.frequency > 0 {
 		a.rows.add(a.cur)
 	}
-	a.cur = custAgg{}
+	a.cur, a.curID = custAgg{}, ""
 }
 
 // result returns the customers' rows.
@@ -258,7 +261,8 @@ func (a *rfmAcc) result() []RFMRow {
 	out := make([]RFMRow, 0, a.rows.n)
 	for _, ch := range a.rows.chunks {
 		for _, c := range ch {
-			out = append(out, RFMRow{CustomerID: c.id, LastOrder: c.last, Frequency: c.frequency, Monetary: c.monetary})
+			out = append(out, RFMRow{CustomerID: a.keys.id(c.key), LastOrder: time.Unix(c.lastSec, c.lastNsec).UTC(),
+				Frequency: int(c.frequency), Monetary: c.monetary})
 		}
 	}
 	return out

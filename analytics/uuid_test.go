@@ -34,3 +34,10 @@ func TestParseUUID(t *testing.T) {
 		assert.False(t, ok, s)
 	}
 }
+
+func TestRecordKeys(t *testing.T) {
+	ids := []string{"f47ac10b-58cc-4372-a567-0e02b2c3d479", "u1", "F47AC10B-58CC-4372-A567-0E02B2C3D479", "u2", "u1", "0190c6d2-0000-7000-8000-000000000001"}
+	back, distinct := analytics.RecordKeys(ids...)
+	assert.Equal(t, ids, back, "every ID comes back as it was, UUID or not")
+	assert.Equal(t, 5, distinct, "u1 twice is one key; the upper-case spelling is another")
+}
