@@ -407,7 +407,6 @@ func parseUUID(s string) (u [16]byte, ok bool) {
 	return u, true
 }
 
-
 // hexDigit maps a lower-case hex digit to its value, and anything else to
 // 0xff.
 var hexDigit = func() (t [256]byte) {
