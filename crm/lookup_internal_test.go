@@ -2,8 +2,11 @@ package crm
 
 import (
 	"context"
+	"math/rand/v2"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/gjson"
 
@@ -43,4 +46,25 @@ func TestIndexerPreparesFromEvents(t *testing.T) {
 	require.Contains(t, last.Terms, "zoe@example.org")
 	require.Contains(t, last.Terms, "angstrom")
 	require.Equal(t, []string{"email:zoe@example.org"}, last.Keys)
+}
+
+// TestParseSortableTime checks the fast parser against the time package
+// over random times from year 0 to 9999, and refuses malformed input.
+func TestParseSortableTime(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	lo := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	hi := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC).Unix()
+	for range 100_000 {
+		want := time.Unix(lo+r.Int64N(hi-lo), r.Int64N(1e9)).UTC()
+		s := want.Format(sortableTimeLayout)
+		got, err := parseSortableTime(s)
+		if err != nil || !got.Equal(want) || got.Location() != time.UTC {
+			t.Fatalf("%s: got %v, %v; want %v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"2024-13-01T00:00:00.000000000Z", "2024-00-01T00:00:00.000000000Z", "2024-01-32T00:00:00.000000000Z",
+		"2024-01-01T24:00:00.000000000Z", "2024-01-01T00:60:00.000000000Z", "2024-01-01 00:00:00.000000000Z", "2024-01-01T00:00:00Z"} {
+		_, err := parseSortableTime(s)
+		assert.Error(t, err, s)
+	}
 }
