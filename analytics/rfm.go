@@ -157,7 +157,7 @@ type rfmAcc struct {
 
 func (a *rfmAcc) add(f *crm.OrderFact) error {
 	// The common case, another order of the same customer in the same
-	// currency, is kept small enough to be inlined.
+	// currency, goes straight to the sums.
 	if f.ContactID != a.curID || f.Total.Currency != a.currency {
 		return a.next(f)
 	}
