@@ -42,10 +42,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// fixture returns the path of a benchmark database, building it with
-// build (into a temporary file, renamed when complete) unless a previous
-// run left it in fixtureDir.
-func fixture(b *testing.B, name string, build func(path string)) string {
+// fixture returns the path of a benchmark database, unless a previous
+// run left it in fixtureDir building it: build fills an engine on a
+// bbolt file (into a temporary file, renamed when complete) whose clock
+// starts at 2025-01-01, and the search indexer catches up before it is
+// closed, so that it does not run during the measurements.
+func fixture(b *testing.B, name string, build func(ctx context.Context, e *crm.Engine, c *clock)) string {
 	b.Helper()
 	path := filepath.Join(fixtureDir(), name)
 	if _, err := os.Stat(path); err == nil {
@@ -53,11 +55,72 @@ func fixture(b *testing.B, name string, build func(path string)) string {
 	}
 	tmp := path + ".building"
 	os.Remove(tmp)
-	build(tmp)
+	ctx := context.Background()
+	st, err := bolt.Open(tmp, &bolt.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	e, err := crm.Open(ctx, crm.Options{Store: st, Clock: c})
+	if err != nil {
+		b.Fatal(err)
+	}
+	build(ctx, e, c)
+	if _, err := e.Contacts().Search(ctx, "anyone", crm.SearchOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if err := errors.Join(e.Close(), st.Close()); err != nil {
+		b.Fatal(err)
+	}
 	if err := os.Rename(tmp, path); err != nil {
 		b.Fatal(err)
 	}
 	return path
+}
+
+// openFixture opens the engine on a fixture with its clock at now, closed
+// when b ends.
+func openFixture(b *testing.B, path string, now time.Time) *crm.Engine {
+	b.Helper()
+	e, err := crm.Open(context.Background(), crm.Options{Path: path, Clock: &clock{now: now}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	return e
+}
+
+// checkBatch fails b on a batch's error or any item's.
+func checkBatch(b *testing.B, errs []error, err error) {
+	b.Helper()
+	if err := cmp.Or(append([]error{err}, errs...)...); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// createDeals creates n deals of the sales pipeline entering it over
+// 2024, owned by 50 owners, at the stage stage(j) gives deal j, and
+// returns their IDs.
+func createDeals(ctx context.Context, b *testing.B, e *crm.Engine, n int, stage func(j int) string) []string {
+	const batch = 10_000
+	start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	step := time.Duration(int64(365*24*time.Hour) / int64(n))
+	ids := make([]string, 0, n)
+	deals := make([]crm.Deal, 0, batch)
+	for i := 0; i < n; i += batch {
+		deals = deals[:0]
+		for j := i; j < min(i+batch, n); j++ {
+			deals = append(deals, crm.Deal{Meta: crm.Meta{Owner: fmt.Sprintf("u%02d", j%50)}, Title: "Deal",
+				Pipeline: "sales", Stage: stage(j), StageEnteredAt: start.Add(time.Duration(j) * step),
+				Amount: crm.Money{Amount: int64(1000 + j%100000), Currency: "EUR"}})
+		}
+		created, errs, err := e.Deals().CreateEach(ctx, deals)
+		checkBatch(b, errs, err)
+		for _, d := range created {
+			ids = append(ids, d.ID)
+		}
+	}
+	return ids
 }
 
 // dealsDB returns a bbolt file with n deals in the sales pipeline, created
@@ -65,51 +128,10 @@ func fixture(b *testing.B, name string, build func(path string)) string {
 // won, 10% lost), owned by 50 owners: n stage-history entries.
 func dealsDB(b *testing.B, n int) string {
 	b.Helper()
-	return fixture(b, fmt.Sprintf("deals-%d.db", n), func(path string) {
-		ctx := context.Background()
-		st, err := bolt.Open(path, &bolt.Options{NoSync: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		c := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-		e, err := crm.Open(ctx, crm.Options{Store: st, Clock: c})
-		if err != nil {
-			b.Fatal(err)
-		}
+	return fixture(b, fmt.Sprintf("deals-%d.db", n), func(ctx context.Context, e *crm.Engine, _ *clock) {
 		savePipeline(b, e, salesPipeline)
 		stages := []string{"new", "new", "new", "new", "qualified", "qualified", "qualified", "proposal", "won", "lost"}
-		const batch = 10_000
-		start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-		step := time.Duration(int64(365*24*time.Hour) / int64(n))
-		deals := make([]crm.Deal, 0, batch)
-		for i := 0; i < n; i += batch {
-			deals = deals[:0]
-			for j := i; j < min(i+batch, n); j++ {
-				deals = append(deals, crm.Deal{Meta: crm.Meta{Owner: fmt.Sprintf("u%02d", j%50)}, Title: "Deal",
-					Pipeline: "sales", Stage: stages[(j*7)%10], StageEnteredAt: start.Add(time.Duration(j) * step),
-					Amount: crm.Money{Amount: int64(1000 + j%100000), Currency: "EUR"}})
-			}
-			_, errs, err := e.Deals().CreateEach(ctx, deals)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, err := range errs {
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-		// Let the search indexer catch up, so that it does not run during the
-		// measurements.
-		if _, err := e.Contacts().Search(ctx, "anyone", crm.SearchOptions{}); err != nil {
-			b.Fatal(err)
-		}
-		if err := e.Close(); err != nil {
-			b.Fatal(err)
-		}
-		if err := st.Close(); err != nil {
-			b.Fatal(err)
-		}
+		createDeals(ctx, b, e, n, func(j int) string { return stages[(j*7)%10] })
 	})
 }
 
@@ -120,38 +142,9 @@ func dealsDB(b *testing.B, n int) string {
 // apart from 2025-01-01, so that stays differ.
 func historyDB(b *testing.B, n int) string {
 	b.Helper()
-	return fixture(b, fmt.Sprintf("history-%d.db", n), func(path string) {
-		ctx := context.Background()
-		st, err := bolt.Open(path, &bolt.Options{NoSync: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		c := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-		e, err := crm.Open(ctx, crm.Options{Store: st, Clock: c})
-		if err != nil {
-			b.Fatal(err)
-		}
+	return fixture(b, fmt.Sprintf("history-%d.db", n), func(ctx context.Context, e *crm.Engine, c *clock) {
 		savePipeline(b, e, salesPipeline)
-		const batch = 10_000
-		start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-		step := time.Duration(int64(365*24*time.Hour) / int64(n))
-		ids := make([]string, 0, n)
-		deals := make([]crm.Deal, 0, batch)
-		for i := 0; i < n; i += batch {
-			deals = deals[:0]
-			for j := i; j < min(i+batch, n); j++ {
-				deals = append(deals, crm.Deal{Meta: crm.Meta{Owner: fmt.Sprintf("u%02d", j%50)}, Title: "Deal",
-					Pipeline: "sales", Stage: "new", StageEnteredAt: start.Add(time.Duration(j) * step),
-					Amount: crm.Money{Amount: int64(1000 + j%100000), Currency: "EUR"}})
-			}
-			created, errs, err := e.Deals().CreateEach(ctx, deals)
-			if err := cmp.Or(append([]error{err}, errs...)...); err != nil {
-				b.Fatal(err)
-			}
-			for _, d := range created {
-				ids = append(ids, d.ID)
-			}
-		}
+		ids := createDeals(ctx, b, e, n, func(int) string { return "new" })
 		route := func(j, round int) string {
 			switch round {
 			case 0:
@@ -163,6 +156,7 @@ func historyDB(b *testing.B, n int) string {
 			}
 			return [3]string{"won", "lost", "proposal"}[j%3]
 		}
+		const batch = 10_000
 		reqs := make([]crm.MoveRequest, 0, batch)
 		for round := range 4 {
 			for i := 0; i < n; i += batch {
@@ -172,16 +166,8 @@ func historyDB(b *testing.B, n int) string {
 					reqs = append(reqs, crm.MoveRequest{ID: ids[j], To: route(j, round), MoveOptions: crm.MoveOptions{Reason: "price"}})
 				}
 				_, errs, err := e.Deals().MoveEach(ctx, reqs)
-				if err := cmp.Or(append([]error{err}, errs...)...); err != nil {
-					b.Fatal(err)
-				}
+				checkBatch(b, errs, err)
 			}
-		}
-		if _, err := e.Contacts().Search(ctx, "anyone", crm.SearchOptions{}); err != nil {
-			b.Fatal(err)
-		}
-		if err := errors.Join(e.Close(), st.Close()); err != nil {
-			b.Fatal(err)
 		}
 	})
 }
@@ -191,11 +177,7 @@ func historyDB(b *testing.B, n int) string {
 // most 5 s for both), reporting the peak heap.
 func BenchmarkFunnelAndStages(b *testing.B) {
 	const n = 1_000_000
-	e, err := crm.Open(context.Background(), crm.Options{Path: historyDB(b, n), Clock: &clock{now: time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { e.Close() })
+	e := openFixture(b, historyDB(b, n), time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC))
 	ctx := context.Background()
 	r := analytics.New(e.Default())
 	var peak uint64
@@ -229,12 +211,7 @@ func BenchmarkFunnelAndStages(b *testing.B) {
 // openDeals opens the engine on dealsDB(b, n), closed when b ends.
 func openDeals(b *testing.B, n int) *crm.Engine {
 	b.Helper()
-	e, err := crm.Open(context.Background(), crm.Options{Path: dealsDB(b, n), Clock: &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { e.Close() })
-	return e
+	return openFixture(b, dealsDB(b, n), time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
 // peakHeap samples the heap in use every millisecond until stop is
@@ -348,16 +325,7 @@ func BenchmarkStages(b *testing.B) {
 // every tenth order after each customer's first is a refund.
 func ordersDB(b *testing.B, customers, orders int) string {
 	b.Helper()
-	return fixture(b, fmt.Sprintf("orders-%d-%d.db", customers, orders), func(path string) {
-		ctx := context.Background()
-		st, err := bolt.Open(path, &bolt.Options{NoSync: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		e, err := crm.Open(ctx, crm.Options{Store: st, Clock: &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}})
-		if err != nil {
-			b.Fatal(err)
-		}
+	return fixture(b, fmt.Sprintf("orders-%d-%d.db", customers, orders), func(ctx context.Context, e *crm.Engine, _ *clock) {
 		const batch = 10_000
 		ids := make([]string, 0, customers)
 		contacts := make([]crm.Contact, 0, batch)
@@ -367,9 +335,7 @@ func ordersDB(b *testing.B, customers, orders int) string {
 				contacts = append(contacts, crm.Contact{FirstName: "C", LastName: fmt.Sprint(j)})
 			}
 			created, errs, err := e.Contacts().CreateEach(ctx, contacts)
-			if err := cmp.Or(append([]error{err}, errs...)...); err != nil {
-				b.Fatal(err)
-			}
+			checkBatch(b, errs, err)
 			for _, c := range created {
 				ids = append(ids, c.ID)
 			}
@@ -391,15 +357,7 @@ func ordersDB(b *testing.B, customers, orders int) string {
 				batchOrders = append(batchOrders, o)
 			}
 			_, errs, err := e.Orders().CreateEach(ctx, batchOrders)
-			if err := cmp.Or(append([]error{err}, errs...)...); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if _, err := e.Contacts().Search(ctx, "anyone", crm.SearchOptions{}); err != nil {
-			b.Fatal(err)
-		}
-		if err := errors.Join(e.Close(), st.Close()); err != nil {
-			b.Fatal(err)
+			checkBatch(b, errs, err)
 		}
 	})
 }
@@ -409,11 +367,7 @@ func ordersDB(b *testing.B, customers, orders int) string {
 // peak heap.
 func BenchmarkRFM(b *testing.B) {
 	const customers, orders = 1_000_000, 2_500_000
-	e, err := crm.Open(context.Background(), crm.Options{Path: ordersDB(b, customers, orders), Clock: &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { e.Close() })
+	e := openFixture(b, ordersDB(b, customers, orders), time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	ctx := context.Background()
 	r := analytics.New(e.Default())
 	var peak uint64
