@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -126,4 +127,13 @@ func TestScanOrderFacts(t *testing.T) {
 	assert.Equal(t, []crm.OrderFact{fact("2"), fact("5"), fact("1"), fact("C4")}, got,
 		"grouped by customer, in time order; the order without a customer is left out")
 	assert.Equal(t, int64(-500), got[3].Total.Amount)
+	// One customer's facts share their ID's bytes, and one currency its
+	// code's: consumers compare pointers.
+	for i := 2; i < 4; i++ {
+		assert.Same(t, unsafe.StringData(got[1].ContactID), unsafe.StringData(got[i].ContactID), "fact %d", i)
+	}
+	assert.NotSame(t, unsafe.StringData(got[0].ContactID), unsafe.StringData(got[1].ContactID))
+	for i := 1; i < 4; i++ {
+		assert.Same(t, unsafe.StringData(got[0].Total.Currency), unsafe.StringData(got[i].Total.Currency), "fact %d", i)
+	}
 }
