@@ -1,0 +1,549 @@
+package loyalty
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Errors of the ledger, matched with errors.Is.
+var (
+	// ErrInsufficientPoints means a spend, transfer or deduction asks for
+	// more points than the balance holds.
+	ErrInsufficientPoints = errors.New("loyalty: insufficient points")
+	// ErrIdempotencyConflict means an idempotency key was used again with
+	// different parameters.
+	ErrIdempotencyConflict = errors.New("loyalty: idempotency key reused with different parameters")
+	// ErrInvalid means an operation or a program is malformed.
+	ErrInvalid = errors.New("loyalty: invalid")
+	// ErrNotFound means an operation refers to an entry that does not
+	// exist (activating or reversing an unknown key).
+	ErrNotFound = errors.New("loyalty: not found")
+)
+
+// Kind is the kind of a journal entry.
+type Kind string
+
+// The journal entry kinds.
+const (
+	// KindEarn credits points to the balance as a new lot.
+	KindEarn Kind = "earn"
+	// KindPending credits points as pending: they are held, not spendable,
+	// until a KindActivate entry names them.
+	KindPending Kind = "pending"
+	// KindActivate moves a pending lot into the balance.
+	KindActivate Kind = "activate"
+	// KindSpend takes points from the lots that expire soonest.
+	KindSpend Kind = "spend"
+	// KindExpire removes the remainder of an expired lot.
+	KindExpire Kind = "expire"
+	// KindReverse takes back the points an earn (or pending) entry
+	// credited, for example when its order is refunded.
+	KindReverse Kind = "reverse"
+	// KindAdjust changes the balance by hand, up or down.
+	KindAdjust Kind = "adjust"
+	// KindTransfer moves points to or from another member.
+	KindTransfer Kind = "transfer"
+)
+
+// Op is an operation on a member's account. Key and Kind are always
+// required; the other fields are used by the kinds named on them.
+type Op struct {
+	// Key makes the operation idempotent: applying an Op whose Key is
+	// already in the journal returns the first entry, if the parameters
+	// are the same, or ErrIdempotencyConflict.
+	Key  string `json:"key"`
+	Kind Kind   `json:"kind"`
+	// Points is the amount: positive for earn, pending and spend; signed
+	// for adjust and transfer (received > 0, sent < 0).
+	Points int64 `json:"points,omitempty"`
+	// At is when the operation happens; expiry is judged against it.
+	At time.Time `json:"at"`
+	// ExpiresAt is when the points of an earn, pending or positive adjust
+	// expire; zero means never.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Ref is the key of the entry an activate or reverse refers to.
+	Ref string `json:"ref,omitempty"`
+	// Partner names the coalition partner where the points were earned
+	// or spent, for the partner's sub-ledger.
+	Partner string `json:"partner,omitempty"`
+	// Counterparty is the other member of a transfer (set by
+	// Ledger.Transfer).
+	Counterparty string `json:"counterparty,omitempty"`
+	// Reason says why, in words; adjustments require one.
+	Reason string `json:"reason,omitempty"`
+}
+
+// LotChange is what an entry did to one lot.
+type LotChange struct {
+	Lot    int64 `json:"lot"`    // the lot's ID
+	Points int64 `json:"points"` // signed change of its remainder
+}
+
+// Entry is one line of a member's journal.
+type Entry struct {
+	// Seq numbers the member's entries from 1.
+	Seq int64 `json:"seq"`
+	Op  Op    `json:"op"`
+	// Delta is the change of the spendable balance.
+	Delta int64 `json:"delta"`
+	// PendingDelta is the change of the pending points.
+	PendingDelta int64 `json:"pending_delta,omitempty"`
+	// DebtDelta is the change of the debt (points owed after a reversal
+	// of points already spent, where the program allows it).
+	DebtDelta int64 `json:"debt_delta,omitempty"`
+	// Lots lists the lots the entry created or drew from, in order.
+	Lots []LotChange `json:"lots,omitempty"`
+	// Shortfall is, for a reversal in a program that forbids negative
+	// balances, the points that could not be taken back because they had
+	// been spent.
+	Shortfall int64 `json:"shortfall,omitempty"`
+}
+
+// Lot is a parcel of points earned together, spent and expired as a unit
+// of first-in-first-out accounting.
+type Lot struct {
+	ID        int64     `json:"id"`  // the Seq of the entry that created it
+	Key       string    `json:"key"` // that entry's idempotency key
+	Points    int64     `json:"points"`
+	Remaining int64     `json:"remaining"`
+	EarnedAt  time.Time `json:"earned_at"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	Partner   string    `json:"partner,omitempty"`
+	Pending   bool      `json:"pending,omitempty"`
+	// Reversed is set once the lot's points have been taken back.
+	Reversed bool `json:"reversed,omitempty"`
+}
+
+// expires reports whether the lot has an expiry at or before at.
+func (l *Lot) expiredAt(at time.Time) bool {
+	return !l.ExpiresAt.IsZero() && !l.ExpiresAt.After(at)
+}
+
+// Account is one member's points: the journal and the lots it built. Its
+// methods keep these invariants, which Check verifies:
+//
+//   - Balance == the sum of the journal's Delta == the sum of the
+//     remainders of the active lots − Debt;
+//   - Pending == the sum of PendingDelta == the sum of the pending lots'
+//     remainders;
+//   - Balance ≥ 0 unless AllowNegative;
+//   - a spend takes the lots that expire soonest first (lots that never
+//     expire last, ties by age);
+//   - an expiry removes exactly the remainder of the expired lot.
+//
+// An Account is not safe for concurrent use; Ledger serialises access.
+type Account struct {
+	Member string `json:"member"`
+	// AllowNegative lets a reversal or a deduction take the balance below
+	// zero (the member owes points, paid back first from later earnings).
+	AllowNegative bool    `json:"allow_negative,omitempty"`
+	Balance       int64   `json:"balance"`
+	Pending       int64   `json:"pending"`
+	Debt          int64   `json:"debt,omitempty"`
+	Lots          []Lot   `json:"lots"`
+	Journal       []Entry `json:"journal"`
+
+	keys map[string]int // idempotency key → index in Journal
+}
+
+// NewAccount returns an empty account.
+func NewAccount(member string, allowNegative bool) *Account {
+	return &Account{Member: member, AllowNegative: allowNegative}
+}
+
+// Entry returns the journal entry with idempotency key key.
+func (a *Account) Entry(key string) (Entry, bool) {
+	a.index()
+	i, ok := a.keys[key]
+	if !ok {
+		return Entry{}, false
+	}
+	return a.Journal[i], true
+}
+
+func (a *Account) index() {
+	if a.keys != nil {
+		return
+	}
+	a.keys = make(map[string]int, len(a.Journal))
+	for i, e := range a.Journal {
+		a.keys[e.Op.Key] = i
+	}
+}
+
+// Apply applies op and returns its journal entry. A repeated op (same
+// key, same parameters) returns the first entry and changes nothing. On
+// error the account is unchanged, except that an operation that takes
+// points (spend, reverse, negative adjust or transfer) first expires the
+// lots due by its time, with their own KindExpire entries, so that points
+// are never drawn from an expired lot.
+func (a *Account) Apply(op Op) (Entry, error) {
+	a.index()
+	if err := op.validate(); err != nil {
+		return Entry{}, err
+	}
+	if i, ok := a.keys[op.Key]; ok {
+		first := a.Journal[i]
+		if !first.Op.same(op) {
+			return Entry{}, fmt.Errorf("%w: key %q was %s of %d at %s", ErrIdempotencyConflict, op.Key, first.Op.Kind, first.Op.Points, first.Op.At.Format(time.RFC3339))
+		}
+		return first, nil
+	}
+	if op.takes() {
+		if _, err := a.ExpireDue(op.At); err != nil {
+			return Entry{}, err
+		}
+	}
+	// Work on a copy of the lots so that a failure leaves nothing behind.
+	w := work{a: a, lots: slices.Clone(a.Lots), e: Entry{Seq: int64(len(a.Journal)) + 1, Op: op}}
+	if err := w.apply(); err != nil {
+		return Entry{}, err
+	}
+	a.Lots = w.lots
+	a.Balance += w.e.Delta
+	a.Pending += w.e.PendingDelta
+	a.Debt += w.e.DebtDelta
+	a.Journal = append(a.Journal, w.e)
+	a.keys[op.Key] = len(a.Journal) - 1
+	return w.e, nil
+}
+
+// ExpireDue expires, as of at, every lot whose expiry has come and that
+// still holds points, one KindExpire entry per lot (keyed "expire:ID", so
+// running it twice changes nothing).
+func (a *Account) ExpireDue(at time.Time) ([]Entry, error) {
+	var out []Entry
+	for i := range a.Lots {
+		l := &a.Lots[i]
+		if l.Pending || l.Remaining == 0 || !l.expiredAt(at) {
+			continue
+		}
+		e, err := a.Apply(Op{Key: fmt.Sprintf("expire:%d", l.ID), Kind: KindExpire, At: at, Ref: l.Key})
+		if err != nil {
+			return out, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Spendable returns the points that can be spent at at: the balance less
+// the lots that have expired by then but not yet been expired.
+func (a *Account) Spendable(at time.Time) int64 {
+	n := a.Balance
+	for _, l := range a.Lots {
+		if !l.Pending && l.expiredAt(at) {
+			n -= l.Remaining
+		}
+	}
+	return max(n, 0)
+}
+
+// ExpiringBy returns the points that will have expired by at if not spent.
+func (a *Account) ExpiringBy(at time.Time) int64 {
+	var n int64
+	for _, l := range a.Lots {
+		if !l.Pending && l.expiredAt(at) {
+			n += l.Remaining
+		}
+	}
+	return n
+}
+
+// Check verifies the account's invariants and returns the first broken.
+func (a *Account) Check() error {
+	var sumDelta, sumPending, sumDebt, active, pending int64
+	for i, e := range a.Journal {
+		if e.Seq != int64(i)+1 {
+			return fmt.Errorf("entry %d has seq %d", i+1, e.Seq)
+		}
+		sumDelta += e.Delta
+		sumPending += e.PendingDelta
+		sumDebt += e.DebtDelta
+	}
+	for _, l := range a.Lots {
+		if l.Remaining < 0 || l.Remaining > l.Points {
+			return fmt.Errorf("lot %d holds %d of %d", l.ID, l.Remaining, l.Points)
+		}
+		if l.Pending {
+			pending += l.Remaining
+		} else {
+			active += l.Remaining
+		}
+	}
+	switch {
+	case a.Balance != sumDelta:
+		return fmt.Errorf("balance %d != journal sum %d", a.Balance, sumDelta)
+	case a.Balance != active-a.Debt:
+		return fmt.Errorf("balance %d != lots %d - debt %d", a.Balance, active, a.Debt)
+	case a.Pending != sumPending || a.Pending != pending:
+		return fmt.Errorf("pending %d, journal %d, lots %d", a.Pending, sumPending, pending)
+	case a.Debt != sumDebt || a.Debt < 0:
+		return fmt.Errorf("debt %d, journal %d", a.Debt, sumDebt)
+	case a.Debt > 0 && active > 0:
+		return fmt.Errorf("debt %d while lots hold %d", a.Debt, active)
+	case a.Balance < 0 && !a.AllowNegative:
+		return fmt.Errorf("balance %d is negative", a.Balance)
+	}
+	return nil
+}
+
+func (op Op) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s %q: %s", ErrInvalid, op.Kind, op.Key, fmt.Sprintf(format, args...))
+	}
+	if op.Key == "" {
+		return fmt.Errorf("%w: %s without an idempotency key", ErrInvalid, op.Kind)
+	}
+	if op.At.IsZero() {
+		return bad("no time")
+	}
+	switch op.Kind {
+	case KindEarn, KindPending, KindSpend:
+		if op.Points <= 0 {
+			return bad("points must be positive, not %d", op.Points)
+		}
+	case KindAdjust:
+		if op.Points == 0 {
+			return bad("adjusts by 0 points")
+		}
+		if op.Reason == "" {
+			return bad("an adjustment needs a reason")
+		}
+	case KindTransfer:
+		if op.Points == 0 {
+			return bad("transfers 0 points")
+		}
+		if op.Counterparty == "" {
+			return bad("names no counterparty")
+		}
+	case KindActivate, KindReverse, KindExpire:
+		if op.Ref == "" {
+			return bad("names no entry (Ref)")
+		}
+		if op.Points != 0 {
+			return bad("takes no points: it acts on the entry it names")
+		}
+	default:
+		return fmt.Errorf("%w: unknown entry kind %q", ErrInvalid, op.Kind)
+	}
+	if !op.ExpiresAt.IsZero() && !op.ExpiresAt.After(op.At) {
+		return bad("expires at %s, not after %s", op.ExpiresAt.Format(time.RFC3339), op.At.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// takes reports whether op may draw points from lots.
+func (op Op) takes() bool {
+	switch op.Kind {
+	case KindSpend, KindReverse:
+		return true
+	case KindAdjust, KindTransfer:
+		return op.Points < 0
+	}
+	return false
+}
+
+// same reports whether two ops with one key have the same parameters.
+func (op Op) same(o Op) bool {
+	return op.Kind == o.Kind && op.Points == o.Points && op.At.Equal(o.At) && op.ExpiresAt.Equal(o.ExpiresAt) &&
+		op.Ref == o.Ref && op.Partner == o.Partner && op.Counterparty == o.Counterparty && op.Reason == o.Reason
+}
+
+// work is one operation being applied to a copy of the lots.
+type work struct {
+	a    *Account
+	lots []Lot
+	e    Entry
+}
+
+func (w *work) apply() error {
+	op := w.e.Op
+	switch op.Kind {
+	case KindEarn:
+		w.credit(op.Points, false)
+	case KindPending:
+		w.credit(op.Points, true)
+	case KindAdjust, KindTransfer:
+		if op.Points > 0 {
+			w.credit(op.Points, false)
+			return nil
+		}
+		return w.debit(-op.Points, op.Kind == KindAdjust && w.a.AllowNegative)
+	case KindSpend:
+		return w.debit(op.Points, false)
+	case KindActivate:
+		l, err := w.lot(op.Ref)
+		if err != nil {
+			return err
+		}
+		if !l.Pending {
+			return fmt.Errorf("%w: activate %q: entry %q is not pending", ErrInvalid, op.Key, op.Ref)
+		}
+		l.Pending = false
+		w.e.PendingDelta -= l.Remaining
+		w.e.Lots = append(w.e.Lots, LotChange{Lot: l.ID, Points: 0})
+		// Activated points pay off any debt first.
+		paid := min(l.Remaining, w.a.Debt)
+		l.Remaining -= paid
+		w.e.DebtDelta -= paid
+		w.e.Delta += l.Remaining + paid
+	case KindExpire:
+		l, err := w.lot(op.Ref)
+		if err != nil {
+			return err
+		}
+		if l.Pending || !l.expiredAt(op.At) {
+			return fmt.Errorf("%w: expire %q: lot %q does not expire by %s", ErrInvalid, op.Key, op.Ref, op.At.Format(time.RFC3339))
+		}
+		w.e.Lots = append(w.e.Lots, LotChange{Lot: l.ID, Points: -l.Remaining})
+		w.e.Delta -= l.Remaining
+		l.Remaining = 0
+	case KindReverse:
+		return w.reverse()
+	}
+	return nil
+}
+
+// lot finds the lot created by the entry with key.
+func (w *work) lot(key string) (*Lot, error) {
+	for i := range w.lots {
+		if w.lots[i].Key == key {
+			return &w.lots[i], nil
+		}
+	}
+	if _, ok := w.a.keys[key]; ok {
+		return nil, fmt.Errorf("%w: %s %q: entry %q created no points", ErrInvalid, w.e.Op.Kind, w.e.Op.Key, key)
+	}
+	return nil, fmt.Errorf("%w: %s %q: no entry %q", ErrNotFound, w.e.Op.Kind, w.e.Op.Key, key)
+}
+
+// credit adds a lot of n points; active points pay off debt first.
+func (w *work) credit(n int64, pending bool) {
+	op := w.e.Op
+	l := Lot{ID: w.e.Seq, Key: op.Key, Points: n, Remaining: n, EarnedAt: op.At, ExpiresAt: op.ExpiresAt, Partner: op.Partner, Pending: pending}
+	if pending {
+		w.e.PendingDelta += n
+	} else {
+		paid := min(n, w.a.Debt)
+		l.Remaining -= paid
+		w.e.DebtDelta -= paid
+		w.e.Delta += n
+	}
+	w.lots = append(w.lots, l)
+	w.e.Lots = append(w.e.Lots, LotChange{Lot: l.ID, Points: n})
+}
+
+// debit takes n points from the active lots that have not expired by the
+// op's time, soonest expiry first. What the lots cannot give becomes
+// debt if owe, else the debit fails with ErrInsufficientPoints.
+func (w *work) debit(n int64, owe bool) error {
+	taken := w.take(n, func(*Lot) bool { return true })
+	if rest := n - taken; rest > 0 {
+		if !owe {
+			return fmt.Errorf("%w: %s %q of %d points: %d can be spent at %s", ErrInsufficientPoints, w.e.Op.Kind, w.e.Op.Key, n, taken, w.e.Op.At.Format(time.RFC3339))
+		}
+		w.e.DebtDelta += rest
+	}
+	w.e.Delta -= n
+	return nil
+}
+
+// take draws up to n points from the live active lots that keep accepts,
+// soonest expiry first (never-expiring last, then oldest first), and
+// returns how many it took.
+func (w *work) take(n int64, keep func(*Lot) bool) int64 {
+	at := w.e.Op.At
+	var order []int
+	for i := range w.lots {
+		l := &w.lots[i]
+		if !l.Pending && l.Remaining > 0 && !l.expiredAt(at) && keep(l) {
+			order = append(order, i)
+		}
+	}
+	slices.SortFunc(order, func(i, j int) int {
+		x, y := &w.lots[i], &w.lots[j]
+		if x.ExpiresAt.IsZero() != y.ExpiresAt.IsZero() {
+			if x.ExpiresAt.IsZero() {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Or(x.ExpiresAt.Compare(y.ExpiresAt), cmp.Compare(x.ID, y.ID))
+	})
+	var taken int64
+	for _, i := range order {
+		if taken == n {
+			break
+		}
+		l := &w.lots[i]
+		d := min(l.Remaining, n-taken)
+		l.Remaining -= d
+		taken += d
+		w.e.Lots = append(w.e.Lots, LotChange{Lot: l.ID, Points: -d})
+	}
+	return taken
+}
+
+// reverse takes back the points of the lot that Ref created: what is
+// left of it, then, for the part already spent, other points or debt by
+// the account's policy.
+func (w *work) reverse() error {
+	op := w.e.Op
+	l, err := w.lot(op.Ref)
+	if err != nil {
+		return err
+	}
+	if l.Reversed {
+		return fmt.Errorf("%w: reverse %q: entry %q is already reversed", ErrInvalid, op.Key, op.Ref)
+	}
+	l.Reversed = true
+	left := l.Remaining
+	w.e.Lots = append(w.e.Lots, LotChange{Lot: l.ID, Points: -left})
+	l.Remaining = 0
+	if l.Pending {
+		w.e.PendingDelta -= left
+		return nil
+	}
+	// spent is what the lot gave to spends, expiry or debt.
+	spent := l.Points - left
+	w.e.Delta -= left
+	if spent == 0 {
+		return nil
+	}
+	// Points that expired are gone already: only spent points are owed.
+	spent -= w.a.expired(l.ID)
+	if spent <= 0 {
+		return nil
+	}
+	taken := w.take(spent, func(*Lot) bool { return true })
+	w.e.Delta -= taken
+	if rest := spent - taken; rest > 0 {
+		if w.a.AllowNegative {
+			w.e.Delta -= rest
+			w.e.DebtDelta += rest
+		} else {
+			w.e.Shortfall = rest
+		}
+	}
+	return nil
+}
+
+// expired returns the points of lot id that expiry removed.
+func (a *Account) expired(id int64) int64 {
+	var n int64
+	for _, e := range a.Journal {
+		if e.Op.Kind != KindExpire {
+			continue
+		}
+		for _, c := range e.Lots {
+			if c.Lot == id {
+				n -= c.Points
+			}
+		}
+	}
+	return n
+}
