@@ -1,0 +1,322 @@
+package loyalty
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Book runs a program in memory: it evaluates events, applies their
+// effects to a Ledger, and remembers what limits, budgets, punch cards and
+// tiers need (it is the History of its evaluations). The rule test harness
+// runs fixtures on a Book; the engine does the same against its store. It
+// is safe for concurrent use.
+type Book struct {
+	Program *Program
+	Ledger  *Ledger
+
+	mu      sync.Mutex
+	members map[string]*Member
+	awards  []award           // points credited by rules, in order
+	orders  []spend           // orders counted for tiers
+	punches map[string]int    // member\x00card → punches
+	ruleSum map[string]int64  // rule → points awarded
+	done    map[string]Result // event ID → what processing it did
+	// unlocked lists the rewards effects unlocked, in order.
+	unlocked []Effect
+}
+
+type award struct {
+	member, rule, key string
+	at                time.Time
+	points            int64
+	reversed          bool
+}
+
+type spend struct {
+	member, event string
+	at            time.Time
+	amount        int64
+}
+
+// NewBook returns a book for a compiled program.
+func NewBook(p *Program) *Book {
+	return &Book{Program: p, Ledger: NewLedger(p.AllowNegative), members: map[string]*Member{},
+		punches: map[string]int{}, ruleSum: map[string]int64{}, done: map[string]Result{}}
+}
+
+// SetMember records a member's profile (tier, tags, metrics) for later
+// events; Process keeps Tier and Balance current.
+func (b *Book) SetMember(m Member) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := m
+	b.members[m.ID] = &c
+}
+
+// Member returns the member as the book knows them, with the current
+// balance.
+func (b *Book) Member(id string) Member {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.member(id)
+}
+
+func (b *Book) member(id string) Member {
+	c := Member{ID: id}
+	if m, ok := b.members[id]; ok {
+		c = *m
+	}
+	c.Balance = b.Ledger.Balance(id)
+	return c
+}
+
+// Process evaluates event e for member id and applies the effects: points
+// to the ledger, reversals of refunded orders, punches, rewards, tier
+// changes. An event ID processed before returns the first result and
+// changes nothing. On an error the ledger may hold the points effects
+// applied before it; each has its own idempotency key, so processing the
+// event again completes it.
+func (b *Book) Process(id string, e Event) (Result, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if res, ok := b.done[e.ID]; ok {
+		return res, nil
+	}
+	res, err := b.Program.Evaluate(b.member(id), e, bookHistory{b})
+	if err != nil {
+		return Result{}, err
+	}
+	for _, eff := range res.Effects {
+		if err := b.apply(e, eff); err != nil {
+			return res, err
+		}
+	}
+	if o := e.Order; o != nil && e.Kind == "order" && o.Currency == b.Program.Currency {
+		b.orders = append(b.orders, spend{member: id, event: e.ID, at: e.At, amount: o.Total})
+		m := b.profile(id)
+		m.TotalSpent += o.Total
+		m.OrderCount++
+		m.LastOrderAt = e.At
+	}
+	b.done[e.ID] = res
+	return res, nil
+}
+
+// Unlocked returns the rewards member id has unlocked (punch cards), in
+// order.
+func (b *Book) Unlocked(id string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, e := range b.unlocked {
+		if e.Member == id {
+			out = append(out, e.Reward)
+		}
+	}
+	return out
+}
+
+func (b *Book) profile(id string) *Member {
+	m, ok := b.members[id]
+	if !ok {
+		m = &Member{ID: id}
+		b.members[id] = m
+	}
+	return m
+}
+
+func (b *Book) apply(e Event, eff Effect) error {
+	switch eff.Kind {
+	case EffectPoints, EffectPending:
+		kind := KindEarn
+		if eff.Kind == EffectPending {
+			kind = KindPending
+		}
+		if _, err := b.Ledger.Apply(eff.Member, Op{Key: eff.Key, Kind: kind, Points: eff.Points, At: e.At, ExpiresAt: eff.ExpiresAt, Partner: eff.Partner, Reason: eff.Source}); err != nil {
+			return err
+		}
+		b.awards = append(b.awards, award{member: eff.Member, rule: eff.Source, key: eff.Key, at: e.At, points: eff.Points})
+		b.ruleSum[eff.Source] += eff.Points
+	case EffectReverse:
+		prefix := eff.Ref + "/"
+		for i := range b.awards {
+			a := &b.awards[i]
+			if !strings.HasPrefix(a.key, prefix) || a.reversed {
+				continue
+			}
+			if _, err := b.Ledger.Apply(a.member, Op{Key: a.key + "/reverse", Kind: KindReverse, Ref: a.key, At: e.At, Reason: "refund " + e.ID}); err != nil {
+				return err
+			}
+			a.reversed = true
+		}
+		for i, o := range b.orders {
+			if o.event == eff.Ref {
+				b.orders[i].amount = 0
+			}
+		}
+	case EffectPunch:
+		b.punches[eff.Member+"\x00"+eff.Source] = eff.Count
+	case EffectReward:
+		b.unlocked = append(b.unlocked, eff)
+	case EffectTier:
+		b.profile(eff.Member).Tier = eff.Tier
+	}
+	return nil
+}
+
+// Activate credits the pending points whose time has come by at, and
+// expires the lots due: the daily job of a program.
+func (b *Book) Activate(at time.Time) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, a := range b.awards {
+		acct, ok := b.Ledger.Account(a.member)
+		if !ok {
+			continue
+		}
+		for _, l := range acct.Lots {
+			if l.Key != a.key || !l.Pending {
+				continue
+			}
+			if due := b.activatesAt(a); !due.After(at) {
+				if _, err := b.Ledger.Apply(a.member, Op{Key: a.key + "/activate", Kind: KindActivate, Ref: a.key, At: at}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	_, err := b.Ledger.ExpireDue(at)
+	return err
+}
+
+// activatesAt returns when an award's pending points activate.
+func (b *Book) activatesAt(a award) time.Time {
+	for _, r := range b.Program.Rules {
+		if r.Name == a.rule {
+			return r.Pending.add(a.at)
+		}
+	}
+	return a.at
+}
+
+// ReviewTiers applies the downgrade policy to every member at at and
+// returns the changes.
+func (b *Book) ReviewTiers(at time.Time) []Effect {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []Effect
+	for _, m := range b.members {
+		if eff, ok := b.Program.ReviewTier(*m, at, bookHistory{b}); ok {
+			m.Tier = eff.Tier
+			out = append(out, eff)
+		}
+	}
+	slices.SortFunc(out, func(x, y Effect) int { return strings.Compare(x.Member, y.Member) })
+	return out
+}
+
+// Redeem spends points on a reward for member id. For a partial discount,
+// amount is the discount wanted in minor units (the points are amount ×
+// Cost); otherwise amount is ignored. key makes it idempotent.
+func (b *Book) Redeem(key, id, reward string, amount int64, at time.Time) (Entry, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, ok := b.Program.reward(reward)
+	if !ok {
+		return Entry{}, fmt.Errorf("%w: no reward %q", ErrNotFound, reward)
+	}
+	m := b.member(id)
+	if r.MinTier != "" && b.Program.tierIndex(m.Tier) < b.Program.tierIndex(r.MinTier) {
+		return Entry{}, fmt.Errorf("%w: reward %q needs tier %s, member %s is %q", ErrInvalid, reward, r.MinTier, id, m.Tier)
+	}
+	points := r.Cost
+	if r.Partial {
+		if amount <= 0 {
+			return Entry{}, fmt.Errorf("%w: redeem %q: give the discount wanted, in minor units", ErrInvalid, reward)
+		}
+		points = mulDiv(amount, r.Cost, 1)
+	}
+	if prev, ok := b.entry(id, key); ok {
+		return prev, nil
+	}
+	if m.Balance < b.Program.MinRedeemBalance {
+		return Entry{}, fmt.Errorf("%w: member %s has %d points, redeeming needs a balance of %d", ErrInsufficientPoints, id, m.Balance, b.Program.MinRedeemBalance)
+	}
+	return b.Ledger.Apply(id, Op{Key: key, Kind: KindSpend, Points: points, At: at, Reason: "reward " + reward + " " + strconv.FormatInt(amount, 10)})
+}
+
+func (b *Book) entry(member, key string) (Entry, bool) {
+	a, ok := b.Ledger.Account(member)
+	if !ok {
+		return Entry{}, false
+	}
+	return a.Entry(key)
+}
+
+// bookHistory is the book as History (its lock is held by the caller).
+type bookHistory struct{ b *Book }
+
+func (h bookHistory) RuleUsage(member, rule string, since time.Time) (int, int64) {
+	var n int
+	var pts int64
+	for _, a := range h.b.awards {
+		if a.member == member && a.rule == rule && !a.at.Before(since) && !a.reversed {
+			n++
+			pts += a.points
+		}
+	}
+	return n, pts
+}
+
+func (h bookHistory) RuleTotal(rule string) int64 { return h.b.ruleSum[rule] }
+
+func (h bookHistory) Punches(member, card string) int { return h.b.punches[member+"\x00"+card] }
+
+func (h bookHistory) Earned(member string, since time.Time) (int64, int64) {
+	var pts, spent int64
+	for _, a := range h.b.awards {
+		if a.member == member && !a.at.Before(since) && !a.reversed {
+			pts += a.points
+		}
+	}
+	for _, o := range h.b.orders {
+		if o.member == member && !o.at.Before(since) {
+			spent += o.amount
+		}
+	}
+	return pts, spent
+}
+
+// History returns the book's past as a History, for TierStatus and
+// ReviewTier; each call takes the book's lock.
+func (b *Book) History() History { return lockedHistory{b} }
+
+type lockedHistory struct{ b *Book }
+
+func (h lockedHistory) RuleUsage(member, rule string, since time.Time) (int, int64) {
+	h.b.mu.Lock()
+	defer h.b.mu.Unlock()
+	return bookHistory(h).RuleUsage(member, rule, since)
+}
+
+func (h lockedHistory) RuleTotal(rule string) int64 {
+	h.b.mu.Lock()
+	defer h.b.mu.Unlock()
+	return bookHistory(h).RuleTotal(rule)
+}
+
+func (h lockedHistory) Punches(member, card string) int {
+	h.b.mu.Lock()
+	defer h.b.mu.Unlock()
+	return bookHistory(h).Punches(member, card)
+}
+
+func (h lockedHistory) Earned(member string, since time.Time) (int64, int64) {
+	h.b.mu.Lock()
+	defer h.b.mu.Unlock()
+	return bookHistory(h).Earned(member, since)
+}
