@@ -16,7 +16,7 @@ import (
 
 func coffee(t *testing.T) *loyalty.Program {
 	t.Helper()
-	data, err := os.ReadFile("testdata/coffee.yaml")
+	data, err := os.ReadFile("../examples/loyalty/coffee.yaml")
 	require.NoError(t, err)
 	p, err := loyalty.Load("coffee.yaml", data, func() time.Time { return day(0) })
 	require.NoError(t, err)

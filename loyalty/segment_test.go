@@ -14,7 +14,7 @@ import (
 
 func segments(t testing.TB) *loyalty.Segments {
 	t.Helper()
-	data, err := os.ReadFile("testdata/segments.yaml")
+	data, err := os.ReadFile("../examples/loyalty/segments.yaml")
 	require.NoError(t, err)
 	s, err := loyalty.LoadSegments("segments.yaml", data, func() time.Time { return day(0) })
 	require.NoError(t, err)
