@@ -6,6 +6,9 @@
 //	crmctl [-db rapport.db] [-tenant default] import contacts|accounts|products|orders FILE [--map col=field]... [--format csv|jsonl] [--currency GBP] [--refund-prefix C] [--stop-on-error]
 //	crmctl [-db rapport.db] [-tenant default] export contacts|accounts|products|orders [-o FILE] [--format csv|jsonl]
 //	crmctl [-db rapport.db] [-tenant default] report funnel|stages|overdue|lost|plan|forecast|commission|leads|campaigns|products|rfm|clv|cohorts|nps [flags] [--format table|csv|json|html|svg]
+//	crmctl rules test PATH...
+//	crmctl rules check FILE...
+//	crmctl rules eval -rule EXPR [-json FILE] [-now TIME]
 //	crmctl [-db rapport.db] check
 //
 // Output is JSON, one record per line. An import prints a summary on
@@ -29,7 +32,7 @@ import (
 )
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 const usage = `usage: crmctl [-db FILE] [-tenant NAME] COMMAND
@@ -42,11 +45,13 @@ commands:
   export contacts|accounts|products|orders [-o FILE] [--format csv|jsonl]
   report funnel|stages|overdue|lost|plan|forecast|commission|leads|campaigns|products|rfm|clv|cohorts|nps
          [flags] [--format table|csv|json|html|svg]   (crmctl report, without a kind, lists the flags)
+  rules test PATH...  |  rules check FILE...  |  rules eval -rule EXPR [-json FILE] [-now T]
+               test loyalty fixtures, validate program and segment files, evaluate an expression
   check        verify the consistency of the database file
 exit codes: 0 done, 1 failed, 2 usage, 3 imported with some rows skipped`
 
 // run executes one command and returns the process exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("crmctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprintln(stderr, usage) }
@@ -72,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = exportCmd(ctx, *db, *tenant, rest[1:], stdout, stderr)
 	case "report":
 		err = reportCmd(ctx, *db, *tenant, rest[1:], stdout, stderr)
+	case "rules":
+		err = rulesCmd(rest[1:], stdin, stdout, stderr)
 	default:
 		err = fmt.Errorf("unknown command %q\n%s", rest[0], usage)
 	}
@@ -80,6 +87,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if errors.Is(err, errPartial) {
 		return 3
+	}
+	if errors.Is(err, errFailed) {
+		return 1 // the command printed what failed
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "crmctl:", err)

@@ -40,8 +40,14 @@ func functions(lim Limits) []expr.Option {
 			return birthdayWithin(p[0].(time.Time), clock(), p[1].(int)), nil
 		}, new(func(time.Time, int) bool)),
 		expr.Function("hasTag", func(p ...any) (any, error) {
-			tags, tag := p[0].([]string), p[1].(string)
-			return slices.ContainsFunc(tags, func(t string) bool { return strings.EqualFold(t, tag) }), nil
+			tag := p[1].(string)
+			switch tags := p[0].(type) {
+			case []string:
+				return slices.ContainsFunc(tags, func(t string) bool { return strings.EqualFold(t, tag) }), nil
+			case []any: // from a JSON document
+				return slices.ContainsFunc(tags, func(t any) bool { s, ok := t.(string); return ok && strings.EqualFold(s, tag) }), nil
+			}
+			return nil, fmt.Errorf("hasTag: tags are %T, not a list of strings", p[0])
 		}, new(func([]string, string) bool)),
 		expr.Function("between", func(p ...any) (any, error) {
 			switch x := p[0].(type) {
