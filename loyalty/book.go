@@ -240,21 +240,19 @@ func (b *Book) Redeem(key, id, reward string, amount int64, at time.Time) (Entry
 		}
 		points = mulDiv(amount, r.Cost, 1)
 	}
-	if prev, ok := b.entry(id, key); ok {
-		return prev, nil
+	op := Op{Key: key, Kind: KindSpend, Points: points, At: at, Reason: "reward " + reward + " " + strconv.FormatInt(amount, 10)}
+	// A retry goes straight to the ledger, which returns the first
+	// result (or refuses other parameters under the same key): the
+	// balance has changed since, so the minimum is not checked again.
+	if a, ok := b.Ledger.Account(id); ok {
+		if _, done := a.Entry(key); done {
+			return b.Ledger.Apply(id, op)
+		}
 	}
 	if m.Balance < b.Program.MinRedeemBalance {
 		return Entry{}, fmt.Errorf("%w: member %s has %d points, redeeming needs a balance of %d", ErrInsufficientPoints, id, m.Balance, b.Program.MinRedeemBalance)
 	}
-	return b.Ledger.Apply(id, Op{Key: key, Kind: KindSpend, Points: points, At: at, Reason: "reward " + reward + " " + strconv.FormatInt(amount, 10)})
-}
-
-func (b *Book) entry(member, key string) (Entry, bool) {
-	a, ok := b.Ledger.Account(member)
-	if !ok {
-		return Entry{}, false
-	}
-	return a.Entry(key)
+	return b.Ledger.Apply(id, op)
 }
 
 // bookHistory is the book as History (its lock is held by the caller).

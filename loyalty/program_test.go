@@ -228,6 +228,8 @@ func TestRedeem(t *testing.T) {
 	again, err := b.Redeem("r2", "ann", "pay-with-points", 250, day(1))
 	require.NoError(t, err)
 	assert.Equal(t, e, again)
+	_, err = b.Redeem("r2", "ann", "five-off", 0, day(1))
+	require.ErrorIs(t, err, loyalty.ErrIdempotencyConflict, "the same key for another reward")
 	assert.Equal(t, int64(190), b.Ledger.Balance("ann"))
 	_, err = b.Redeem("r3", "ann", "lounge", 0, day(1))
 	require.ErrorIs(t, err, loyalty.ErrInvalid, "gold only")
