@@ -197,9 +197,14 @@ func (a *Account) Apply(op Op) (Entry, error) {
 			return Entry{}, err
 		}
 	}
-	// Work on a copy of the lots so that a failure leaves nothing behind.
-	w := work{a: a, lots: slices.Clone(a.Lots), e: Entry{Seq: int64(len(a.Journal)) + 1, Op: op}}
+	// Work on the lots in place, saving each before it changes, so that a
+	// failure can put them back: no copy of every lot per operation.
+	w := work{a: a, lots: a.Lots, e: Entry{Seq: int64(len(a.Journal)) + 1, Op: op}}
 	if err := w.apply(); err != nil {
+		for i := len(w.undo) - 1; i >= 0; i-- {
+			w.lots[w.undo[i].i] = w.undo[i].lot
+		}
+		a.Lots = w.lots[:len(a.Lots)]
 		return Entry{}, err
 	}
 	a.Lots = w.lots
@@ -353,11 +358,23 @@ func (op Op) same(o Op) bool {
 		op.Ref == o.Ref && op.Partner == o.Partner && op.Counterparty == o.Counterparty && op.Reason == o.Reason
 }
 
-// work is one operation being applied to a copy of the lots.
+// work is one operation being applied to the lots.
 type work struct {
 	a    *Account
 	lots []Lot
 	e    Entry
+	undo []saved // lots as they were before the operation changed them
+}
+
+type saved struct {
+	i   int
+	lot Lot
+}
+
+// save records lot i before it changes.
+func (w *work) save(i int) *Lot {
+	w.undo = append(w.undo, saved{i, w.lots[i]})
+	return &w.lots[i]
 }
 
 func (w *work) apply() error {
@@ -408,11 +425,12 @@ func (w *work) apply() error {
 	return nil
 }
 
-// lot finds the lot created by the entry with key.
+// lot finds the lot created by the entry with key, saved for undo: the
+// caller changes it.
 func (w *work) lot(key string) (*Lot, error) {
 	for i := range w.lots {
 		if w.lots[i].Key == key {
-			return &w.lots[i], nil
+			return w.save(i), nil
 		}
 	}
 	if _, ok := w.a.keys[key]; ok {
@@ -479,7 +497,7 @@ func (w *work) take(n int64, keep func(*Lot) bool) int64 {
 		if taken == n {
 			break
 		}
-		l := &w.lots[i]
+		l := w.save(i)
 		d := min(l.Remaining, n-taken)
 		l.Remaining -= d
 		taken += d
