@@ -113,6 +113,8 @@ type Lot struct {
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	Partner   string    `json:"partner,omitempty"`
 	Pending   bool      `json:"pending,omitempty"`
+	// Expired is the points expiry removed from the lot.
+	Expired int64 `json:"expired,omitempty"`
 	// Reversed is set once the lot's points have been taken back.
 	Reversed bool `json:"reversed,omitempty"`
 }
@@ -122,8 +124,10 @@ func (l *Lot) expiredAt(at time.Time) bool {
 	return !l.ExpiresAt.IsZero() && !l.ExpiresAt.After(at)
 }
 
-// Account is one member's points: the journal and the lots it built. Its
-// methods keep these invariants, which Check verifies:
+// State is one member's points without the journal: the balances and
+// the lots. It is what a store keeps per member; the entries State.Apply
+// returns are the journal, kept beside it. Its methods keep these
+// invariants (Account.Check verifies them against the journal):
 //
 //   - Balance == the sum of the journal's Delta == the sum of the
 //     remainders of the active lots − Debt;
@@ -134,24 +138,97 @@ func (l *Lot) expiredAt(at time.Time) bool {
 //     expire last, ties by age);
 //   - an expiry removes exactly the remainder of the expired lot.
 //
-// An Account is not safe for concurrent use; Ledger serialises access.
-type Account struct {
+// A State is not safe for concurrent use.
+type State struct {
 	Member string `json:"member"`
 	// AllowNegative lets a reversal or a deduction take the balance below
 	// zero (the member owes points, paid back first from later earnings).
-	AllowNegative bool    `json:"allow_negative,omitempty"`
-	Balance       int64   `json:"balance"`
-	Pending       int64   `json:"pending"`
-	Debt          int64   `json:"debt,omitempty"`
-	Lots          []Lot   `json:"lots"`
-	Journal       []Entry `json:"journal"`
+	AllowNegative bool  `json:"allow_negative,omitempty"`
+	Balance       int64 `json:"balance"`
+	Pending       int64 `json:"pending"`
+	Debt          int64 `json:"debt,omitempty"`
+	Lots          []Lot `json:"lots"`
+	// Seq is the Seq of the last entry.
+	Seq int64 `json:"seq"`
+}
+
+// Apply applies op and returns the entries it made: first, if op takes
+// points (spend, reverse, negative adjust or transfer), one KindExpire
+// entry per lot due by op's time, so that points are never drawn from an
+// expired lot; then op's own entry, last. It does not check idempotency
+// keys: that needs the journal (Account does it; a store looks the key
+// up). On error the state holds only the expiry entries, which are
+// returned with the error.
+func (s *State) Apply(op Op) ([]Entry, error) {
+	if err := op.validate(); err != nil {
+		return nil, err
+	}
+	var out []Entry
+	if op.takes() {
+		var err error
+		if out, err = s.ExpireDue(op.At); err != nil {
+			return out, err
+		}
+	}
+	e, err := s.apply(op)
+	if err != nil {
+		return out, err
+	}
+	return append(out, e), nil
+}
+
+func (s *State) apply(op Op) (Entry, error) {
+	// Work on the lots in place, saving each before it changes, so that a
+	// failure can put them back: no copy of every lot per operation.
+	w := work{s: s, lots: s.Lots, e: Entry{Seq: s.Seq + 1, Op: op}}
+	if err := w.apply(); err != nil {
+		for i := len(w.undo) - 1; i >= 0; i-- {
+			w.lots[w.undo[i].i] = w.undo[i].lot
+		}
+		s.Lots = w.lots[:len(s.Lots)]
+		return Entry{}, err
+	}
+	s.Lots = w.lots
+	s.Balance += w.e.Delta
+	s.Pending += w.e.PendingDelta
+	s.Debt += w.e.DebtDelta
+	s.Seq = w.e.Seq
+	return w.e, nil
+}
+
+// ExpireDue expires, as of at, every lot whose expiry has come and that
+// still holds points, one KindExpire entry per lot, keyed "expire:ID" (a
+// lot expires once: its remainder is then 0).
+func (s *State) ExpireDue(at time.Time) ([]Entry, error) {
+	var out []Entry
+	for i := range s.Lots {
+		l := &s.Lots[i]
+		if l.Pending || l.Remaining == 0 || !l.expiredAt(at) {
+			continue
+		}
+		e, err := s.apply(Op{Key: fmt.Sprintf("expire:%d", l.ID), Kind: KindExpire, At: at, Ref: l.Key})
+		if err != nil {
+			return out, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Account is one member's points in memory: the State and its journal,
+// with idempotency keys checked against the journal.
+//
+// An Account is not safe for concurrent use; Ledger serialises access.
+type Account struct {
+	State
+	Journal []Entry `json:"journal"`
 
 	keys map[string]int // idempotency key → index in Journal
 }
 
 // NewAccount returns an empty account.
 func NewAccount(member string, allowNegative bool) *Account {
-	return &Account{Member: member, AllowNegative: allowNegative}
+	return &Account{State: State{Member: member, AllowNegative: allowNegative}}
 }
 
 // Entry returns the journal entry with idempotency key key.
@@ -175,71 +252,60 @@ func (a *Account) index() {
 }
 
 // Apply applies op and returns its journal entry. A repeated op (same
-// key, same parameters) returns the first entry and changes nothing. On
-// error the account is unchanged, except that an operation that takes
-// points (spend, reverse, negative adjust or transfer) first expires the
-// lots due by its time, with their own KindExpire entries, so that points
-// are never drawn from an expired lot.
+// key, same parameters) returns the first entry and changes nothing; the
+// same key with other parameters is ErrIdempotencyConflict. On error the
+// account is unchanged, except that an operation that takes points first
+// expires the lots due by its time (see State.Apply).
 func (a *Account) Apply(op Op) (Entry, error) {
 	a.index()
-	if err := op.validate(); err != nil {
-		return Entry{}, err
-	}
-	if i, ok := a.keys[op.Key]; ok {
+	if i, ok := a.keys[op.Key]; ok && op.Key != "" {
 		first := a.Journal[i]
-		if !first.Op.same(op) {
+		if !first.Op.Same(op) {
 			return Entry{}, fmt.Errorf("%w: key %q was %s of %d at %s", ErrIdempotencyConflict, op.Key, first.Op.Kind, first.Op.Points, first.Op.At.Format(time.RFC3339))
 		}
 		return first, nil
 	}
-	if op.takes() {
-		if _, err := a.ExpireDue(op.At); err != nil {
-			return Entry{}, err
-		}
+	if _, ok := a.keys[op.Ref]; ok && op.Ref != "" && !a.hasLot(op.Ref) {
+		return Entry{}, fmt.Errorf("%w: %s %q: entry %q created no points", ErrInvalid, op.Kind, op.Key, op.Ref)
 	}
-	// Work on the lots in place, saving each before it changes, so that a
-	// failure can put them back: no copy of every lot per operation.
-	w := work{a: a, lots: a.Lots, e: Entry{Seq: int64(len(a.Journal)) + 1, Op: op}}
-	if err := w.apply(); err != nil {
-		for i := len(w.undo) - 1; i >= 0; i-- {
-			w.lots[w.undo[i].i] = w.undo[i].lot
-		}
-		a.Lots = w.lots[:len(a.Lots)]
+	entries, err := a.State.Apply(op)
+	for _, e := range entries {
+		a.Journal = append(a.Journal, e)
+		a.keys[e.Op.Key] = len(a.Journal) - 1
+	}
+	if err != nil {
 		return Entry{}, err
 	}
-	a.Lots = w.lots
-	a.Balance += w.e.Delta
-	a.Pending += w.e.PendingDelta
-	a.Debt += w.e.DebtDelta
-	a.Journal = append(a.Journal, w.e)
-	a.keys[op.Key] = len(a.Journal) - 1
-	return w.e, nil
+	return entries[len(entries)-1], nil
+}
+
+func (s *State) hasLot(key string) bool {
+	for i := range s.Lots {
+		if s.Lots[i].Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // ExpireDue expires, as of at, every lot whose expiry has come and that
 // still holds points, one KindExpire entry per lot (keyed "expire:ID", so
 // running it twice changes nothing).
 func (a *Account) ExpireDue(at time.Time) ([]Entry, error) {
-	var out []Entry
-	for i := range a.Lots {
-		l := &a.Lots[i]
-		if l.Pending || l.Remaining == 0 || !l.expiredAt(at) {
-			continue
-		}
-		e, err := a.Apply(Op{Key: fmt.Sprintf("expire:%d", l.ID), Kind: KindExpire, At: at, Ref: l.Key})
-		if err != nil {
-			return out, err
-		}
-		out = append(out, e)
+	a.index()
+	entries, err := a.State.ExpireDue(at)
+	for _, e := range entries {
+		a.Journal = append(a.Journal, e)
+		a.keys[e.Op.Key] = len(a.Journal) - 1
 	}
-	return out, nil
+	return entries, err
 }
 
 // Spendable returns the points that can be spent at at: the balance less
 // the lots that have expired by then but not yet been expired.
-func (a *Account) Spendable(at time.Time) int64 {
-	n := a.Balance
-	for _, l := range a.Lots {
+func (s *State) Spendable(at time.Time) int64 {
+	n := s.Balance
+	for _, l := range s.Lots {
 		if !l.Pending && l.expiredAt(at) {
 			n -= l.Remaining
 		}
@@ -248,9 +314,9 @@ func (a *Account) Spendable(at time.Time) int64 {
 }
 
 // ExpiringBy returns the points that will have expired by at if not spent.
-func (a *Account) ExpiringBy(at time.Time) int64 {
+func (s *State) ExpiringBy(at time.Time) int64 {
 	var n int64
-	for _, l := range a.Lots {
+	for _, l := range s.Lots {
 		if !l.Pending && l.expiredAt(at) {
 			n += l.Remaining
 		}
@@ -352,15 +418,15 @@ func (op Op) takes() bool {
 	return false
 }
 
-// same reports whether two ops with one key have the same parameters.
-func (op Op) same(o Op) bool {
+// Same reports whether two ops with one key have the same parameters.
+func (op Op) Same(o Op) bool {
 	return op.Kind == o.Kind && op.Points == o.Points && op.At.Equal(o.At) && op.ExpiresAt.Equal(o.ExpiresAt) &&
 		op.Ref == o.Ref && op.Partner == o.Partner && op.Counterparty == o.Counterparty && op.Reason == o.Reason
 }
 
 // work is one operation being applied to the lots.
 type work struct {
-	a    *Account
+	s    *State
 	lots []Lot
 	e    Entry
 	undo []saved // lots as they were before the operation changed them
@@ -389,7 +455,7 @@ func (w *work) apply() error {
 			w.credit(op.Points, false)
 			return nil
 		}
-		return w.debit(-op.Points, op.Kind == KindAdjust && w.a.AllowNegative)
+		return w.debit(-op.Points, op.Kind == KindAdjust && w.s.AllowNegative)
 	case KindSpend:
 		return w.debit(op.Points, false)
 	case KindActivate:
@@ -404,7 +470,7 @@ func (w *work) apply() error {
 		w.e.PendingDelta -= l.Remaining
 		w.e.Lots = append(w.e.Lots, LotChange{Lot: l.ID, Points: 0})
 		// Activated points pay off any debt first.
-		paid := min(l.Remaining, w.a.Debt)
+		paid := min(l.Remaining, w.s.Debt)
 		l.Remaining -= paid
 		w.e.DebtDelta -= paid
 		w.e.Delta += l.Remaining + paid
@@ -418,6 +484,7 @@ func (w *work) apply() error {
 		}
 		w.e.Lots = append(w.e.Lots, LotChange{Lot: l.ID, Points: -l.Remaining})
 		w.e.Delta -= l.Remaining
+		l.Expired += l.Remaining
 		l.Remaining = 0
 	case KindReverse:
 		return w.reverse()
@@ -433,9 +500,6 @@ func (w *work) lot(key string) (*Lot, error) {
 			return w.save(i), nil
 		}
 	}
-	if _, ok := w.a.keys[key]; ok {
-		return nil, fmt.Errorf("%w: %s %q: entry %q created no points", ErrInvalid, w.e.Op.Kind, w.e.Op.Key, key)
-	}
 	return nil, fmt.Errorf("%w: %s %q: no entry %q", ErrNotFound, w.e.Op.Kind, w.e.Op.Key, key)
 }
 
@@ -446,7 +510,7 @@ func (w *work) credit(n int64, pending bool) {
 	if pending {
 		w.e.PendingDelta += n
 	} else {
-		paid := min(n, w.a.Debt)
+		paid := min(n, w.s.Debt)
 		l.Remaining -= paid
 		w.e.DebtDelta -= paid
 		w.e.Delta += n
@@ -533,14 +597,14 @@ func (w *work) reverse() error {
 		return nil
 	}
 	// Points that expired are gone already: only spent points are owed.
-	spent -= w.a.expired(l.ID)
+	spent -= l.Expired
 	if spent <= 0 {
 		return nil
 	}
 	taken := w.take(spent, func(*Lot) bool { return true })
 	w.e.Delta -= taken
 	if rest := spent - taken; rest > 0 {
-		if w.a.AllowNegative {
+		if w.s.AllowNegative {
 			w.e.Delta -= rest
 			w.e.DebtDelta += rest
 		} else {
@@ -548,20 +612,4 @@ func (w *work) reverse() error {
 		}
 	}
 	return nil
-}
-
-// expired returns the points of lot id that expiry removed.
-func (a *Account) expired(id int64) int64 {
-	var n int64
-	for _, e := range a.Journal {
-		if e.Op.Kind != KindExpire {
-			continue
-		}
-		for _, c := range e.Lots {
-			if c.Lot == id {
-				n -= c.Points
-			}
-		}
-	}
-	return n
 }

@@ -57,7 +57,7 @@ func (l *Ledger) Transfer(key, from, to string, points int64, at time.Time) (sen
 	defer l.mu.Unlock()
 	src, dst := l.account(from), l.account(to)
 	in := Op{Key: key, Kind: KindTransfer, Points: points, At: at, Counterparty: from}
-	if prev, ok := dst.Entry(key); ok && !prev.Op.same(withExpiry(in, prev.Op.ExpiresAt)) {
+	if prev, ok := dst.Entry(key); ok && !prev.Op.Same(withExpiry(in, prev.Op.ExpiresAt)) {
 		return Entry{}, Entry{}, fmt.Errorf("%w: key %q", ErrIdempotencyConflict, key)
 	}
 	sent, err = src.Apply(Op{Key: key, Kind: KindTransfer, Points: -points, At: at, Counterparty: to})
