@@ -115,7 +115,8 @@ func collections() []storage.Collection {
 		contractKind.collection, caseKind.collection, activityKind.collection, interactionKind.collection,
 		productKind.collection, orderKind.collection, userKind.collection, teamKind.collection, territoryKind.collection,
 		targetKind.collection, campaignKind.collection, surveyKind.collection, priceListKind.collection,
-		pipelineCollection, versionCollection, timelineKind, erasureCollection, schemaCollection, noticeCollection, deadLetterCollection)
+		pipelineCollection, versionCollection, timelineKind, erasureCollection, schemaCollection, noticeCollection, deadLetterCollection,
+		ledgerAccountCollection, ledgerEntryCollection)
 }
 
 // Records reads and writes the entities of one kind in one tenant.
