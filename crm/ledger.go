@@ -1,13 +1,17 @@
 package crm
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/rapportcrm/rapport/loyalty"
 	"github.com/rapportcrm/rapport/storage"
@@ -16,18 +20,24 @@ import (
 const (
 	ledgerAccountsCollection = "loyalty_accounts"
 	ledgerEntriesCollection  = "loyalty_entries"
+	ledgerLotsCollection     = "loyalty_lots"
 )
 
 var (
 	ledgerAccountCollection = storage.Collection{Name: ledgerAccountsCollection}
-	ledgerEntryCollection   = storage.Collection{Name: ledgerEntriesCollection, Indexes: []storage.Index{
-		{Name: "pos", Field: "pos"},
+	ledgerLotCollection     = storage.Collection{Name: ledgerLotsCollection}
+	// Entries have time-ordered IDs, so that a batch appends them at the
+	// end of the collection; the unique "key" index (account ‖ key) finds
+	// one by its idempotency key and lists an account's journal.
+	ledgerEntryCollection = storage.Collection{Name: ledgerEntriesCollection, Indexes: []storage.Index{
+		{Name: "key", Field: "key", Unique: true},
 	}}
 )
 
 // Ledger keeps the points of one loyalty program in the store: per member
-// a loyalty.State record, and the journal beside it, one record per entry,
-// found by its idempotency key. Every operation runs in a transaction, so
+// a loyalty.State record with the open lots, the journal beside it, one
+// record per entry, found by its idempotency key, and one record per
+// closed lot (read back only to reverse it). Every operation runs in a transaction, so
 // the balance, the lots and the journal always agree, and a retried
 // operation is applied once, whichever engine process retries it. It is
 // safe for concurrent use.
@@ -59,9 +69,11 @@ type LedgerResult struct {
 // ledgerEntryRec is the stored form of a journal entry.
 type ledgerEntryRec struct {
 	Account string        `json:"account"`
-	Pos     string        `json:"pos"` // account ‖ seq, for the journal's order
+	Key     string        `json:"key"` // account ‖ idempotency key
 	Entry   loyalty.Entry `json:"entry"`
 }
+
+func ledgerKey(account, key string) string { return account + sep + key }
 
 // account is one member's state in a transaction.
 type ledgerAccount struct {
@@ -69,6 +81,9 @@ type ledgerAccount struct {
 	version uint64
 	state   loyalty.State
 	dirty   bool
+	// lotVersions are the stored versions of closed lots read or written
+	// in this transaction, by key.
+	lotVersions map[string]uint64
 }
 
 // maxLedgerRetries bounds the retries of a transaction that lost a race
@@ -108,10 +123,7 @@ func (l *Ledger) ApplyEach(ctx context.Context, ops []LedgerOp) ([]LedgerResult,
 				if !a.dirty {
 					continue
 				}
-				body, err := json.Marshal(a.state)
-				if err != nil {
-					return err
-				}
+				body := encodeLedgerState(&a.state)
 				if _, err := tx.Put(ctx, ledgerAccountsCollection, storage.Record{ID: a.id, Version: a.version, Body: body}); err != nil {
 					return err
 				}
@@ -148,8 +160,8 @@ func (l *Ledger) accountID(member string) (string, error) {
 	return id, nil
 }
 
-// entryID is the record ID of the entry with key in account: a hash, so
-// that any key fits the ID rules.
+// entryID is a record ID for key in account: a hash, so that any key
+// fits the ID rules.
 func entryID(account, key string) string {
 	h := sha256.Sum256([]byte(account + "\x00" + key))
 	return hex.EncodeToString(h[:20])
@@ -166,15 +178,47 @@ func (l *Ledger) load(ctx context.Context, tx storage.ReadTx, accounts map[strin
 	case err != nil:
 		return nil, err
 	default:
-		if err := json.Unmarshal(rec.Body, &a.state); err != nil {
+		if err := decodeLedgerState(rec.Body, &a.state); err != nil {
 			return nil, fmt.Errorf("crm: ledger account %s: %w", id, err)
 		}
 		a.version = rec.Version
+	}
+	a.lotVersions = map[string]uint64{}
+	a.state.Closed = func(key string) (loyalty.Lot, bool, error) {
+		rec, err := tx.Get(ctx, ledgerLotsCollection, entryID(id, "lot\x00"+key))
+		if errors.Is(err, storage.ErrNotFound) {
+			return loyalty.Lot{}, false, nil
+		}
+		if err != nil {
+			return loyalty.Lot{}, false, err
+		}
+		var l loyalty.Lot
+		if err := json.Unmarshal(rec.Body, &l); err != nil {
+			return loyalty.Lot{}, false, fmt.Errorf("crm: closed lot of %s: %w", id, err)
+		}
+		a.lotVersions[key] = rec.Version
+		return l, true, nil
 	}
 	if accounts != nil {
 		accounts[id] = a
 	}
 	return a, nil
+}
+
+// keepClosed stores the lots that closed in the account's last operation.
+func (l *Ledger) keepClosed(ctx context.Context, tx storage.Tx, a *ledgerAccount) error {
+	for _, lot := range a.state.TakeClosed() {
+		body, err := json.Marshal(lot)
+		if err != nil {
+			return err
+		}
+		rec, err := tx.Put(ctx, ledgerLotsCollection, storage.Record{ID: entryID(a.id, "lot\x00"+lot.Key), Version: a.lotVersions[lot.Key], Body: body})
+		if err != nil {
+			return err
+		}
+		a.lotVersions[lot.Key] = rec.Version
+	}
+	return nil
 }
 
 func (l *Ledger) apply(ctx context.Context, tx storage.Tx, accounts map[string]*ledgerAccount, member string, op loyalty.Op, events *[]storage.Event) (loyalty.Entry, error) {
@@ -205,6 +249,9 @@ func (l *Ledger) apply(ctx context.Context, tx storage.Tx, accounts map[string]*
 		}
 	}
 	entries, applyErr := a.state.Apply(op)
+	if err := l.keepClosed(ctx, tx, a); err != nil {
+		return loyalty.Entry{}, err
+	}
 	for _, e := range entries {
 		if err := l.write(ctx, tx, id, e, events); err != nil {
 			return loyalty.Entry{}, err
@@ -219,20 +266,24 @@ func (l *Ledger) apply(ctx context.Context, tx storage.Tx, accounts map[string]*
 
 // write stores a journal entry and its event.
 func (l *Ledger) write(ctx context.Context, tx storage.Tx, account string, e loyalty.Entry, events *[]storage.Event) error {
-	body, err := json.Marshal(ledgerEntryRec{Account: account, Pos: fmt.Sprintf("%s/%016d", account, e.Seq), Entry: e})
+	body, err := json.Marshal(ledgerEntryRec{Account: account, Key: ledgerKey(account, e.Op.Key), Entry: e})
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Put(ctx, ledgerEntriesCollection, storage.Record{ID: entryID(account, e.Op.Key), Body: body}); err != nil {
-		return err
-	}
-	ev, err := json.Marshal(struct {
-		Program string        `json:"program"`
-		Entry   loyalty.Entry `json:"entry"`
-	}{l.program, e})
+	id, err := uuid.NewV7()
 	if err != nil {
 		return err
 	}
+	if _, err := tx.Put(ctx, ledgerEntriesCollection, storage.Record{ID: id.String(), Body: body}); err != nil {
+		return err
+	}
+	// The event's body is the entry record's, with the program: the same
+	// bytes, not a second encoding.
+	ev := make([]byte, 0, len(body)+len(l.program)+16)
+	ev = append(ev, `{"program":`...)
+	ev = appendJSONString(ev, l.program)
+	ev = append(ev, ',')
+	ev = append(ev, body[1:]...)
 	*events = append(*events, storage.Event{Type: "loyalty.points_" + string(e.Op.Kind), Collection: ledgerAccountsCollection,
 		RecordID: account, Time: l.t.e.clock.Now().UTC(), Body: ev})
 	return nil
@@ -240,19 +291,20 @@ func (l *Ledger) write(ctx context.Context, tx storage.Tx, account string, e loy
 
 // entry returns the journal entry of account with key.
 func (l *Ledger) entry(ctx context.Context, tx storage.ReadTx, account, key string) (loyalty.Entry, bool, error) {
-	rec, err := tx.Get(ctx, ledgerEntriesCollection, entryID(account, key))
-	if errors.Is(err, storage.ErrNotFound) {
-		return loyalty.Entry{}, false, nil
+	k := ledgerKey(account, key)
+	if len(k) > storage.MaxIndexValueLen {
+		return loyalty.Entry{}, false, fmt.Errorf("%w: idempotency key %q is too long", loyalty.ErrInvalid, key)
 	}
+	page, err := tx.Scan(ctx, ledgerEntriesCollection, storage.Query{Index: "key", Equal: k, Limit: 1})
 	if err != nil {
 		return loyalty.Entry{}, false, err
 	}
-	var r ledgerEntryRec
-	if err := json.Unmarshal(rec.Body, &r); err != nil {
-		return loyalty.Entry{}, false, fmt.Errorf("crm: ledger entry of %s: %w", account, err)
+	if len(page.Records) == 0 {
+		return loyalty.Entry{}, false, nil
 	}
-	if r.Account != account || r.Entry.Op.Key != key {
-		return loyalty.Entry{}, false, fmt.Errorf("crm: ledger entry %s is not %s's %q", rec.ID, account, key)
+	var r ledgerEntryRec
+	if err := json.Unmarshal(page.Records[0].Body, &r); err != nil {
+		return loyalty.Entry{}, false, fmt.Errorf("crm: ledger entry of %s: %w", account, err)
 	}
 	return r.Entry, true, nil
 }
@@ -266,8 +318,12 @@ func (l *Ledger) State(ctx context.Context, member string) (loyalty.State, error
 	var st loyalty.State
 	err = l.t.view(ctx, func(tx storage.ReadTx) error {
 		a, err := l.load(ctx, tx, nil, id, member)
+		if err != nil {
+			return err
+		}
 		st = a.state
-		return err
+		st.Closed = nil // bound to this transaction
+		return nil
 	})
 	return st, err
 }
@@ -304,7 +360,8 @@ func (l *Ledger) Journal(ctx context.Context, member string) (loyalty.Account, e
 			return err
 		}
 		out.State = a.state
-		q := storage.Query{Index: "pos", Prefix: id + "/", Limit: storage.MaxScanLimit}
+		out.State.Closed = nil
+		q := storage.Query{Index: "key", Prefix: id + sep, Limit: storage.MaxScanLimit}
 		for {
 			page, err := tx.Scan(ctx, ledgerEntriesCollection, q)
 			if err != nil {
@@ -318,6 +375,8 @@ func (l *Ledger) Journal(ctx context.Context, member string) (loyalty.Account, e
 				out.Journal = append(out.Journal, r.Entry)
 			}
 			if page.Next == "" {
+				// The index lists them by key; the journal is by Seq.
+				slices.SortFunc(out.Journal, func(x, y loyalty.Entry) int { return cmp.Compare(x.Seq, y.Seq) })
 				return nil
 			}
 			q.Cursor = page.Next
@@ -346,16 +405,16 @@ func (l *Ledger) ExpireDue(ctx context.Context, member string, at time.Time) ([]
 		if len(entries) == 0 {
 			return nil
 		}
+		if err := l.keepClosed(ctx, tx, a); err != nil {
+			return err
+		}
 		var events []storage.Event
 		for _, e := range entries {
 			if err := l.write(ctx, tx, id, e, &events); err != nil {
 				return err
 			}
 		}
-		body, err := json.Marshal(a.state)
-		if err != nil {
-			return err
-		}
+		body := encodeLedgerState(&a.state)
 		if _, err := tx.Put(ctx, ledgerAccountsCollection, storage.Record{ID: id, Version: a.version, Body: body}); err != nil {
 			return err
 		}

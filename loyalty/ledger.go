@@ -147,9 +147,27 @@ type State struct {
 	Balance       int64 `json:"balance"`
 	Pending       int64 `json:"pending"`
 	Debt          int64 `json:"debt,omitempty"`
-	Lots          []Lot `json:"lots"`
+	// Lots are the open lots: those holding points, or pending. A lot
+	// that closes (spent, expired or reversed to 0) leaves Lots by
+	// TakeClosed, so the state stays as small as the member's live points.
+	Lots []Lot `json:"lots"`
 	// Seq is the Seq of the last entry.
 	Seq int64 `json:"seq"`
+
+	// Closed finds a closed lot by the key of the entry that created it;
+	// reversing a lot that has closed needs it (nil: such a reversal is
+	// ErrNotFound).
+	Closed func(key string) (Lot, bool, error) `json:"-"`
+	closed []Lot
+}
+
+// TakeClosed returns the lots that closed, or changed while closed,
+// since the last call, for the caller to keep (Closed must find them
+// later), and forgets them.
+func (s *State) TakeClosed() []Lot {
+	out := s.closed
+	s.closed = nil
+	return out
 }
 
 // Apply applies op and returns the entries it made: first, if op takes
@@ -178,17 +196,38 @@ func (s *State) Apply(op Op) ([]Entry, error) {
 }
 
 func (s *State) apply(op Op) (Entry, error) {
+	open := len(s.Lots)
+	lots := s.Lots
+	if op.Kind == KindReverse && !s.hasLot(op.Ref) && s.Closed != nil {
+		// Bring the closed lot back for the reversal; it closes again.
+		l, ok, err := s.Closed(op.Ref)
+		if err != nil {
+			return Entry{}, err
+		}
+		if ok {
+			lots = append(lots, l)
+		}
+	}
 	// Work on the lots in place, saving each before it changes, so that a
 	// failure can put them back: no copy of every lot per operation.
-	w := work{s: s, lots: s.Lots, e: Entry{Seq: s.Seq + 1, Op: op}}
+	w := work{s: s, lots: lots, e: Entry{Seq: s.Seq + 1, Op: op}}
 	if err := w.apply(); err != nil {
 		for i := len(w.undo) - 1; i >= 0; i-- {
 			w.lots[w.undo[i].i] = w.undo[i].lot
 		}
-		s.Lots = w.lots[:len(s.Lots)]
+		s.Lots = w.lots[:open]
 		return Entry{}, err
 	}
-	s.Lots = w.lots
+	// Closed lots leave the state.
+	kept := w.lots[:0]
+	for _, l := range w.lots {
+		if l.Remaining == 0 && !l.Pending {
+			s.closed = append(s.closed, l)
+			continue
+		}
+		kept = append(kept, l)
+	}
+	s.Lots = kept
 	s.Balance += w.e.Delta
 	s.Pending += w.e.PendingDelta
 	s.Debt += w.e.DebtDelta
@@ -200,12 +239,15 @@ func (s *State) apply(op Op) (Entry, error) {
 // still holds points, one KindExpire entry per lot, keyed "expire:ID" (a
 // lot expires once: its remainder is then 0).
 func (s *State) ExpireDue(at time.Time) ([]Entry, error) {
-	var out []Entry
-	for i := range s.Lots {
-		l := &s.Lots[i]
-		if l.Pending || l.Remaining == 0 || !l.expiredAt(at) {
-			continue
+	// Collect first: an expired lot closes and leaves Lots.
+	var due []Lot
+	for _, l := range s.Lots {
+		if !l.Pending && l.Remaining > 0 && l.expiredAt(at) {
+			due = append(due, l)
 		}
+	}
+	var out []Entry
+	for _, l := range due {
 		e, err := s.apply(Op{Key: fmt.Sprintf("expire:%d", l.ID), Kind: KindExpire, At: at, Ref: l.Key})
 		if err != nil {
 			return out, err
@@ -222,6 +264,8 @@ func (s *State) ExpireDue(at time.Time) ([]Entry, error) {
 type Account struct {
 	State
 	Journal []Entry `json:"journal"`
+	// ClosedLots are the lots that hold no more points, by key.
+	ClosedLots map[string]Lot `json:"closed_lots,omitempty"`
 
 	keys map[string]int // idempotency key → index in Journal
 }
@@ -242,6 +286,12 @@ func (a *Account) Entry(key string) (Entry, bool) {
 }
 
 func (a *Account) index() {
+	if a.State.Closed == nil {
+		a.State.Closed = func(key string) (Lot, bool, error) {
+			l, ok := a.ClosedLots[key]
+			return l, ok, nil
+		}
+	}
 	if a.keys != nil {
 		return
 	}
@@ -265,14 +315,11 @@ func (a *Account) Apply(op Op) (Entry, error) {
 		}
 		return first, nil
 	}
-	if _, ok := a.keys[op.Ref]; ok && op.Ref != "" && !a.hasLot(op.Ref) {
+	if _, ok := a.keys[op.Ref]; ok && op.Ref != "" && !a.hasLot(op.Ref) && a.ClosedLots[op.Ref].Key == "" {
 		return Entry{}, fmt.Errorf("%w: %s %q: entry %q created no points", ErrInvalid, op.Kind, op.Key, op.Ref)
 	}
 	entries, err := a.State.Apply(op)
-	for _, e := range entries {
-		a.Journal = append(a.Journal, e)
-		a.keys[e.Op.Key] = len(a.Journal) - 1
-	}
+	a.keep(entries)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -294,11 +341,33 @@ func (s *State) hasLot(key string) bool {
 func (a *Account) ExpireDue(at time.Time) ([]Entry, error) {
 	a.index()
 	entries, err := a.State.ExpireDue(at)
+	a.keep(entries)
+	return entries, err
+}
+
+// keep journals entries and keeps the lots that closed.
+func (a *Account) keep(entries []Entry) {
 	for _, e := range entries {
 		a.Journal = append(a.Journal, e)
 		a.keys[e.Op.Key] = len(a.Journal) - 1
 	}
-	return entries, err
+	for _, l := range a.State.TakeClosed() {
+		if a.ClosedLots == nil {
+			a.ClosedLots = map[string]Lot{}
+		}
+		a.ClosedLots[l.Key] = l
+	}
+}
+
+// Lot returns the lot created by the entry with key, open or closed.
+func (a *Account) Lot(key string) (Lot, bool) {
+	for _, l := range a.Lots {
+		if l.Key == key {
+			return l, true
+		}
+	}
+	l, ok := a.ClosedLots[key]
+	return l, ok
 }
 
 // Spendable returns the points that can be spent at at: the balance less

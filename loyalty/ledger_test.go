@@ -358,7 +358,7 @@ func randomOp(rng *rand.Rand, i int, now time.Time, keys []string, balance int64
 func assertSoonestFirst(t *testing.T, a *loyalty.Account, e loyalty.Entry) {
 	t.Helper()
 	last := e.Lots[len(e.Lots)-1].Lot
-	lastLot := lotOf(a.Lots, last)
+	lastLot := lotOf(allLots(a), last)
 	for _, l := range a.Lots {
 		if l.Pending || l.Remaining == 0 || l.ID == last {
 			continue
@@ -369,6 +369,14 @@ func assertSoonestFirst(t *testing.T, a *loyalty.Account, e loyalty.Entry) {
 		sooner := !l.ExpiresAt.IsZero() && (lastLot.ExpiresAt.IsZero() || l.ExpiresAt.Before(lastLot.ExpiresAt))
 		assert.False(t, sooner, "spend %s left lot %d (expires %s) and drew lot %d (expires %s)", e.Op.Key, l.ID, l.ExpiresAt, last, lastLot.ExpiresAt)
 	}
+}
+
+func allLots(a *loyalty.Account) []loyalty.Lot {
+	out := append([]loyalty.Lot(nil), a.Lots...)
+	for _, l := range a.ClosedLots {
+		out = append(out, l)
+	}
+	return out
 }
 
 func lotOf(lots []loyalty.Lot, id int64) loyalty.Lot {

@@ -2,6 +2,7 @@ package loyalty
 
 import (
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 )
@@ -65,11 +66,18 @@ func (l *Ledger) Transfer(key, from, to string, points int64, at time.Time) (sen
 		return Entry{}, Entry{}, err
 	}
 	var expiry time.Time
+	ids := map[int64]bool{}
 	for _, c := range sent.Lots {
-		for _, lot := range src.Lots {
-			if lot.ID == c.Lot && !lot.ExpiresAt.IsZero() && (expiry.IsZero() || lot.ExpiresAt.Before(expiry)) {
-				expiry = lot.ExpiresAt
-			}
+		ids[c.Lot] = true
+	}
+	for _, lot := range src.Lots {
+		if ids[lot.ID] && !lot.ExpiresAt.IsZero() && (expiry.IsZero() || lot.ExpiresAt.Before(expiry)) {
+			expiry = lot.ExpiresAt
+		}
+	}
+	for _, lot := range src.ClosedLots {
+		if ids[lot.ID] && !lot.ExpiresAt.IsZero() && (expiry.IsZero() || lot.ExpiresAt.Before(expiry)) {
+			expiry = lot.ExpiresAt
 		}
 	}
 	received, err = dst.Apply(withExpiry(in, expiry))
@@ -96,7 +104,8 @@ func (l *Ledger) Account(member string) (Account, bool) {
 	c := *a
 	c.Lots = append([]Lot(nil), a.Lots...)
 	c.Journal = append([]Entry(nil), a.Journal...)
-	c.keys = nil
+	c.ClosedLots = maps.Clone(a.ClosedLots)
+	c.keys, c.State.Closed = nil, nil
 	return c, true
 }
 
