@@ -365,3 +365,13 @@ func TestEvaluateRefusesBadEvents(t *testing.T) {
 	_, err = raw.Evaluate(m, loyalty.Event{ID: "e", Kind: "visit", At: day(0)}, nil)
 	assert.ErrorIs(t, err, loyalty.ErrInvalid, "not compiled")
 }
+
+// Rules reach order lines by their expr names through sumBy and countBy.
+func TestSumByOverOrderLines(t *testing.T) {
+	p := &loyalty.Program{Name: "x", Currency: "EUR", Rules: []loyalty.Rule{{Name: "fuel", On: []string{"order"},
+		When: `countBy(order.lines, "category")["fuel"] >= 2`, Points: `sumBy(filter(order.lines, .category == "fuel"), "amount") / 100`}}}
+	require.NoError(t, p.Compile(nil))
+	r, err := p.Evaluate(loyalty.Member{ID: "ann"}, order("o", day(0), line("d", "fuel", 5000), line("p", "fuel", 2500), line("c", "food", 900)), nil)
+	require.NoError(t, err)
+	assert.Equal(t, int64(75), r.Points("ann"))
+}

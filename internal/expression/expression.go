@@ -24,7 +24,11 @@
 //
 // Time comes from the injected clock: expr's own now and date builtins are
 // disabled, and now(), daysSince, monthsSince, age and birthdayWithin read
-// the [Limits.Clock] given at compile time.
+// the [Limits.Clock] given at compile time. The rest of the CRM library:
+// hasTag(tags, tag) (case-insensitive), between(x, lo, hi), sumBy(list,
+// "field") (the sum of an integer field) and countBy(list, "field") (a
+// map from each value of the field to its count); fields are found by
+// their expr tag, json tag or Go name.
 //
 // Every error is an [*Error] that names the rule and, where known, the line
 // and column.

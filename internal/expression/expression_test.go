@@ -55,6 +55,9 @@ func TestRulesEvaluate(t *testing.T) {
 		{`birthdayWithin(Birthday, 7)`, true},
 		{`birthdayWithin(Birthday, 3)`, false},
 		{`between(len(Orders), 1, 3)`, true},
+		{`sumBy(Orders, "Amount")`, 2300},
+		{`countBy(Orders, "Category")["shoes"]`, 2},
+		{`countBy(Orders, "Category")["hats"] ?? 0`, 0},
 		{`between(Spent, 100.0, 2000.0)`, false},
 		{`sum(Orders, .Amount)`, 2300},
 		{`count(Orders, .Category == "shoes")`, 2},
@@ -199,4 +202,15 @@ func TestGrowthStoppedAtRun(t *testing.T) {
 func TestEmptyRule(t *testing.T) {
 	_, err := expression.Compile("empty", "  ", member{})
 	require.Error(t, err)
+}
+
+func TestSumByCountByErrors(t *testing.T) {
+	for _, src := range []string{`sumBy(Orders, "Category")`, `sumBy(Orders, "Nope")`, `sumBy(Name, "Amount")`, `countBy(Orders, "nope")`} {
+		p, err := expression.Compile("by", src, member{}, expression.WithLimits(limits()))
+		require.NoError(t, err, src)
+		_, err = p.Run(sample())
+		var ee *expression.Error
+		require.ErrorAs(t, err, &ee, src)
+		assert.Equal(t, "by", ee.Rule)
+	}
 }

@@ -58,6 +58,37 @@ func functions(lim Limits) []expr.Option {
 			}
 			return nil, fmt.Errorf("between: unsupported %T", p[0])
 		}, new(func(int, int, int) bool), new(func(float64, float64, float64) bool)),
+		expr.Function("sumBy", func(p ...any) (any, error) {
+			var sum int
+			err := eachField(p[0], p[1].(string), lim.MaxCollectionLen, func(v reflect.Value) error {
+				switch v.Kind() {
+				case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+					sum += int(v.Int())
+				case reflect.Uint8, reflect.Uint16, reflect.Uint32:
+					sum += int(v.Uint())
+				case reflect.Float64, reflect.Float32:
+					if f := v.Float(); f == float64(int(f)) {
+						sum += int(f)
+						return nil
+					}
+					return fmt.Errorf("sumBy: %s is %v, not a whole number", p[1], v.Float())
+				default:
+					return fmt.Errorf("sumBy: %s is %s, not a number", p[1], v.Kind())
+				}
+				return nil
+			})
+			return sum, err
+		}, new(func(any, string) int)),
+		expr.Function("countBy", func(p ...any) (any, error) {
+			counts := map[string]any{}
+			err := eachField(p[0], p[1].(string), lim.MaxCollectionLen, func(v reflect.Value) error {
+				k := fmt.Sprint(v.Interface())
+				n, _ := counts[k].(int)
+				counts[k] = n + 1
+				return nil
+			})
+			return counts, err
+		}, new(func(any, string) map[string]any)),
 		expr.Function(concatFunc, func(p ...any) (any, error) {
 			a, b := p[0].(string), p[1].(string)
 			if len(a)+len(b) > lim.MaxStringLen {
@@ -157,4 +188,60 @@ func birthdayWithin(birthday, now time.Time, days int) bool {
 		next = next.AddDate(1, 0, 0)
 	}
 	return next.Sub(today) <= time.Duration(days)*24*time.Hour
+}
+
+// eachField calls fn with the named field of every element of list (a
+// slice or array of structs, pointers to structs or maps). A struct field
+// is found by its expr tag, then its json tag, then its Go name.
+func eachField(list any, field string, maxLen int, fn func(reflect.Value) error) error {
+	v := reflect.ValueOf(list)
+	if v.Kind() != reflect.Slice && v.Kind() != reflect.Array {
+		return fmt.Errorf("%T is not a list", list)
+	}
+	if v.Len() > maxLen {
+		return fmt.Errorf("list of %d elements: %w (%d)", v.Len(), errTooLong, maxLen)
+	}
+	for i := range v.Len() {
+		e := v.Index(i)
+		for e.Kind() == reflect.Interface || e.Kind() == reflect.Pointer {
+			if e.IsNil() {
+				return fmt.Errorf("element %d is nil", i)
+			}
+			e = e.Elem()
+		}
+		var f reflect.Value
+		switch e.Kind() {
+		case reflect.Struct:
+			f = structField(e, field)
+		case reflect.Map:
+			if e.Type().Key().Kind() == reflect.String {
+				f = e.MapIndex(reflect.ValueOf(field).Convert(e.Type().Key()))
+			}
+		}
+		for f.IsValid() && f.Kind() == reflect.Interface && !f.IsNil() {
+			f = f.Elem()
+		}
+		if !f.IsValid() {
+			return fmt.Errorf("element %d has no field %q", i, field)
+		}
+		if err := fn(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func structField(v reflect.Value, name string) reflect.Value {
+	t := v.Type()
+	for _, tag := range []string{"expr", "json"} {
+		for i := range t.NumField() {
+			if f := t.Field(i); f.IsExported() && strings.Split(f.Tag.Get(tag), ",")[0] == name {
+				return v.Field(i)
+			}
+		}
+	}
+	if f, ok := t.FieldByName(name); ok && f.IsExported() {
+		return v.FieldByIndex(f.Index)
+	}
+	return reflect.Value{}
 }

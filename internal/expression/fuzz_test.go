@@ -28,6 +28,8 @@ func FuzzCompileRun(f *testing.F) {
 		`fromJSON("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]")`,
 		`reduce(Xs, #acc + #, 0)`,
 		`sortBy(Orders, .Amount)[0].Category`,
+		`sumBy(Orders, "Amount") + countBy(Orders, "Category")["shoes"]`,
+		`countBy(Xs, "x")`,
 	} {
 		f.Add(seed)
 	}
