@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"time"
+	"unsafe"
 
 	"github.com/rapportcrm/rapport/crm"
 )
@@ -161,9 +162,13 @@ type rfmAcc struct {
 
 func (a *rfmAcc) add(f *crm.OrderFact) error {
 	// The common case, another order of the same customer in the same
-	// currency, goes straight to the sums.
-	if f.ContactID != a.curID || f.Total.Currency != a.currency {
-		return a.next(f)
+	// currency, goes straight to the sums. ScanOrderFacts gives one
+	// customer's facts one ID string and one currency string, so equal
+	// pointers settle it without a call to compare bytes.
+	if !samePtr(f.ContactID, a.curID) || !samePtr(f.Total.Currency, a.currency) {
+		if f.ContactID != a.curID || f.Total.Currency != a.currency {
+			return a.next(f)
+		}
 	}
 	x := f.Total.Amount
 	s := a.cur.monetary + x
@@ -250,6 +255,12 @@ func sliceFacts(keep map[string]bool, fn func(*crm.OrderFact) error) func(*crm.O
 		}
 		return fn(f)
 	}
+}
+
+// samePtr reports whether x and y are the same bytes (then they are
+// equal; if not, they may still be).
+func samePtr(x, y string) bool {
+	return len(x) == len(y) && unsafe.StringData(x) == unsafe.StringData(y)
 }
 
 func overflow(f *crm.OrderFact) error {
