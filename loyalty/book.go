@@ -173,20 +173,28 @@ func (b *Book) apply(e Event, eff Effect) error {
 func (b *Book) Activate(at time.Time) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	// The pending lots of each member, read once.
+	pending := map[string]map[string]bool{} // member → pending lot keys
 	for _, a := range b.awards {
-		acct, ok := b.Ledger.Account(a.member)
-		if !ok {
+		if _, ok := pending[a.member]; ok {
 			continue
 		}
-		for _, l := range acct.Lots {
-			if l.Key != a.key || !l.Pending {
-				continue
-			}
-			if due := b.activatesAt(a); !due.After(at) {
-				if _, err := b.Ledger.Apply(a.member, Op{Key: a.key + "/activate", Kind: KindActivate, Ref: a.key, At: at}); err != nil {
-					return err
+		keys := map[string]bool{}
+		if acct, ok := b.Ledger.Account(a.member); ok {
+			for _, l := range acct.Lots {
+				if l.Pending {
+					keys[l.Key] = true
 				}
 			}
+		}
+		pending[a.member] = keys
+	}
+	for _, a := range b.awards {
+		if !pending[a.member][a.key] || b.activatesAt(a).After(at) {
+			continue
+		}
+		if _, err := b.Ledger.Apply(a.member, Op{Key: a.key + "/activate", Kind: KindActivate, Ref: a.key, At: at}); err != nil {
+			return err
 		}
 	}
 	_, err := b.Ledger.ExpireDue(at)

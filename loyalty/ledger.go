@@ -656,7 +656,9 @@ func (w *work) reverse() error {
 	w.e.Lots = append(w.e.Lots, LotChange{Lot: l.ID, Points: -left})
 	l.Remaining = 0
 	if l.Pending {
+		// Cancelled before it was activated: the lot closes.
 		w.e.PendingDelta -= left
+		l.Pending = false
 		return nil
 	}
 	// spent is what the lot gave to spends, expiry or debt.

@@ -150,6 +150,13 @@ func TestPendingPoints(t *testing.T) {
 	assert.Equal(t, int64(0), e.Delta)
 	assert.Equal(t, int64(-30), e.PendingDelta)
 	assert.Equal(t, int64(80), a.Balance)
+	// The cancelled lot is closed: it cannot be activated any more.
+	l, ok := a.Lot("order-2")
+	require.True(t, ok)
+	assert.Equal(t, loyalty.Lot{ID: 3, Key: "order-2", Points: 30, EarnedAt: day(15), Reversed: true}, l)
+	_, err = a.Apply(loyalty.Op{Key: "order-2/activate", Kind: loyalty.KindActivate, Ref: "order-2", At: day(30)})
+	require.ErrorIs(t, err, loyalty.ErrNotFound)
+	require.NoError(t, a.Check())
 }
 
 func TestReverseSpentPoints(t *testing.T) {
