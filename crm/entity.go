@@ -111,7 +111,7 @@ func newStagedKind[T any, P entity[T]](name string, c storage.Collection,
 // collections returns the collections the engine declares on its store:
 // one per entity kind, plus the engine's own.
 func collections() []storage.Collection {
-	return append(lookupCollections(), contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection,
+	return append(append(lookupCollections(), loyaltyCollections...), contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection,
 		contractKind.collection, caseKind.collection, activityKind.collection, interactionKind.collection,
 		productKind.collection, orderKind.collection, userKind.collection, teamKind.collection, territoryKind.collection,
 		targetKind.collection, campaignKind.collection, surveyKind.collection, priceListKind.collection,

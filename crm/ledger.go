@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -107,39 +108,69 @@ func (l *Ledger) Apply(ctx context.Context, member string, op loyalty.Op) (loyal
 // returned.
 func (l *Ledger) ApplyEach(ctx context.Context, ops []LedgerOp) ([]LedgerResult, error) {
 	var out []LedgerResult
-	for attempt := 0; ; attempt++ {
+	err := l.t.updateRetrying(ctx, func(tx storage.Tx) error {
 		out = make([]LedgerResult, len(ops))
-		err := l.t.update(ctx, func(tx storage.Tx) error {
-			accounts := map[string]*ledgerAccount{}
-			var events []storage.Event
-			for i, o := range ops {
-				e, err := l.apply(ctx, tx, accounts, o.Member, o.Op, &events)
-				if err != nil && !refusal(err) {
-					return err
-				}
-				out[i] = LedgerResult{Entry: e, Err: err}
+		lt := l.begin(tx)
+		for i, o := range ops {
+			e, err := lt.apply(ctx, o.Member, o.Op)
+			if err != nil && !refusal(err) {
+				return err
 			}
-			for _, a := range accounts {
-				if !a.dirty {
-					continue
-				}
-				body := encodeLedgerState(&a.state)
-				if _, err := tx.Put(ctx, ledgerAccountsCollection, storage.Record{ID: a.id, Version: a.version, Body: body}); err != nil {
-					return err
-				}
-			}
-			return tx.Append(ctx, events...)
-		})
-		if err == nil {
-			return out, nil
+			out[i] = LedgerResult{Entry: e, Err: err}
 		}
-		// Another process changed an account or wrote an entry first:
-		// start again from what it wrote.
+		return lt.commit(ctx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// updateRetrying runs fn in a transaction, again (up to maxLedgerRetries
+// times) when it lost a race to another engine process: a version
+// conflict, or a record or unique value written first by the other.
+func (t *Tenant) updateRetrying(ctx context.Context, fn func(storage.Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		err := t.update(ctx, fn)
 		if (errors.Is(err, storage.ErrConflict) || errors.Is(err, storage.ErrExists)) && attempt < maxLedgerRetries {
 			continue
 		}
-		return nil, err
+		return err
 	}
+}
+
+// ledgerTx is a ledger's work in one transaction: the accounts it read
+// and changed, and the events to append.
+type ledgerTx struct {
+	l        *Ledger
+	tx       storage.Tx
+	accounts map[string]*ledgerAccount
+	events   []storage.Event
+}
+
+func (l *Ledger) begin(tx storage.Tx) *ledgerTx {
+	return &ledgerTx{l: l, tx: tx, accounts: map[string]*ledgerAccount{}}
+}
+
+func (lt *ledgerTx) apply(ctx context.Context, member string, op loyalty.Op) (loyalty.Entry, error) {
+	return lt.l.apply(ctx, lt.tx, lt.accounts, member, op, &lt.events)
+}
+
+// commit writes the changed accounts and appends the events.
+func (lt *ledgerTx) commit(ctx context.Context) error {
+	for _, a := range lt.accounts {
+		if !a.dirty {
+			continue
+		}
+		rec, err := lt.tx.Put(ctx, ledgerAccountsCollection, storage.Record{ID: a.id, Version: a.version, Body: encodeLedgerState(&a.state)})
+		if err != nil {
+			return err
+		}
+		a.version, a.dirty = rec.Version, false
+	}
+	err := lt.tx.Append(ctx, lt.events...)
+	lt.events = nil
+	return err
 }
 
 // refusal reports whether err is the ledger refusing an operation, as
@@ -152,6 +183,9 @@ func refusal(err error) bool {
 func (l *Ledger) accountID(member string) (string, error) {
 	if l.program == "" || member == "" {
 		return "", fmt.Errorf("%w: a ledger operation needs a program and a member", ErrInvalid)
+	}
+	if strings.Contains(l.program, "/") {
+		return "", fmt.Errorf("%w: program name %q contains '/'", ErrInvalid, l.program)
 	}
 	id := l.program + "/" + member
 	if err := storage.ValidateID("ledger account", id); err != nil {
@@ -355,50 +389,110 @@ func (l *Ledger) Journal(ctx context.Context, member string) (loyalty.Account, e
 	}
 	var out loyalty.Account
 	err = l.t.view(ctx, func(tx storage.ReadTx) error {
-		a, err := l.load(ctx, tx, nil, id, member)
+		out, err = l.journalIn(ctx, tx, id, member)
+		return err
+	})
+	return out, err
+}
+
+// journalIn reads an account's state and journal in tx.
+func (l *Ledger) journalIn(ctx context.Context, tx storage.ReadTx, id, member string) (loyalty.Account, error) {
+	var out loyalty.Account
+	a, err := l.load(ctx, tx, nil, id, member)
+	if err != nil {
+		return out, err
+	}
+	out.State = a.state
+	out.State.Closed = nil
+	q := storage.Query{Index: "key", Prefix: id + sep, Limit: storage.MaxScanLimit}
+	for {
+		page, err := tx.Scan(ctx, ledgerEntriesCollection, q)
 		if err != nil {
-			return err
+			return out, err
 		}
-		out.State = a.state
-		out.State.Closed = nil
-		q := storage.Query{Index: "key", Prefix: id + sep, Limit: storage.MaxScanLimit}
+		for _, rec := range page.Records {
+			var r ledgerEntryRec
+			if err := json.Unmarshal(rec.Body, &r); err != nil {
+				return out, fmt.Errorf("crm: ledger entry of %s: %w", id, err)
+			}
+			out.Journal = append(out.Journal, r.Entry)
+		}
+		if page.Next == "" {
+			// The index lists them by key; the journal is by Seq.
+			slices.SortFunc(out.Journal, func(x, y loyalty.Entry) int { return cmp.Compare(x.Seq, y.Seq) })
+			return out, nil
+		}
+		q.Cursor = page.Next
+	}
+}
+
+// ExpireDue expires member's lots due by at, as one operation.
+func (l *Ledger) ExpireDue(ctx context.Context, member string, at time.Time) ([]loyalty.Entry, error) {
+	return l.due(ctx, member, func(st *loyalty.State) ([]loyalty.Entry, error) { return st.ExpireDue(at) })
+}
+
+// ActivateDue activates member's pending lots due by at (their
+// loyalty.Op.ActivatesAt), as one operation.
+func (l *Ledger) ActivateDue(ctx context.Context, member string, at time.Time) ([]loyalty.Entry, error) {
+	return l.due(ctx, member, func(st *loyalty.State) ([]loyalty.Entry, error) { return st.ActivateDue(at) })
+}
+
+// RunDue is the ledger's daily job: for every member of the program, it
+// activates the pending points due by at, then expires the lots due. It
+// returns how many entries it made. Each member is its own transaction.
+func (l *Ledger) RunDue(ctx context.Context, at time.Time) (int, error) {
+	var members []string
+	prefix := l.program + "/"
+	err := l.t.view(ctx, func(tx storage.ReadTx) error {
+		q := storage.Query{Prefix: prefix, Limit: storage.MaxScanLimit}
 		for {
-			page, err := tx.Scan(ctx, ledgerEntriesCollection, q)
+			page, err := tx.Scan(ctx, ledgerAccountsCollection, q)
 			if err != nil {
 				return err
 			}
 			for _, rec := range page.Records {
-				var r ledgerEntryRec
-				if err := json.Unmarshal(rec.Body, &r); err != nil {
-					return fmt.Errorf("crm: ledger entry of %s: %w", id, err)
-				}
-				out.Journal = append(out.Journal, r.Entry)
+				members = append(members, rec.ID[len(prefix):])
 			}
 			if page.Next == "" {
-				// The index lists them by key; the journal is by Seq.
-				slices.SortFunc(out.Journal, func(x, y loyalty.Entry) int { return cmp.Compare(x.Seq, y.Seq) })
 				return nil
 			}
 			q.Cursor = page.Next
 		}
 	})
-	return out, err
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, m := range members {
+		a, err := l.ActivateDue(ctx, m, at)
+		n += len(a)
+		if err != nil {
+			return n, err
+		}
+		x, err := l.ExpireDue(ctx, m, at)
+		n += len(x)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
-// ExpireDue expires member's lots due by at, as one operation.
-func (l *Ledger) ExpireDue(ctx context.Context, member string, at time.Time) ([]loyalty.Entry, error) {
+// due runs one of State's due-date jobs for member in a transaction.
+func (l *Ledger) due(ctx context.Context, member string, job func(*loyalty.State) ([]loyalty.Entry, error)) ([]loyalty.Entry, error) {
 	id, err := l.accountID(member)
 	if err != nil {
 		return nil, err
 	}
 	var out []loyalty.Entry
-	err = l.t.update(ctx, func(tx storage.Tx) error {
+	err = l.t.updateRetrying(ctx, func(tx storage.Tx) error {
 		out = nil
-		a, err := l.load(ctx, tx, nil, id, member)
+		lt := l.begin(tx)
+		a, err := l.load(ctx, tx, lt.accounts, id, member)
 		if err != nil {
 			return err
 		}
-		entries, err := a.state.ExpireDue(at)
+		entries, err := job(&a.state)
 		if err != nil {
 			return err
 		}
@@ -408,18 +502,14 @@ func (l *Ledger) ExpireDue(ctx context.Context, member string, at time.Time) ([]
 		if err := l.keepClosed(ctx, tx, a); err != nil {
 			return err
 		}
-		var events []storage.Event
 		for _, e := range entries {
-			if err := l.write(ctx, tx, id, e, &events); err != nil {
+			if err := l.write(ctx, tx, id, e, &lt.events); err != nil {
 				return err
 			}
 		}
-		body := encodeLedgerState(&a.state)
-		if _, err := tx.Put(ctx, ledgerAccountsCollection, storage.Record{ID: id, Version: a.version, Body: body}); err != nil {
-			return err
-		}
+		a.dirty = true
 		out = entries
-		return tx.Append(ctx, events...)
+		return lt.commit(ctx)
 	})
 	return out, err
 }

@@ -69,6 +69,8 @@ func TestLedgerIdempotencyAndErrors(t *testing.T) {
 			}
 			_, err = l.Apply(ctx, "", earn)
 			require.ErrorIs(t, err, crm.ErrInvalid)
+			_, err = e.Default().Ledger("a/b", false).Apply(ctx, "ann", earn)
+			require.ErrorIs(t, err, crm.ErrInvalid, "program names cannot contain '/'")
 			after, err := l.Journal(ctx, "ann")
 			require.NoError(t, err)
 			assert.Equal(t, before, after, "refused operations change nothing")

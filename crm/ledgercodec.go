@@ -17,14 +17,15 @@ import (
 // form: lots are arrays, times Unix seconds and nanoseconds.
 //
 //	{"member":"ann","negative":false,"balance":150,"pending":0,"debt":0,"seq":7,
-//	 "lots":[[id,"key",points,remaining,earnedSec,earnedNsec,expiresSec,expiresNsec,"partner",flags,expired],...]}
+//	 "lots":[[id,"key",points,remaining,earnedSec,earnedNsec,expiresSec,expiresNsec,"partner",flags,expired,activatesSec,activatesNsec],...]}
 //
-// flags: 1 pending, 2 reversed, 4 has an expiry.
+// flags: 1 pending, 2 reversed, 4 has an expiry, 8 has an activation time.
 const (
-	lotPending  = 1
-	lotReversed = 2
-	lotExpires  = 4
-	lotFields   = 11
+	lotPending   = 1
+	lotReversed  = 2
+	lotExpires   = 4
+	lotActivates = 8
+	lotFields    = 13
 )
 
 func encodeLedgerState(st *loyalty.State) []byte {
@@ -54,10 +55,14 @@ func encodeLedgerState(st *loyalty.State) []byte {
 		if l.Reversed {
 			flags |= lotReversed
 		}
-		var expSec, expNsec int64
+		var expSec, expNsec, actSec, actNsec int64
 		if !l.ExpiresAt.IsZero() {
 			flags |= lotExpires
 			expSec, expNsec = l.ExpiresAt.Unix(), int64(l.ExpiresAt.Nanosecond())
+		}
+		if !l.ActivatesAt.IsZero() {
+			flags |= lotActivates
+			actSec, actNsec = l.ActivatesAt.Unix(), int64(l.ActivatesAt.Nanosecond())
 		}
 		b = append(b, '[')
 		b = strconv.AppendInt(b, l.ID, 10)
@@ -71,8 +76,10 @@ func encodeLedgerState(st *loyalty.State) []byte {
 		b = appendJSONString(b, l.Partner)
 		b = append(b, ',')
 		b = strconv.AppendInt(b, int64(flags), 10)
-		b = append(b, ',')
-		b = strconv.AppendInt(b, l.Expired, 10)
+		for _, n := range []int64{l.Expired, actSec, actNsec} {
+			b = append(b, ',')
+			b = strconv.AppendInt(b, n, 10)
+		}
 		b = append(b, ']')
 	}
 	return append(b, "]}"...)
@@ -116,7 +123,7 @@ func decodeLedgerState(body []byte, st *loyalty.State) error {
 			sc.expect(',')
 		}
 		var l loyalty.Lot
-		var earnSec, earnNsec, expSec, expNsec, flags int64
+		var earnSec, earnNsec, expSec, expNsec, actSec, actNsec, flags int64
 		sc.expect('[')
 		l.ID = sc.int()
 		sc.expect(',')
@@ -129,12 +136,17 @@ func decodeLedgerState(body []byte, st *loyalty.State) error {
 		l.Partner = sc.str()
 		sc.expect(',')
 		flags = sc.int()
-		sc.expect(',')
-		l.Expired = sc.int()
+		for _, p := range []*int64{&l.Expired, &actSec, &actNsec} {
+			sc.expect(',')
+			*p = sc.int()
+		}
 		sc.expect(']')
 		l.EarnedAt = time.Unix(earnSec, earnNsec).UTC()
 		if flags&lotExpires != 0 {
 			l.ExpiresAt = time.Unix(expSec, expNsec).UTC()
+		}
+		if flags&lotActivates != 0 {
+			l.ActivatesAt = time.Unix(actSec, actNsec).UTC()
 		}
 		l.Pending, l.Reversed = flags&lotPending != 0, flags&lotReversed != 0
 		st.Lots = append(st.Lots, l)

@@ -26,6 +26,9 @@ func TestLedgerStateCodec(t *testing.T) {
 			if rng.IntN(3) > 0 {
 				l.ExpiresAt = time.Unix(rng.Int64N(1e11), rng.Int64N(1e9)).UTC() // years beyond 2262 too
 			}
+			if l.Pending && rng.IntN(2) == 0 {
+				l.ActivatesAt = time.Unix(rng.Int64N(4e9), rng.Int64N(1e9)).UTC()
+			}
 			st.Lots = append(st.Lots, l)
 		}
 		body := encodeLedgerState(&st)
@@ -36,7 +39,7 @@ func TestLedgerStateCodec(t *testing.T) {
 		}
 		require.Equal(t, st, got, string(body))
 	}
-	for _, bad := range []string{``, `{}`, `{"lots":[[1,"k",1]]}`, `{"lots":[[1,2,3,4,5,6,7,8,9,10,11]]}`, `{"lots":[["x","k",1,1,1,1,1,1,"",0,0]]}`, `{"lots":[[1,"k",1,1,1,1,1,1,"",0,0]}`} {
+	for _, bad := range []string{``, `{}`, `{"lots":[[1,"k",1]]}`, `{"lots":[[1,2,3,4,5,6,7,8,9,10,11,12,13]]}`, `{"lots":[["x","k",1,1,1,1,1,1,"",0,0,0,0]]}`, `{"lots":[[1,"k",1,1,1,1,1,1,"",0,0,0,0]}`, `{"lots":[[1,"k",1,1,1,1,1,1,"",0,0]]}`} {
 		var got loyalty.State
 		require.Error(t, decodeLedgerState([]byte(bad), &got), bad)
 	}

@@ -136,7 +136,8 @@ func (b *Book) apply(e Event, eff Effect) error {
 		if eff.Kind == EffectPending {
 			kind = KindPending
 		}
-		if _, err := b.Ledger.Apply(eff.Member, Op{Key: eff.Key, Kind: kind, Points: eff.Points, At: e.At, ExpiresAt: eff.ExpiresAt, Partner: eff.Partner, Reason: eff.Source}); err != nil {
+		if _, err := b.Ledger.Apply(eff.Member, Op{Key: eff.Key, Kind: kind, Points: eff.Points, At: e.At, ExpiresAt: eff.ExpiresAt,
+			ActivatesAt: eff.ActivatesAt, Partner: eff.Partner, Reason: eff.Source}); err != nil {
 			return err
 		}
 		b.awards = append(b.awards, award{member: eff.Member, rule: eff.Source, key: eff.Key, at: e.At, points: eff.Points})
@@ -173,42 +174,11 @@ func (b *Book) apply(e Event, eff Effect) error {
 func (b *Book) Activate(at time.Time) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	// The pending lots of each member, read once.
-	pending := map[string]map[string]bool{} // member → pending lot keys
-	for _, a := range b.awards {
-		if _, ok := pending[a.member]; ok {
-			continue
-		}
-		keys := map[string]bool{}
-		if acct, ok := b.Ledger.Account(a.member); ok {
-			for _, l := range acct.Lots {
-				if l.Pending {
-					keys[l.Key] = true
-				}
-			}
-		}
-		pending[a.member] = keys
-	}
-	for _, a := range b.awards {
-		if !pending[a.member][a.key] || b.activatesAt(a).After(at) {
-			continue
-		}
-		if _, err := b.Ledger.Apply(a.member, Op{Key: a.key + "/activate", Kind: KindActivate, Ref: a.key, At: at}); err != nil {
-			return err
-		}
+	if _, err := b.Ledger.ActivateDue(at); err != nil {
+		return err
 	}
 	_, err := b.Ledger.ExpireDue(at)
 	return err
-}
-
-// activatesAt returns when an award's pending points activate.
-func (b *Book) activatesAt(a award) time.Time {
-	for _, r := range b.Program.Rules {
-		if r.Name == a.rule {
-			return r.Pending.add(a.at)
-		}
-	}
-	return a.at
 }
 
 // ReviewTiers applies the downgrade policy to every member at at and

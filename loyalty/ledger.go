@@ -64,6 +64,9 @@ type Op struct {
 	// ExpiresAt is when the points of an earn, pending or positive adjust
 	// expire; zero means never.
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// ActivatesAt is when pending points may be activated by
+	// State.ActivateDue (zero: only by an explicit KindActivate).
+	ActivatesAt time.Time `json:"activates_at,omitzero"`
 	// Ref is the key of the entry an activate or reverse refers to.
 	Ref string `json:"ref,omitempty"`
 	// Partner names the coalition partner where the points were earned
@@ -113,6 +116,9 @@ type Lot struct {
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	Partner   string    `json:"partner,omitempty"`
 	Pending   bool      `json:"pending,omitempty"`
+	// ActivatesAt is when a pending lot may be activated (see
+	// State.ActivateDue).
+	ActivatesAt time.Time `json:"activates_at,omitzero"`
 	// Expired is the points expiry removed from the lot.
 	Expired int64 `json:"expired,omitempty"`
 	// Reversed is set once the lot's points have been taken back.
@@ -257,6 +263,26 @@ func (s *State) ExpireDue(at time.Time) ([]Entry, error) {
 	return out, nil
 }
 
+// ActivateDue activates, as of at, every pending lot whose ActivatesAt
+// has come, one KindActivate entry per lot, keyed "activate:ID".
+func (s *State) ActivateDue(at time.Time) ([]Entry, error) {
+	var due []Lot
+	for _, l := range s.Lots {
+		if l.Pending && !l.ActivatesAt.IsZero() && !l.ActivatesAt.After(at) {
+			due = append(due, l)
+		}
+	}
+	var out []Entry
+	for _, l := range due {
+		e, err := s.apply(Op{Key: fmt.Sprintf("activate:%d", l.ID), Kind: KindActivate, At: at, Ref: l.Key})
+		if err != nil {
+			return out, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
 // Account is one member's points in memory: the State and its journal,
 // with idempotency keys checked against the journal.
 //
@@ -341,6 +367,15 @@ func (s *State) hasLot(key string) bool {
 func (a *Account) ExpireDue(at time.Time) ([]Entry, error) {
 	a.index()
 	entries, err := a.State.ExpireDue(at)
+	a.keep(entries)
+	return entries, err
+}
+
+// ActivateDue activates the pending lots due by at (see
+// State.ActivateDue).
+func (a *Account) ActivateDue(at time.Time) ([]Entry, error) {
+	a.index()
+	entries, err := a.State.ActivateDue(at)
 	a.keep(entries)
 	return entries, err
 }
@@ -489,7 +524,7 @@ func (op Op) takes() bool {
 
 // Same reports whether two ops with one key have the same parameters.
 func (op Op) Same(o Op) bool {
-	return op.Kind == o.Kind && op.Points == o.Points && op.At.Equal(o.At) && op.ExpiresAt.Equal(o.ExpiresAt) &&
+	return op.Kind == o.Kind && op.Points == o.Points && op.At.Equal(o.At) && op.ExpiresAt.Equal(o.ExpiresAt) && op.ActivatesAt.Equal(o.ActivatesAt) &&
 		op.Ref == o.Ref && op.Partner == o.Partner && op.Counterparty == o.Counterparty && op.Reason == o.Reason
 }
 
@@ -576,6 +611,9 @@ func (w *work) lot(key string) (*Lot, error) {
 func (w *work) credit(n int64, pending bool) {
 	op := w.e.Op
 	l := Lot{ID: w.e.Seq, Key: op.Key, Points: n, Remaining: n, EarnedAt: op.At, ExpiresAt: op.ExpiresAt, Partner: op.Partner, Pending: pending}
+	if pending {
+		l.ActivatesAt = op.ActivatesAt
+	}
 	if pending {
 		w.e.PendingDelta += n
 	} else {

@@ -119,6 +119,21 @@ func (l *Ledger) Balance(member string) int64 {
 	return 0
 }
 
+// ActivateDue activates the pending lots of every member due by at.
+func (l *Ledger) ActivateDue(at time.Time) ([]Entry, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Entry
+	for _, a := range l.accounts {
+		es, err := a.ActivateDue(at)
+		out = append(out, es...)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
 // ExpireDue expires the due lots of every member as of at.
 func (l *Ledger) ExpireDue(at time.Time) ([]Entry, error) {
 	l.mu.Lock()
