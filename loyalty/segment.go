@@ -125,7 +125,10 @@ func (s *Segments) Of(m Member) ([]string, error) {
 	return out, nil
 }
 
-func (g *Segment) has(env *Env) (bool, error) {
+func (g *Segment) has(env *Env) (bool, error) { return g.hasOn(nil, env) }
+
+// hasOn is has on a machine of the caller's goroutine (nil: pooled).
+func (g *Segment) hasOn(m *expression.Machine, env *Env) (bool, error) {
 	if g.static[env.Member.ID] {
 		return true, nil
 	}
@@ -135,7 +138,7 @@ func (g *Segment) has(env *Env) (bool, error) {
 	if len(env.Member.Tags) > maxCollection {
 		return false, fmt.Errorf("%w: member %s has %d tags, rules see at most %d", ErrInvalid, env.Member.ID, len(env.Member.Tags), maxCollection)
 	}
-	return g.prog.Bool(env)
+	return g.prog.BoolOn(m, env)
 }
 
 // Change is a member entering or leaving a segment.
@@ -201,7 +204,7 @@ func (s *Segments) Evaluate(ctx context.Context, members []Member, workers int) 
 		lo, hi := min(w*share, len(members)), min((w+1)*share, len(members))
 		wg.Go(func() {
 			lists := make([][]int32, len(s.Segments))
-			env := &Env{}
+			env, m := &Env{}, &expression.Machine{}
 			for i := lo; i < hi; i++ {
 				if (i-lo)%4096 == 0 && ctx.Err() != nil {
 					errs[w] = ctx.Err()
@@ -209,7 +212,7 @@ func (s *Segments) Evaluate(ctx context.Context, members []Member, workers int) 
 				}
 				env.Member = members[i]
 				for g := range s.Segments {
-					in, err := s.Segments[g].has(env)
+					in, err := s.Segments[g].hasOn(m, env)
 					if err != nil {
 						errs[w] = fmt.Errorf("member %s: %w", members[i].ID, err)
 						return

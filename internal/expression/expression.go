@@ -163,6 +163,9 @@ type Program struct {
 	// collections holds the indexes of top-level struct fields (or map
 	// keys) of the environment that are slices or maps, checked by Run.
 	fieldIdx [][]int
+	// checkEnvs says whether Run has anything to check: a map
+	// environment, or a struct with collections at the top.
+	checkEnvs bool
 }
 
 // Name returns the rule's name.
@@ -223,7 +226,13 @@ func Compile(name, src string, env any, opts ...Option) (p *Program, err error) 
 	if err != nil {
 		return nil, wrap(name, src, err)
 	}
-	return &Program{name: name, prog: prog, limits: lim, result: s.result, fieldIdx: collectionFields(env)}, nil
+	p = &Program{name: name, prog: prog, limits: lim, result: s.result, fieldIdx: collectionFields(env)}
+	t := reflect.TypeOf(env)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	p.checkEnvs = len(p.fieldIdx) > 0 || t == nil || t.Kind() != reflect.Struct
+	return p, nil
 }
 
 // wrap converts an expr error into an *Error.
@@ -240,24 +249,36 @@ func wrap(name, source string, err error) error {
 
 // Run evaluates the program against env, which must have the type the
 // program was compiled against.
-func (p *Program) Run(env any) (out any, err error) {
-	if err := p.checkEnv(env); err != nil {
-		return nil, err
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			out, err = nil, &Error{Rule: p.name, Message: fmt.Sprintf("run failed: %v", r)}
-		}
-	}()
+func (p *Program) Run(env any) (any, error) {
 	// A VM keeps its stack between runs: reusing one saves the
 	// allocations that dominate a short rule.
 	machine, _ := p.vms.Get().(*vm.VM)
 	if machine == nil {
 		machine = &vm.VM{}
 	}
+	out, err := p.run(machine, env)
+	p.vms.Put(machine)
+	return out, err
+}
+
+// Machine runs programs for one goroutine: a caller that runs many rules
+// in a loop keeps one and passes it to BoolOn, saving the shared pool's
+// cost on every run. It is not safe for concurrent use.
+type Machine struct{ vm vm.VM }
+
+func (p *Program) run(machine *vm.VM, env any) (out any, err error) {
+	if p.checkEnvs {
+		if err := p.checkEnv(env); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, &Error{Rule: p.name, Message: fmt.Sprintf("run failed: %v", r)}
+		}
+	}()
 	machine.MemoryBudget = p.limits.MemoryBudget
 	out, err = machine.Run(p.prog, env)
-	p.vms.Put(machine)
 	if err != nil {
 		return nil, wrap(p.name, p.prog.Source().String(), err)
 	}
@@ -266,10 +287,21 @@ func (p *Program) Run(env any) (out any, err error) {
 
 // Bool runs a program compiled with AsBool.
 func (p *Program) Bool(env any) (bool, error) {
+	return p.BoolOn(nil, env)
+}
+
+// BoolOn is Bool on m (nil: a pooled machine).
+func (p *Program) BoolOn(m *Machine, env any) (bool, error) {
 	if p.result != reflect.Bool {
 		return false, &Error{Rule: p.name, Message: "rule was not compiled with AsBool"}
 	}
-	out, err := p.Run(env)
+	var out any
+	var err error
+	if m == nil {
+		out, err = p.Run(env)
+	} else {
+		out, err = p.run(&m.vm, env)
+	}
 	if err != nil {
 		return false, err
 	}

@@ -214,3 +214,24 @@ func TestSumByCountByErrors(t *testing.T) {
 		assert.Equal(t, "by", ee.Rule)
 	}
 }
+
+// A Machine kept by the caller gives the same results as the pool, run
+// after run, and still enforces the environment's limits.
+func TestBoolOnMachine(t *testing.T) {
+	p, err := expression.Compile("m", `Tier == "gold" && len(Xs) > 2`, member{}, expression.AsBool(), expression.WithLimits(limits()))
+	require.NoError(t, err)
+	m := &expression.Machine{}
+	env := sample()
+	for range 3 {
+		ok, err := p.BoolOn(m, env)
+		require.NoError(t, err)
+		assert.True(t, ok)
+	}
+	env.Tier = "silver"
+	ok, err := p.BoolOn(m, env)
+	require.NoError(t, err)
+	assert.False(t, ok)
+	env.Xs = make([]int, 1001)
+	_, err = p.BoolOn(m, env)
+	require.ErrorIs(t, err, expression.ErrEnv)
+}
