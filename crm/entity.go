@@ -116,7 +116,7 @@ func collections() []storage.Collection {
 		productKind.collection, orderKind.collection, userKind.collection, teamKind.collection, territoryKind.collection,
 		targetKind.collection, campaignKind.collection, surveyKind.collection, priceListKind.collection,
 		pipelineCollection, versionCollection, timelineKind, erasureCollection, schemaCollection, noticeCollection, deadLetterCollection,
-		ledgerAccountCollection, ledgerEntryCollection, ledgerLotCollection)
+		ledgerAccountCollection, ledgerEntryCollection, ledgerLotCollection, segmentMemberCollection)
 }
 
 // Records reads and writes the entities of one kind in one tenant.

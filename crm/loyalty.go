@@ -187,40 +187,10 @@ func (r *loyaltyRun) profile(ctx context.Context, member string) (*profileRec, e
 	return p, nil
 }
 
-// member builds the rules' view of a member: the contact (if the member
-// is one), the totals of their orders in the program's currency, their
-// profile and balance.
+// member builds the rules' view of a member: the contact and order
+// totals (baseMember), their profile and balance.
 func (r *loyaltyRun) member(ctx context.Context, id string) (loyalty.Member, error) {
-	m := loyalty.Member{ID: id}
-	rec, err := r.tx.Get(ctx, contactsCollection, id)
-	switch {
-	case err == nil:
-		var c Contact
-		if err := json.Unmarshal(rec.Body, &c); err != nil {
-			return m, fmt.Errorf("crm: contact %s: %w", id, err)
-		}
-		m.Tags, m.Custom, m.JoinedAt = c.Tags, c.Custom, c.CreatedAt
-		if b, ok := c.Custom["birthday"].(string); ok {
-			if t, err := time.Parse(time.DateOnly, b); err == nil {
-				m.Birthday = t
-			}
-		}
-	case !errors.Is(err, storage.ErrNotFound):
-		return m, err
-	}
-	err = r.facts(ctx, id, func(f *OrderFact) error {
-		if f.Total.Currency != r.lp.p.Currency {
-			return nil
-		}
-		m.TotalSpent += f.Total.Amount
-		if !f.Refund {
-			m.OrderCount++
-			if f.OrderedAt.After(m.LastOrderAt) {
-				m.LastOrderAt = f.OrderedAt
-			}
-		}
-		return nil
-	})
+	m, err := baseMember(ctx, r.tx, id, r.lp.p.Currency)
 	if err != nil {
 		return m, err
 	}
@@ -237,10 +207,48 @@ func (r *loyaltyRun) member(ctx context.Context, id string) (loyalty.Member, err
 	return m, nil
 }
 
-// facts calls fn for each order fact of a customer.
-func (r *loyaltyRun) facts(ctx context.Context, contact string, fn func(*OrderFact) error) error {
+// baseMember is what the store knows of a member for rules and
+// segments: the contact, if the member is one (tags, custom fields, a
+// "birthday" custom field as YYYY-MM-DD, when it joined), and the totals
+// of their orders in currency.
+func baseMember(ctx context.Context, tx storage.ReadTx, id, currency string) (loyalty.Member, error) {
+	m := loyalty.Member{ID: id}
+	rec, err := tx.Get(ctx, contactsCollection, id)
+	switch {
+	case err == nil:
+		var c Contact
+		if err := json.Unmarshal(rec.Body, &c); err != nil {
+			return m, fmt.Errorf("crm: contact %s: %w", id, err)
+		}
+		m.Tags, m.Custom, m.JoinedAt = c.Tags, c.Custom, c.CreatedAt
+		if b, ok := c.Custom["birthday"].(string); ok {
+			if t, err := time.Parse(time.DateOnly, b); err == nil {
+				m.Birthday = t
+			}
+		}
+	case !errors.Is(err, storage.ErrNotFound):
+		return m, err
+	}
+	err = customerFacts(ctx, tx, id, func(f *OrderFact) error {
+		if f.Total.Currency != currency {
+			return nil
+		}
+		m.TotalSpent += f.Total.Amount
+		if !f.Refund {
+			m.OrderCount++
+			if f.OrderedAt.After(m.LastOrderAt) {
+				m.LastOrderAt = f.OrderedAt
+			}
+		}
+		return nil
+	})
+	return m, err
+}
+
+// customerFacts calls fn for each order fact of a customer.
+func customerFacts(ctx context.Context, tx storage.ReadTx, contact string, fn func(*OrderFact) error) error {
 	q := storage.Query{Index: "customer_facts", Prefix: contact + sep, KeysOnly: true, Limit: storage.MaxScanLimit}
-	return scanKeys(ctx, r.tx, ordersCollection, q, func(key, id string) error {
+	return scanKeys(ctx, tx, ordersCollection, q, func(key, id string) error {
 		f, err := parseOrderFact(key)
 		if err != nil {
 			return err
@@ -446,7 +454,7 @@ func (h runHistory) Earned(member string, since time.Time) (int64, int64) {
 			pts += e.Op.Points
 		}
 	})
-	err := h.r.facts(h.ctx, member, func(f *OrderFact) error {
+	err := customerFacts(h.ctx, h.r.tx, member, func(f *OrderFact) error {
 		if f.Total.Currency == h.r.lp.p.Currency && !f.OrderedAt.Before(since) {
 			spent += f.Total.Amount
 		}
