@@ -513,3 +513,46 @@ func (l *Ledger) due(ctx context.Context, member string, job func(*loyalty.State
 	})
 	return out, err
 }
+
+// Settlement returns every coalition partner's totals over [from, to)
+// across the program's members (see loyalty.PartnerTotals), read in one
+// snapshot.
+func (l *Ledger) Settlement(ctx context.Context, from, to time.Time) ([]loyalty.PartnerTotals, error) {
+	if l.program == "" || strings.Contains(l.program, "/") {
+		return nil, fmt.Errorf("%w: program name %q", ErrInvalid, l.program)
+	}
+	totals := map[string]*loyalty.PartnerTotals{}
+	err := l.t.view(ctx, func(tx storage.ReadTx) error {
+		// The key index lists entries by account: one member's journal
+		// after another.
+		var account string
+		var journal []loyalty.Entry
+		q := storage.Query{Index: "key", Prefix: l.program + "/", Limit: storage.MaxScanLimit}
+		for {
+			page, err := tx.Scan(ctx, ledgerEntriesCollection, q)
+			if err != nil {
+				return err
+			}
+			for _, rec := range page.Records {
+				var r ledgerEntryRec
+				if err := json.Unmarshal(rec.Body, &r); err != nil {
+					return fmt.Errorf("crm: ledger entry %s: %w", rec.ID, err)
+				}
+				if r.Account != account {
+					loyalty.Settle(journal, from, to, totals)
+					account, journal = r.Account, journal[:0]
+				}
+				journal = append(journal, r.Entry)
+			}
+			if page.Next == "" {
+				loyalty.Settle(journal, from, to, totals)
+				return nil
+			}
+			q.Cursor = page.Next
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return loyalty.Settlement(totals), nil
+}

@@ -215,3 +215,32 @@ func TestLedgerConcurrentSpends(t *testing.T) {
 		})
 	}
 }
+
+func TestLedgerSettlement(t *testing.T) {
+	ctx := context.Background()
+	for name, e := range ledgerEngines(t) {
+		t.Run(name, func(t *testing.T) {
+			l := e.Default().Ledger("beans", false)
+			res, err := l.ApplyEach(ctx, []crm.LedgerOp{
+				{Member: "ann", Op: loyalty.Op{Key: "f1", Kind: loyalty.KindEarn, Points: 80, At: ledgerT0, Partner: "fuelco"}},
+				{Member: "bob", Op: loyalty.Op{Key: "f2", Kind: loyalty.KindEarn, Points: 40, At: ledgerT0, Partner: "fuelco"}},
+				{Member: "bob", Op: loyalty.Op{Key: "r2", Kind: loyalty.KindReverse, Ref: "f2", At: ledgerT0.Add(time.Hour)}},
+				{Member: "cid", Op: loyalty.Op{Key: "h1", Kind: loyalty.KindEarn, Points: 300, At: ledgerT0, Partner: "hotels"}},
+				{Member: "cid", Op: loyalty.Op{Key: "s1", Kind: loyalty.KindSpend, Points: 100, At: ledgerT0.Add(time.Hour), Partner: "hotels"}},
+			})
+			require.NoError(t, err)
+			for _, r := range res {
+				require.NoError(t, r.Err)
+			}
+			// Another program's entries are not this one's.
+			_, err = e.Default().Ledger("beansx", false).Apply(ctx, "ann", loyalty.Op{Key: "x", Kind: loyalty.KindEarn, Points: 5, At: ledgerT0, Partner: "fuelco"})
+			require.NoError(t, err)
+			got, err := l.Settlement(ctx, ledgerT0, ledgerT0.AddDate(0, 1, 0))
+			require.NoError(t, err)
+			assert.Equal(t, []loyalty.PartnerTotals{
+				{Partner: "fuelco", Earned: 120, Reversed: 40},
+				{Partner: "hotels", Earned: 300, Spent: 100},
+			}, got)
+		})
+	}
+}

@@ -475,3 +475,25 @@ func errorsIsAny(err error, targets ...error) bool {
 	}
 	return false
 }
+
+func TestSettlement(t *testing.T) {
+	l := loyalty.NewLedger(false)
+	apply := func(member string, op loyalty.Op) {
+		t.Helper()
+		_, err := l.Apply(member, op)
+		require.NoError(t, err)
+	}
+	apply("ann", loyalty.Op{Key: "fuel-1", Kind: loyalty.KindEarn, Points: 80, At: day(1), Partner: "fuelco"})
+	apply("bob", loyalty.Op{Key: "fuel-2", Kind: loyalty.KindEarn, Points: 40, At: day(2), Partner: "fuelco"})
+	apply("bob", loyalty.Op{Key: "hotel-1", Kind: loyalty.KindPending, Points: 500, At: day(3), Partner: "hotels"})
+	apply("ann", loyalty.Op{Key: "own", Kind: loyalty.KindEarn, Points: 1000, At: day(3)})
+	apply("ann", loyalty.Op{Key: "spend-at-fuel", Kind: loyalty.KindSpend, Points: 60, At: day(4), Partner: "fuelco"})
+	apply("bob", loyalty.Op{Key: "refund-fuel-2", Kind: loyalty.KindReverse, Ref: "fuel-2", At: day(5)})
+	apply("ann", loyalty.Op{Key: "fuel-3", Kind: loyalty.KindEarn, Points: 7, At: day(40), Partner: "fuelco"})
+
+	assert.Equal(t, []loyalty.PartnerTotals{
+		{Partner: "fuelco", Earned: 120, Reversed: 40, Spent: 60},
+		{Partner: "hotels", Earned: 500},
+	}, l.Settlement(day(0), day(30)), "the own points and day 40 are not the period's partners'")
+	assert.Equal(t, []loyalty.PartnerTotals{{Partner: "fuelco", Earned: 7}}, l.Settlement(day(30), day(60)))
+}

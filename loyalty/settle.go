@@ -1,0 +1,84 @@
+package loyalty
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// PartnerTotals is one coalition partner's sub-ledger over a period: the
+// points members earned at the partner (credited or pending), the points
+// of such earnings reversed in the period (refunds: the whole earning,
+// however much of it had been spent), and the points spent at the
+// partner. The program and the partner settle on these.
+type PartnerTotals struct {
+	Partner  string `json:"partner"`
+	Earned   int64  `json:"earned"`
+	Reversed int64  `json:"reversed"`
+	Spent    int64  `json:"spent"`
+}
+
+// Settle sums the partner entries of one member's journal that fall in
+// [from, to) into totals (by partner), which it returns. Call it for each
+// member's journal with the same map; Settlement sorts the result.
+func Settle(journal []Entry, from, to time.Time, totals map[string]*PartnerTotals) map[string]*PartnerTotals {
+	if totals == nil {
+		totals = map[string]*PartnerTotals{}
+	}
+	earned := map[string]Op{} // key of a partner's earn or pending entry → its op
+	for _, e := range journal {
+		if e.Op.Partner != "" && (e.Op.Kind == KindEarn || e.Op.Kind == KindPending) {
+			earned[e.Op.Key] = e.Op
+		}
+	}
+	add := func(partner string) *PartnerTotals {
+		t, ok := totals[partner]
+		if !ok {
+			t = &PartnerTotals{Partner: partner}
+			totals[partner] = t
+		}
+		return t
+	}
+	for _, e := range journal {
+		if e.Op.At.Before(from) || !e.Op.At.Before(to) {
+			continue
+		}
+		switch e.Op.Kind {
+		case KindEarn, KindPending:
+			if e.Op.Partner != "" {
+				add(e.Op.Partner).Earned += e.Op.Points
+			}
+		case KindSpend:
+			if e.Op.Partner != "" {
+				add(e.Op.Partner).Spent += e.Op.Points
+			}
+		case KindReverse:
+			if op, ok := earned[e.Op.Ref]; ok {
+				add(op.Partner).Reversed += op.Points
+			}
+		}
+	}
+	return totals
+}
+
+// Settlement returns totals sorted by partner.
+func Settlement(totals map[string]*PartnerTotals) []PartnerTotals {
+	out := make([]PartnerTotals, 0, len(totals))
+	for _, t := range totals {
+		out = append(out, *t)
+	}
+	slices.SortFunc(out, func(x, y PartnerTotals) int { return strings.Compare(x.Partner, y.Partner) })
+	return out
+}
+
+// Settlement returns every partner's totals over [from, to) across the
+// ledger's members.
+func (l *Ledger) Settlement(from, to time.Time) []PartnerTotals {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	totals := map[string]*PartnerTotals{}
+	for _, a := range l.accounts {
+		Settle(a.Journal, from, to, totals)
+	}
+	return Settlement(totals)
+}
