@@ -7,10 +7,12 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 	"unsafe"
 
 	"github.com/rapportcrm/rapport/crm"
+	"github.com/rapportcrm/rapport/loyalty"
 )
 
 // RFMOptions configure an RFM report.
@@ -59,6 +61,20 @@ type RFM struct {
 	Currency  string
 	// Rows are in customer ID order.
 	Rows []RFMRow
+}
+
+// FillMember sets a loyalty member's R, F and M scores from the report
+// (rows are in customer ID order, so it is a binary search). A customer
+// without a row keeps zero scores. Its signature is crm.MemberFunc, so
+// rule and segment runners take it as it is:
+//
+//	tenant.Loyalty(program).WithMember(rep.FillMember)
+func (r *RFM) FillMember(_ context.Context, m *loyalty.Member) error {
+	i, ok := slices.BinarySearchFunc(r.Rows, m.ID, func(row RFMRow, id string) int { return strings.Compare(row.CustomerID, id) })
+	if ok {
+		m.R, m.F, m.M = r.Rows[i].R, r.Rows[i].F, r.Rows[i].M
+	}
+	return nil
 }
 
 // RFMRow is one customer's RFM values, scores and segment.

@@ -33,6 +33,20 @@ type Loyalty struct {
 	t      *Tenant
 	p      *loyalty.Program
 	ledger *Ledger
+	enrich MemberFunc
+}
+
+// MemberFunc adds to a member what the store does not hold, for example
+// RFM scores from an analytics report (analytics.RFM.FillMember). It is
+// called inside the engine's write transaction, before the rules run, so
+// it must not use the engine.
+type MemberFunc func(ctx context.Context, m *loyalty.Member) error
+
+// WithMember returns a runner that completes each member with fn.
+func (lp *Loyalty) WithMember(fn MemberFunc) *Loyalty {
+	c := *lp
+	c.enrich = fn
+	return &c
 }
 
 // Loyalty returns the runner of a compiled program in this tenant.
@@ -204,6 +218,11 @@ func (r *loyaltyRun) member(ctx context.Context, id string) (loyalty.Member, err
 		return m, err
 	}
 	m.Balance = st.Balance
+	if r.lp.enrich != nil {
+		if err := r.lp.enrich(ctx, &m); err != nil {
+			return m, err
+		}
+	}
 	return m, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rapportcrm/rapport/analytics"
 	"github.com/rapportcrm/rapport/crm"
 	"github.com/rapportcrm/rapport/loyalty"
 )
@@ -138,4 +139,28 @@ func TestLoyaltyProcessUsesStoredHistory(t *testing.T) {
 	require.ErrorIs(t, err, crm.ErrInvalid)
 	_, err = lp.Process(ctx, "ann", loyalty.Event{Kind: "visit", At: at})
 	require.ErrorIs(t, err, loyalty.ErrInvalid)
+}
+
+// Rules and segments see RFM scores from an analytics report.
+func TestLoyaltyWithRFMScores(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	p, err := loyalty.Load("rfm.yaml", []byte(`
+name: rfm
+currency: EUR
+rules:
+  - {name: champions, on: [visit], when: member.r >= 4 && member.f >= 4, points: "100"}
+`), nil)
+	require.NoError(t, err)
+	rep := &analytics.RFM{Rows: []analytics.RFMRow{{CustomerID: "ann", R: 5, F: 4, M: 3}, {CustomerID: "bob", R: 2, F: 5, M: 5}}}
+	lp := env.engine.Default().Loyalty(p).WithMember(rep.FillMember)
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for member, want := range map[string]int64{"ann": 100, "bob": 0, "cid": 0} {
+		r, err := lp.Process(ctx, member, loyalty.Event{ID: "v-" + member, Kind: "visit", At: at})
+		require.NoError(t, err)
+		assert.Equal(t, want, r.Points(member), member)
+	}
+	m, err := lp.Member(ctx, "ann")
+	require.NoError(t, err)
+	assert.Equal(t, [3]int{5, 4, 3}, [3]int{m.R, m.F, m.M})
 }

@@ -34,6 +34,15 @@ type SegmentSet struct {
 	name     string
 	segments *loyalty.Segments
 	currency string
+	enrich   MemberFunc
+}
+
+// WithMember returns a set that completes each member with fn before
+// evaluating (for example with RFM scores).
+func (s *SegmentSet) WithMember(fn MemberFunc) *SegmentSet {
+	c := *s
+	c.enrich = fn
+	return &c
 }
 
 // SegmentSet returns the stored memberships of a compiled set of
@@ -68,6 +77,11 @@ func (s *SegmentSet) Refresh(ctx context.Context, contact string) ([]loyalty.Cha
 			m, err := baseMember(ctx, tx, contact, s.currency)
 			if err != nil {
 				return err
+			}
+			if s.enrich != nil {
+				if err := s.enrich(ctx, &m); err != nil {
+					return err
+				}
 			}
 			if now, err = s.segments.Of(m); err != nil {
 				return err
@@ -148,8 +162,9 @@ func (s *SegmentSet) Members(ctx context.Context, segment string) ([]string, err
 // and the set. Compile the segments with the engine's clock
 // (Options.Clock) so that daysSince and the like agree with it; a
 // time-based segment (no order for 90 days) changes only when the
-// contact is refreshed, by an event or by calling Refresh.
-func (e *Engine) WatchSegments(name string, s *loyalty.Segments, currency string) error {
+// contact is refreshed, by an event or by calling Refresh. enrich, if
+// not nil, completes each member (SegmentSet.WithMember).
+func (e *Engine) WatchSegments(name string, s *loyalty.Segments, currency string, enrich MemberFunc) error {
 	return e.Subscribe(Subscription{Name: name, Events: []string{"contact.*", "order.placed"}, Handler: func(ctx context.Context, ev Event) error {
 		t := e.Tenant(ev.Tenant)
 		contact := ev.ID
@@ -165,7 +180,7 @@ func (e *Engine) WatchSegments(name string, s *loyalty.Segments, currency string
 				return nil
 			}
 		}
-		_, err := t.SegmentSet(name, s, currency).Refresh(ctx, contact)
+		_, err := t.SegmentSet(name, s, currency).WithMember(enrich).Refresh(ctx, contact)
 		return err
 	}})
 }

@@ -37,7 +37,7 @@ func TestWatchSegments(t *testing.T) {
 		seen = append(seen, ev.Type)
 		return nil
 	}}))
-	require.NoError(t, env.engine.WatchSegments("marketing", exampleSegments(t, env.clock.Now), "EUR"))
+	require.NoError(t, env.engine.WatchSegments("marketing", exampleSegments(t, env.clock.Now), "EUR", nil))
 	tn := env.engine.Default()
 	set := tn.SegmentSet("marketing", exampleSegments(t, env.clock.Now), "EUR")
 	members := func(segment string) []string {
