@@ -404,26 +404,17 @@ func (l *Ledger) journalIn(ctx context.Context, tx storage.ReadTx, id, member st
 	}
 	out.State = a.state
 	out.State.Closed = nil
-	q := storage.Query{Index: "key", Prefix: id + sep, Limit: storage.MaxScanLimit}
-	for {
-		page, err := tx.Scan(ctx, ledgerEntriesCollection, q)
-		if err != nil {
-			return out, err
+	err = scanAll(ctx, tx, ledgerEntriesCollection, storage.Query{Index: "key", Prefix: id + sep}, func(rec storage.Record) error {
+		var r ledgerEntryRec
+		if err := json.Unmarshal(rec.Body, &r); err != nil {
+			return fmt.Errorf("crm: ledger entry of %s: %w", id, err)
 		}
-		for _, rec := range page.Records {
-			var r ledgerEntryRec
-			if err := json.Unmarshal(rec.Body, &r); err != nil {
-				return out, fmt.Errorf("crm: ledger entry of %s: %w", id, err)
-			}
-			out.Journal = append(out.Journal, r.Entry)
-		}
-		if page.Next == "" {
-			// The index lists them by key; the journal is by Seq.
-			slices.SortFunc(out.Journal, func(x, y loyalty.Entry) int { return cmp.Compare(x.Seq, y.Seq) })
-			return out, nil
-		}
-		q.Cursor = page.Next
-	}
+		out.Journal = append(out.Journal, r.Entry)
+		return nil
+	})
+	// The index lists them by key; the journal is by Seq.
+	slices.SortFunc(out.Journal, func(x, y loyalty.Entry) int { return cmp.Compare(x.Seq, y.Seq) })
+	return out, err
 }
 
 // ExpireDue expires member's lots due by at, as one operation.
@@ -444,20 +435,10 @@ func (l *Ledger) RunDue(ctx context.Context, at time.Time) (int, error) {
 	var members []string
 	prefix := l.program + "/"
 	err := l.t.view(ctx, func(tx storage.ReadTx) error {
-		q := storage.Query{Prefix: prefix, Limit: storage.MaxScanLimit}
-		for {
-			page, err := tx.Scan(ctx, ledgerAccountsCollection, q)
-			if err != nil {
-				return err
-			}
-			for _, rec := range page.Records {
-				members = append(members, rec.ID[len(prefix):])
-			}
-			if page.Next == "" {
-				return nil
-			}
-			q.Cursor = page.Next
-		}
+		return scanAll(ctx, tx, ledgerAccountsCollection, storage.Query{Prefix: prefix}, func(rec storage.Record) error {
+			members = append(members, rec.ID[len(prefix):])
+			return nil
+		})
 	})
 	if err != nil {
 		return 0, err
@@ -527,29 +508,20 @@ func (l *Ledger) Settlement(ctx context.Context, from, to time.Time) ([]loyalty.
 		// after another.
 		var account string
 		var journal []loyalty.Entry
-		q := storage.Query{Index: "key", Prefix: l.program + "/", Limit: storage.MaxScanLimit}
-		for {
-			page, err := tx.Scan(ctx, ledgerEntriesCollection, q)
-			if err != nil {
-				return err
+		err := scanAll(ctx, tx, ledgerEntriesCollection, storage.Query{Index: "key", Prefix: l.program + "/"}, func(rec storage.Record) error {
+			var r ledgerEntryRec
+			if err := json.Unmarshal(rec.Body, &r); err != nil {
+				return fmt.Errorf("crm: ledger entry %s: %w", rec.ID, err)
 			}
-			for _, rec := range page.Records {
-				var r ledgerEntryRec
-				if err := json.Unmarshal(rec.Body, &r); err != nil {
-					return fmt.Errorf("crm: ledger entry %s: %w", rec.ID, err)
-				}
-				if r.Account != account {
-					loyalty.Settle(journal, from, to, totals)
-					account, journal = r.Account, journal[:0]
-				}
-				journal = append(journal, r.Entry)
-			}
-			if page.Next == "" {
+			if r.Account != account {
 				loyalty.Settle(journal, from, to, totals)
-				return nil
+				account, journal = r.Account, journal[:0]
 			}
-			q.Cursor = page.Next
-		}
+			journal = append(journal, r.Entry)
+			return nil
+		})
+		loyalty.Settle(journal, from, to, totals)
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -245,36 +245,27 @@ func (s *State) apply(op Op) (Entry, error) {
 // still holds points, one KindExpire entry per lot, keyed "expire:ID" (a
 // lot expires once: its remainder is then 0).
 func (s *State) ExpireDue(at time.Time) ([]Entry, error) {
-	// Collect first: an expired lot closes and leaves Lots.
-	var due []Lot
-	for _, l := range s.Lots {
-		if !l.Pending && l.Remaining > 0 && l.expiredAt(at) {
-			due = append(due, l)
-		}
-	}
-	var out []Entry
-	for _, l := range due {
-		e, err := s.apply(Op{Key: fmt.Sprintf("expire:%d", l.ID), Kind: KindExpire, At: at, Ref: l.Key})
-		if err != nil {
-			return out, err
-		}
-		out = append(out, e)
-	}
-	return out, nil
+	return s.due(at, KindExpire, func(l *Lot) bool { return !l.Pending && l.Remaining > 0 && l.expiredAt(at) })
 }
 
 // ActivateDue activates, as of at, every pending lot whose ActivatesAt
 // has come, one KindActivate entry per lot, keyed "activate:ID".
 func (s *State) ActivateDue(at time.Time) ([]Entry, error) {
+	return s.due(at, KindActivate, func(l *Lot) bool { return l.Pending && !l.ActivatesAt.IsZero() && !l.ActivatesAt.After(at) })
+}
+
+// due applies an op of kind to every lot that is due, keyed by kind and
+// lot ID. The lots are collected first: a lot that closes leaves Lots.
+func (s *State) due(at time.Time, kind Kind, isDue func(*Lot) bool) ([]Entry, error) {
 	var due []Lot
-	for _, l := range s.Lots {
-		if l.Pending && !l.ActivatesAt.IsZero() && !l.ActivatesAt.After(at) {
-			due = append(due, l)
+	for i := range s.Lots {
+		if isDue(&s.Lots[i]) {
+			due = append(due, s.Lots[i])
 		}
 	}
 	var out []Entry
 	for _, l := range due {
-		e, err := s.apply(Op{Key: fmt.Sprintf("activate:%d", l.ID), Kind: KindActivate, At: at, Ref: l.Key})
+		e, err := s.apply(Op{Key: fmt.Sprintf("%s:%d", kind, l.ID), Kind: kind, At: at, Ref: l.Key})
 		if err != nil {
 			return out, err
 		}

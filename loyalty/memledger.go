@@ -2,6 +2,7 @@ package loyalty
 
 import (
 	"fmt"
+	"iter"
 	"maps"
 	"sync"
 	"time"
@@ -70,12 +71,8 @@ func (l *Ledger) Transfer(key, from, to string, points int64, at time.Time) (sen
 	for _, c := range sent.Lots {
 		ids[c.Lot] = true
 	}
-	for _, lot := range src.Lots {
-		if ids[lot.ID] && !lot.ExpiresAt.IsZero() && (expiry.IsZero() || lot.ExpiresAt.Before(expiry)) {
-			expiry = lot.ExpiresAt
-		}
-	}
-	for _, lot := range src.ClosedLots {
+	// Drawn lots may have closed: look among both.
+	for lot := range iterLots(src) {
 		if ids[lot.ID] && !lot.ExpiresAt.IsZero() && (expiry.IsZero() || lot.ExpiresAt.Before(expiry)) {
 			expiry = lot.ExpiresAt
 		}
@@ -147,4 +144,20 @@ func (l *Ledger) ExpireDue(at time.Time) ([]Entry, error) {
 		}
 	}
 	return out, nil
+}
+
+// iterLots yields an account's open lots, then its closed ones.
+func iterLots(a *Account) iter.Seq[Lot] {
+	return func(yield func(Lot) bool) {
+		for _, l := range a.Lots {
+			if !yield(l) {
+				return
+			}
+		}
+		for _, l := range a.ClosedLots {
+			if !yield(l) {
+				return
+			}
+		}
+	}
 }

@@ -43,6 +43,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -301,28 +302,28 @@ func (r *runner) expect(n int, x Expect) {
 	case x.Error == "" && r.lastErr != nil:
 		r.fail("%s: the step before failed: %v", at, r.lastErr)
 	}
-	for _, m := range sortedKeys(x.Balance) {
+	for _, m := range slices.Sorted(maps.Keys(x.Balance)) {
 		if got := r.book.Ledger.Balance(m); got != x.Balance[m] {
 			r.fail("%s: balance of %s: want %d, got %d", at, m, x.Balance[m], got)
 		}
 	}
-	for _, m := range sortedKeys(x.Pending) {
+	for _, m := range slices.Sorted(maps.Keys(x.Pending)) {
 		a, _ := r.book.Ledger.Account(m)
 		if a.Pending != x.Pending[m] {
 			r.fail("%s: pending points of %s: want %d, got %d", at, m, x.Pending[m], a.Pending)
 		}
 	}
-	for _, m := range sortedKeys(x.Tier) {
+	for _, m := range slices.Sorted(maps.Keys(x.Tier)) {
 		if got := r.book.Member(m).Tier; got != x.Tier[m] {
 			r.fail("%s: tier of %s: want %q, got %q", at, m, x.Tier[m], got)
 		}
 	}
-	for _, m := range sortedKeys(x.Points) {
+	for _, m := range slices.Sorted(maps.Keys(x.Points)) {
 		if got := r.last.Points(m); got != x.Points[m] {
 			r.fail("%s: points the last event gave %s: want %d, got %d", at, m, x.Points[m], got)
 		}
 	}
-	for _, m := range sortedKeys(x.Unlocked) {
+	for _, m := range slices.Sorted(maps.Keys(x.Unlocked)) {
 		if got := r.book.Unlocked(m); !slices.Equal(got, x.Unlocked[m]) {
 			r.fail("%s: rewards unlocked by %s: want %v, got %v", at, m, x.Unlocked[m], got)
 		}
@@ -353,7 +354,7 @@ func (r *runner) expectSegments(at string, want map[string][]string) {
 			got[g] = append(got[g], id)
 		}
 	}
-	for _, g := range sortedKeys(want) {
+	for _, g := range slices.Sorted(maps.Keys(want)) {
 		if !slices.Contains(r.segments.Names(), g) {
 			r.fail("%s: no segment %q", at, g)
 			continue
@@ -400,16 +401,6 @@ func effectList(es []loyalty.Effect) string {
 		lines[i] = "  " + effectString(e)
 	}
 	return strings.Join(lines, "\n")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	return slices.Sorted(func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	})
 }
 
 // Report formats a failed case: its failures, then the trace of the
