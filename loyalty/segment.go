@@ -35,6 +35,14 @@ type Segment struct {
 type Segments struct {
 	Segments []Segment `yaml:"segments" json:"segments"`
 	compiled bool
+	// binds sets, for one member, the variables the rules read.
+	binds []memberVar
+}
+
+// segmentEnv is what segment rules see: the member alone (a segment has
+// no event). Rules are compiled flattened: see bind.
+type segmentEnv struct {
+	Member Member `expr:"member"`
 }
 
 // LoadSegments reads segments from YAML or JSON ({segments: [...]}) and
@@ -79,7 +87,8 @@ func (s *Segments) Compile(clock func() time.Time) error {
 			probs = append(probs, fmt.Errorf("segment %q has neither a rule nor members", g.Name))
 		}
 		if g.Rule != "" {
-			p, err := expression.Compile(g.Name, g.Rule, Env{}, expression.AsBool(), expression.WithLimits(expression.Limits{Clock: clock}))
+			p, err := expression.Compile(g.Name, g.Rule, segmentEnv{}, expression.AsBool(), expression.Flatten(),
+				expression.WithLimits(expression.Limits{Clock: clock, MaxCollectionLen: maxCollection}))
 			if err != nil {
 				probs = append(probs, err)
 			}
@@ -93,8 +102,59 @@ func (s *Segments) Compile(clock func() time.Time) error {
 	if len(probs) > 0 {
 		return &ProgramError{Problems: probs}
 	}
+	var names []string
+	for _, g := range s.Segments {
+		if g.prog != nil {
+			names = append(names, g.prog.Vars()...)
+		}
+	}
+	slices.Sort(names)
+	s.binds = nil
+	for _, name := range slices.Compact(names) {
+		get, ok := memberVars[name]
+		if !ok {
+			// flatTypes and memberVars disagree: a field of Member
+			// without a getter (TestMemberVars guards this).
+			return fmt.Errorf("%w: segment rules cannot read %s yet", ErrInvalid, name)
+		}
+		s.binds = append(s.binds, memberVar{name, get})
+	}
 	s.compiled = true
 	return nil
+}
+
+// bind sets in vars what the rules read of m.
+func (s *Segments) bind(vars *expression.Vars, m *Member) {
+	vars.Reset()
+	for _, b := range s.binds {
+		vars.Set(b.name, b.get(m))
+	}
+}
+
+type memberVar struct {
+	name string
+	get  func(*Member) any
+}
+
+// memberVars reads each field of a member as a flat variable, without
+// reflection: segment rules run millions of times in Evaluate.
+var memberVars = map[string]func(*Member) any{
+	"member":               func(m *Member) any { return *m },
+	"member.id":            func(m *Member) any { return m.ID },
+	"member.tier":          func(m *Member) any { return m.Tier },
+	"member.tags":          func(m *Member) any { return m.Tags },
+	"member.city":          func(m *Member) any { return m.City },
+	"member.industry":      func(m *Member) any { return m.Industry },
+	"member.birthday":      func(m *Member) any { return m.Birthday },
+	"member.joined_at":     func(m *Member) any { return m.JoinedAt },
+	"member.balance":       func(m *Member) any { return m.Balance },
+	"member.total_spent":   func(m *Member) any { return m.TotalSpent },
+	"member.order_count":   func(m *Member) any { return m.OrderCount },
+	"member.last_order_at": func(m *Member) any { return m.LastOrderAt },
+	"member.r":             func(m *Member) any { return m.R },
+	"member.f":             func(m *Member) any { return m.F },
+	"member.m":             func(m *Member) any { return m.M },
+	"member.custom":        func(m *Member) any { return m.Custom },
 }
 
 // Names returns the segments' names, in order.
@@ -111,10 +171,11 @@ func (s *Segments) Of(m Member) ([]string, error) {
 	if !s.compiled {
 		return nil, fmt.Errorf("%w: segments are not compiled", ErrInvalid)
 	}
-	env := &Env{Member: m}
+	vars := expression.NewVars()
+	s.bind(vars, &m)
 	var out []string
 	for i := range s.Segments {
-		in, err := s.Segments[i].has(env)
+		in, err := s.Segments[i].hasOn(nil, vars, &m)
 		if err != nil {
 			return nil, err
 		}
@@ -125,20 +186,20 @@ func (s *Segments) Of(m Member) ([]string, error) {
 	return out, nil
 }
 
-func (g *Segment) has(env *Env) (bool, error) { return g.hasOn(nil, env) }
-
-// hasOn is has on a machine of the caller's goroutine (nil: pooled).
-func (g *Segment) hasOn(m *expression.Machine, env *Env) (bool, error) {
-	if g.static[env.Member.ID] {
+// hasOn says whether member, whose variables vars holds, is in the
+// segment, running the rule on machine (nil: a pooled one).
+func (g *Segment) hasOn(machine *expression.Machine, vars *expression.Vars, member *Member) (bool, error) {
+	if len(g.static) > 0 && g.static[member.ID] {
 		return true, nil
 	}
 	if g.prog == nil {
 		return false, nil
 	}
-	if len(env.Member.Tags) > maxCollection {
-		return false, fmt.Errorf("%w: member %s has %d tags, rules see at most %d", ErrInvalid, env.Member.ID, len(env.Member.Tags), maxCollection)
+	in, err := g.prog.BoolOn(machine, vars)
+	if err != nil && errors.Is(err, expression.ErrEnv) {
+		return false, fmt.Errorf("%w: member %s: %w", ErrInvalid, member.ID, err)
 	}
-	return g.prog.BoolOn(m, env)
+	return in, err
 }
 
 // Change is a member entering or leaving a segment.
@@ -204,15 +265,15 @@ func (s *Segments) Evaluate(ctx context.Context, members []Member, workers int) 
 		lo, hi := min(w*share, len(members)), min((w+1)*share, len(members))
 		wg.Go(func() {
 			lists := make([][]int32, len(s.Segments))
-			env, m := &Env{}, &expression.Machine{}
+			vars, machine := expression.NewVars(), &expression.Machine{}
 			for i := lo; i < hi; i++ {
 				if (i-lo)%4096 == 0 && ctx.Err() != nil {
 					errs[w] = ctx.Err()
 					return
 				}
-				env.Member = members[i]
+				s.bind(vars, &members[i])
 				for g := range s.Segments {
-					in, err := s.Segments[g].hasOn(m, env)
+					in, err := s.Segments[g].hasOn(machine, vars, &members[i])
 					if err != nil {
 						errs[w] = fmt.Errorf("member %s: %w", members[i].ID, err)
 						return

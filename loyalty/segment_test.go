@@ -89,4 +89,12 @@ func TestSegmentsErrors(t *testing.T) {
 	s := segments(t)
 	_, err = s.Of(loyalty.Member{ID: "x", Tags: make([]string, 1001)})
 	require.ErrorIs(t, err, loyalty.ErrInvalid)
+	assert.ErrorContains(t, err, "member x")
+	_, err = s.Evaluate(context.Background(), []loyalty.Member{{ID: "ok"}, {ID: "y", Custom: map[string]any{"big": 1}, Tags: make([]string, 1001)}}, 1)
+	require.ErrorIs(t, err, loyalty.ErrInvalid)
+
+	// A segment has no event: its rules see the member alone.
+	_, err = loyalty.LoadSegments("s.yaml", []byte("segments:\n  - name: a\n    rule: event.kind == 'order'\n"), nil)
+	require.ErrorIs(t, err, loyalty.ErrInvalid)
+	assert.ErrorContains(t, err, "unknown name event")
 }

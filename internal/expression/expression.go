@@ -30,6 +30,11 @@
 // map from each value of the field to its count); fields are found by
 // their expr tag, json tag or Go name.
 //
+// A rule that runs millions of times over records (a segment over every
+// member) can be compiled with [Flatten] and run with a [Vars]: the same
+// type checking, but field reads become flat variable reads instead of
+// reflection.
+//
 // Every error is an [*Error] that names the rule and, where known, the line
 // and column.
 package expression
@@ -111,6 +116,7 @@ type Option func(*settings)
 type settings struct {
 	limits Limits
 	result reflect.Kind // reflect.Invalid: any
+	flat   bool
 }
 
 // WithLimits sets the limits; zero fields keep their defaults.
@@ -166,6 +172,10 @@ type Program struct {
 	// checkEnvs says whether Run has anything to check: a map
 	// environment, or a struct with collections at the top.
 	checkEnvs bool
+	// vars is set when compiled with Flatten: the flat names the
+	// program reads from its Vars.
+	vars []string
+	flat bool
 }
 
 // Name returns the rule's name.
@@ -191,14 +201,26 @@ func Compile(name, src string, env any, opts ...Option) (p *Program, err error) 
 		return nil, &Error{Rule: name, Message: "rule is empty"}
 	}
 	cfg := conf.CreateNew()
+	checkEnv := env
+	var flat *flattener
+	if s.flat {
+		types, err := flatTypes(env)
+		if err != nil {
+			return nil, &Error{Rule: name, Message: err.Error()}
+		}
+		checkEnv, flat = types, &flattener{types: types}
+	}
 	exprOpts := []expr.Option{
-		expr.Env(env),
+		expr.Env(checkEnv),
 		expr.MaxNodes(uint(lim.MaxNodes)),
 		expr.DisableBuiltin("repeat"),
 		expr.DisableBuiltin("now"),
 		expr.DisableBuiltin("date"),
 	}
 	exprOpts = append(exprOpts, functions(lim)...)
+	if flat != nil {
+		exprOpts = append(exprOpts, expr.Patch(flat))
+	}
 	switch s.result {
 	case reflect.Bool:
 		exprOpts = append(exprOpts, expr.AsBool())
@@ -232,6 +254,10 @@ func Compile(name, src string, env any, opts ...Option) (p *Program, err error) 
 		t = t.Elem()
 	}
 	p.checkEnvs = len(p.fieldIdx) > 0 || t == nil || t.Kind() != reflect.Struct
+	if flat != nil {
+		p.flat, p.checkEnvs, p.fieldIdx = true, false, nil
+		p.vars = usedVars(&tree.Node, flat.types)
+	}
 	return p, nil
 }
 
@@ -267,7 +293,16 @@ func (p *Program) Run(env any) (any, error) {
 type Machine struct{ vm vm.VM }
 
 func (p *Program) run(machine *vm.VM, env any) (out any, err error) {
-	if p.checkEnvs {
+	if p.flat {
+		vars, ok := env.(*Vars)
+		if !ok {
+			return nil, &Error{Rule: p.name, Message: fmt.Sprintf("rule was compiled with Flatten: run it with *expression.Vars, not %T", env)}
+		}
+		if vars.longest > p.limits.MaxCollectionLen {
+			return nil, &Error{Rule: p.name, Err: ErrEnv, Message: fmt.Sprintf("a variable has %d elements, the limit is %d", vars.longest, p.limits.MaxCollectionLen)}
+		}
+		env = vars.m
+	} else if p.checkEnvs {
 		if err := p.checkEnv(env); err != nil {
 			return nil, err
 		}
