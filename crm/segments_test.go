@@ -2,6 +2,7 @@ package crm_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"sync"
@@ -89,4 +90,58 @@ func seenNow(mu *sync.Mutex, seen *[]string) []string {
 	mu.Lock()
 	defer mu.Unlock()
 	return slices.Clone(*seen)
+}
+
+// TestRefreshAll is the daily sweep: time alone moves members into a
+// time-based segment, and deleted contacts leave theirs.
+func TestRefreshAll(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	tn := env.engine.Default()
+	set := tn.SegmentSet("daily", exampleSegments(t, env.clock.Now), "EUR")
+	const n = 450 // more than two batches
+	var ids []string
+	var firstOrder string
+	for i := range n {
+		c, err := tn.Contacts().Create(ctx, crm.Contact{FirstName: "C", LastName: fmt.Sprint(i)})
+		require.NoError(t, err)
+		ids = append(ids, c.ID)
+		if i%3 == 0 {
+			o, err := tn.Orders().Create(ctx, foodOrder(c.ID, fmt.Sprint(i), env.clock.Now(), 1000))
+			require.NoError(t, err)
+			if i == 0 {
+				firstOrder = o.ID
+			}
+		}
+	}
+	changes, err := set.RefreshAll(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, changes, "no contact is in a segment yet")
+
+	env.clock.Advance(100 * 24 * time.Hour)
+	changes, err = set.RefreshAll(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, n/3, changes)
+	lapsed, err := set.Members(ctx, "lapsed")
+	require.NoError(t, err)
+	assert.Len(t, lapsed, n/3)
+	assert.Contains(t, lapsed, ids[0])
+	assert.NotContains(t, lapsed, ids[1])
+
+	// A second sweep finds nothing new; a deleted contact leaves.
+	changes, err = set.RefreshAll(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, changes)
+	require.NoError(t, tn.Orders().Delete(ctx, firstOrder))
+	require.NoError(t, tn.Contacts().Delete(ctx, ids[0]))
+	changes, err = set.RefreshAll(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, changes)
+	lapsed, err = set.Members(ctx, "lapsed")
+	require.NoError(t, err)
+	assert.Len(t, lapsed, n/3-1)
+	assert.NotContains(t, lapsed, ids[0])
+
+	_, err = tn.SegmentSet("a/b", exampleSegments(t, env.clock.Now), "EUR").RefreshAll(ctx)
+	require.ErrorIs(t, err, crm.ErrInvalid)
 }
