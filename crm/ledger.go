@@ -380,8 +380,9 @@ func (l *Ledger) Entry(ctx context.Context, member, key string) (loyalty.Entry, 
 	return e, ok, err
 }
 
-// Journal returns member's journal, oldest first, and the state it
-// built, read in one snapshot.
+// Journal returns member's journal, oldest first, the state it built and
+// the lots that have closed, read in one snapshot: an Account whose Check
+// verifies the stored ledger.
 func (l *Ledger) Journal(ctx context.Context, member string) (loyalty.Account, error) {
 	id, err := l.accountID(member)
 	if err != nil {
@@ -412,9 +413,34 @@ func (l *Ledger) journalIn(ctx context.Context, tx storage.ReadTx, id, member st
 		out.Journal = append(out.Journal, r.Entry)
 		return nil
 	})
+	if err != nil {
+		return out, err
+	}
 	// The index lists them by key; the journal is by Seq.
 	slices.SortFunc(out.Journal, func(x, y loyalty.Entry) int { return cmp.Compare(x.Seq, y.Seq) })
-	return out, err
+	// The lots that closed, from their own records.
+	open := map[string]bool{}
+	for _, lot := range out.Lots {
+		open[lot.Key] = true
+	}
+	for _, e := range out.Journal {
+		k := e.Op.Kind
+		credits := k == loyalty.KindEarn || k == loyalty.KindPending || (k == loyalty.KindAdjust || k == loyalty.KindTransfer) && e.Op.Points > 0
+		if !credits || open[e.Op.Key] {
+			continue
+		}
+		lot, ok, err := a.state.Closed(e.Op.Key)
+		if err != nil {
+			return out, err
+		}
+		if ok {
+			if out.ClosedLots == nil {
+				out.ClosedLots = map[string]loyalty.Lot{}
+			}
+			out.ClosedLots[lot.Key] = lot
+		}
+	}
+	return out, nil
 }
 
 // ExpireDue expires member's lots due by at, as one operation.

@@ -174,7 +174,13 @@ func randomLedgerOp(rng *rand.Rand, i int, now time.Time, keys []string, balance
 	case 5, 6:
 		return loyalty.Op{Key: key, Kind: loyalty.KindSpend, Points: 1 + rng.Int64N(max(balance, 0)*6/5+10), At: now}
 	case 7:
-		return loyalty.Op{Key: key, Kind: loyalty.KindReverse, Ref: ref, At: now}
+		// All the entry has left, or part of it (a partial refund;
+		// sometimes more than is left, which is refused).
+		var pts int64
+		if rng.IntN(2) == 0 {
+			pts = 1 + rng.Int64N(60)
+		}
+		return loyalty.Op{Key: key, Kind: loyalty.KindReverse, Ref: ref, Points: pts, At: now}
 	default:
 		return loyalty.Op{Key: key, Kind: loyalty.KindAdjust, Points: rng.Int64N(200) - 120, At: now, Reason: "support"}
 	}

@@ -63,6 +63,77 @@ type LoyaltyProfile struct {
 	Tier     string         `json:"tier,omitempty"`
 	Punches  map[string]int `json:"punches,omitempty"`
 	Unlocked []string       `json:"unlocked,omitempty"`
+	// Refunded is, per refunded order (event ID), how much of its
+	// earning amount refunds have taken back so far: partial refunds
+	// are prorated against what is left (loyalty.RefundPoints).
+	Refunded map[string]int64 `json:"refunded,omitempty"`
+}
+
+// reverse takes back, for a refund, the points the refunded order's awards
+// earned, in proportion to the part of the order's earning refunded (all
+// of them when the refund gives no amount or the order is not in the
+// store).
+func (r *loyaltyRun) reverse(ctx context.Context, e loyalty.Event, eff loyalty.Effect) error {
+	var earning int64
+	rec, err := r.tx.Get(ctx, ordersCollection, eff.Ref)
+	switch {
+	case err == nil:
+		var o Order
+		if err := json.Unmarshal(rec.Body, &o); err != nil {
+			return fmt.Errorf("crm: order %s: %w", eff.Ref, err)
+		}
+		if o.Currency == r.lp.p.Currency {
+			earning = r.lp.p.Earning(*OrderEvent(o).Order)
+		}
+	case !errors.Is(err, storage.ErrNotFound):
+		return err
+	}
+	p, err := r.profile(ctx, eff.Member)
+	if err != nil {
+		return err
+	}
+	before := p.Refunded[eff.Ref]
+	j, err := r.journal(ctx, eff.Member)
+	if err != nil {
+		return err
+	}
+	// What earlier refunds took back of each award (-1: all).
+	back := map[string]int64{}
+	for _, x := range j.Journal {
+		if x.Op.Kind == loyalty.KindReverse && strings.HasPrefix(x.Op.Ref, eff.Ref+"/") && back[x.Op.Ref] >= 0 {
+			if x.Op.Points == 0 {
+				back[x.Op.Ref] = -1
+			} else {
+				back[x.Op.Ref] += x.Op.Points
+			}
+		}
+	}
+	for _, x := range j.Journal {
+		k := x.Op.Kind
+		if (k != loyalty.KindEarn && k != loyalty.KindPending) || !strings.HasPrefix(x.Op.Key, eff.Ref+"/") || back[x.Op.Key] < 0 {
+			continue
+		}
+		n := min(loyalty.RefundPoints(x.Op.Points, earning, before, eff.Amount), x.Op.Points-back[x.Op.Key])
+		if n <= 0 {
+			continue
+		}
+		_, err := r.lt.apply(ctx, eff.Member, loyalty.Op{Key: x.Op.Key + "/reverse/" + e.ID, Kind: loyalty.KindReverse, Ref: x.Op.Key, Points: n, At: e.At, Reason: "refund " + e.ID})
+		if err != nil {
+			return err
+		}
+	}
+	refunded := earning - before
+	if eff.Amount > 0 {
+		refunded = min(eff.Amount, refunded)
+	}
+	if refunded > 0 {
+		if p.Refunded == nil {
+			p.Refunded = map[string]int64{}
+		}
+		p.Refunded[eff.Ref] += refunded
+		p.dirty = true
+	}
+	return nil
 }
 
 // loyaltyEventRec records a processed event and its result.
@@ -317,21 +388,7 @@ func (r *loyaltyRun) apply(ctx context.Context, e loyalty.Event, eff loyalty.Eff
 		c.Points += eff.Points
 		c.dirty = true
 	case loyalty.EffectReverse:
-		// Take back every award of the refunded event.
-		j, err := r.journal(ctx, eff.Member)
-		if err != nil {
-			return err
-		}
-		for _, x := range j.Journal {
-			k := x.Op.Kind
-			if (k != loyalty.KindEarn && k != loyalty.KindPending) || !strings.HasPrefix(x.Op.Key, eff.Ref+"/") {
-				continue
-			}
-			_, err := r.lt.apply(ctx, eff.Member, loyalty.Op{Key: x.Op.Key + "/reverse", Kind: loyalty.KindReverse, Ref: x.Op.Key, At: e.At, Reason: "refund " + e.ID})
-			if err != nil && !errors.Is(err, loyalty.ErrInvalid) { // already reversed
-				return err
-			}
-		}
+		return r.reverse(ctx, e, eff)
 	case loyalty.EffectPunch, loyalty.EffectReward, loyalty.EffectTier:
 		p, err := r.profile(ctx, eff.Member)
 		if err != nil {
@@ -423,14 +480,23 @@ func (h runHistory) awards(member string, fn func(e loyalty.Entry)) {
 		h.fail(err)
 		return
 	}
-	reversed := map[string]bool{}
+	// Points taken back from each award by refunds (-1: all).
+	reversed := map[string]int64{}
 	for _, e := range j.Journal {
-		if e.Op.Kind == loyalty.KindReverse {
-			reversed[e.Op.Ref] = true
+		if e.Op.Kind == loyalty.KindReverse && reversed[e.Op.Ref] >= 0 {
+			if e.Op.Points == 0 {
+				reversed[e.Op.Ref] = -1
+			} else {
+				reversed[e.Op.Ref] += e.Op.Points
+			}
 		}
 	}
 	for _, e := range j.Journal {
-		if (e.Op.Kind == loyalty.KindEarn || e.Op.Kind == loyalty.KindPending) && !reversed[e.Op.Key] {
+		if k := e.Op.Kind; k != loyalty.KindEarn && k != loyalty.KindPending {
+			continue
+		}
+		if back := reversed[e.Op.Key]; back >= 0 && back < e.Op.Points {
+			e.Op.Points -= back
 			fn(e)
 		}
 	}

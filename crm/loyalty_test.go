@@ -68,19 +68,36 @@ func TestLoyaltyThroughTheEngine(t *testing.T) {
 	assert.Equal(t, 1, m.OrderCount)
 	assert.Equal(t, int64(300), m.Balance)
 
-	// A refund of the order takes the points back.
-	refund := foodOrder(ann.ID, "C1001", at.AddDate(0, 0, 20), 30000)
-	refund.Refund, refund.RefundOf, refund.Lines[0].Quantity = true, o1.ID, -1
-	_, err = tn.Orders().Create(ctx, refund)
-	require.NoError(t, err)
+	// Refunds of the order take the points back in proportion: a third,
+	// then the rest.
+	refund := func(number string, day int, cents int64) {
+		r := foodOrder(ann.ID, number, at.AddDate(0, 0, day), cents)
+		r.Refund, r.RefundOf, r.Lines[0].Quantity = true, o1.ID, -1
+		_, err := tn.Orders().Create(ctx, r)
+		require.NoError(t, err)
+	}
+	refund("C1001", 20, 10000)
 	var j loyalty.Account
 	require.Eventually(t, func() bool {
 		j, err = lp.Ledger().Journal(ctx, ann.ID)
 		return err == nil && len(j.Journal) == 3
-	}, 10*time.Second, 10*time.Millisecond, "the refund reverses the order's points")
+	}, 10*time.Second, 10*time.Millisecond, "the refund reverses a third of the order's points")
+	assert.Equal(t, int64(200), j.Balance)
+	prof, err := lp.Profile(ctx, ann.ID)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int64{o1.ID: 10000}, prof.Refunded)
+	refund("C1002", 21, 20000)
+	require.Eventually(t, func() bool {
+		j, err = lp.Ledger().Journal(ctx, ann.ID)
+		return err == nil && len(j.Journal) == 4
+	}, 10*time.Second, 10*time.Millisecond, "the second refund reverses the rest")
 	assert.Zero(t, j.Balance)
 	require.NoError(t, j.Check())
-	assert.Equal(t, []loyalty.Kind{loyalty.KindPending, loyalty.KindActivate, loyalty.KindReverse}, kinds(j.Journal))
+	assert.Equal(t, []loyalty.Kind{loyalty.KindPending, loyalty.KindActivate, loyalty.KindReverse, loyalty.KindReverse}, kinds(j.Journal))
+	assert.Equal(t, []int64{100, 200}, []int64{j.Journal[2].Op.Points, j.Journal[3].Op.Points})
+	l, ok := j.Lot(j.Journal[0].Op.Key)
+	require.True(t, ok)
+	assert.True(t, l.Reversed)
 }
 
 func kinds(es []loyalty.Entry) []loyalty.Kind {

@@ -33,13 +33,24 @@ type award struct {
 	member, rule, key string
 	at                time.Time
 	points            int64
-	reversed          bool
+	reversed          int64 // points refunds took back
 }
 
 type spend struct {
 	member, event string
 	at            time.Time
-	amount        int64
+	amount        int64 // the total, less refunds
+	earning       int64 // the part that earns points (Program.Earning)
+	refunded      int64 // of earning, what refunds took back
+}
+
+// refundTotal is how much of order o's total refund event e gives back:
+// all of it when e gives no amount.
+func refundTotal(e Event, o *spend) int64 {
+	if r := e.Order; r.Total != 0 || len(r.Lines) > 0 {
+		return abs(r.Total)
+	}
+	return o.amount
 }
 
 // NewBook returns a book for a compiled program.
@@ -96,7 +107,7 @@ func (b *Book) Process(id string, e Event) (Result, error) {
 		}
 	}
 	if o := e.Order; o != nil && e.Kind == "order" && o.Currency == b.Program.Currency {
-		b.orders = append(b.orders, spend{member: id, event: e.ID, at: e.At, amount: o.Total})
+		b.orders = append(b.orders, spend{member: id, event: e.ID, at: e.At, amount: o.Total, earning: b.Program.Earning(*o)})
 		m := b.profile(id)
 		m.TotalSpent += o.Total
 		m.OrderCount++
@@ -143,21 +154,40 @@ func (b *Book) apply(e Event, eff Effect) error {
 		b.awards = append(b.awards, award{member: eff.Member, rule: eff.Source, key: eff.Key, at: e.At, points: eff.Points})
 		b.ruleSum[eff.Source] += eff.Points
 	case EffectReverse:
+		// In proportion to the order's earning refunded; all of it when
+		// the order is unknown or the refund gives no amount.
+		var o *spend
+		for i := range b.orders {
+			if b.orders[i].event == eff.Ref {
+				o = &b.orders[i]
+			}
+		}
+		var earning, before int64
+		if o != nil {
+			earning, before = o.earning, o.refunded
+		}
 		prefix := eff.Ref + "/"
 		for i := range b.awards {
 			a := &b.awards[i]
-			if !strings.HasPrefix(a.key, prefix) || a.reversed {
+			if !strings.HasPrefix(a.key, prefix) || a.reversed == a.points {
 				continue
 			}
-			if _, err := b.Ledger.Apply(a.member, Op{Key: a.key + "/reverse", Kind: KindReverse, Ref: a.key, At: e.At, Reason: "refund " + e.ID}); err != nil {
+			n := min(RefundPoints(a.points, earning, before, eff.Amount), a.points-a.reversed)
+			if n == 0 {
+				continue
+			}
+			if _, err := b.Ledger.Apply(a.member, Op{Key: a.key + "/reverse/" + e.ID, Kind: KindReverse, Ref: a.key, Points: n, At: e.At, Reason: "refund " + e.ID}); err != nil {
 				return err
 			}
-			a.reversed = true
+			a.reversed += n
 		}
-		for i, o := range b.orders {
-			if o.event == eff.Ref {
-				b.orders[i].amount = 0
+		if o != nil {
+			refunded := o.earning - o.refunded
+			if eff.Amount > 0 {
+				refunded = min(eff.Amount, refunded)
 			}
+			o.refunded += refunded
+			o.amount = max(o.amount-refundTotal(e, o), 0)
 		}
 	case EffectPunch:
 		b.punches[eff.Member+"\x00"+eff.Source] = eff.Count
@@ -240,9 +270,10 @@ func (h bookHistory) RuleUsage(member, rule string, since time.Time) (int, int64
 	var n int
 	var pts int64
 	for _, a := range h.b.awards {
-		if a.member == member && a.rule == rule && !a.at.Before(since) && !a.reversed {
+		// An award refunded whole no longer counts.
+		if a.member == member && a.rule == rule && !a.at.Before(since) && a.reversed < a.points {
 			n++
-			pts += a.points
+			pts += a.points - a.reversed
 		}
 	}
 	return n, pts
@@ -255,8 +286,8 @@ func (h bookHistory) Punches(member, card string) int { return h.b.punches[membe
 func (h bookHistory) Earned(member string, since time.Time) (int64, int64) {
 	var pts, spent int64
 	for _, a := range h.b.awards {
-		if a.member == member && !a.at.Before(since) && !a.reversed {
-			pts += a.points
+		if a.member == member && !a.at.Before(since) {
+			pts += a.points - a.reversed
 		}
 	}
 	for _, o := range h.b.orders {

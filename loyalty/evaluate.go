@@ -88,7 +88,7 @@ type EffectKind string
 const (
 	EffectPoints   EffectKind = "points"   // points to credit now
 	EffectPending  EffectKind = "pending"  // points to hold until ActivatesAt
-	EffectReverse  EffectKind = "reverse"  // take back what event Ref earned
+	EffectReverse  EffectKind = "reverse"  // take back what event Ref earned, for Amount of its earning refunded (0: all)
 	EffectDiscount EffectKind = "discount" // money (Amount) or Percent off the order
 	EffectReward   EffectKind = "reward"   // a reward unlocked
 	EffectPunch    EffectKind = "punch"    // a punch on a card
@@ -191,8 +191,17 @@ func (p *Program) Evaluate(m Member, e Event, h History) (Result, error) {
 		if e.Order == nil || e.Order.RefundOf == "" {
 			return Result{}, fmt.Errorf("%w: refund event %q names no order refunded (order.refund_of)", ErrInvalid, e.ID)
 		}
-		ev.res.Effects = append(ev.res.Effects, Effect{Kind: EffectReverse, Source: "refund", Member: m.ID, Ref: e.Order.RefundOf})
-		ev.step("refund", true, "reverses the points of %s", e.Order.RefundOf)
+		switch o := e.Order; {
+		case o.Total == 0 && len(o.Lines) == 0:
+			ev.res.Effects = append(ev.res.Effects, Effect{Kind: EffectReverse, Source: "refund", Member: m.ID, Ref: o.RefundOf})
+			ev.step("refund", true, "gives no amount: reverses all the points of %s", o.RefundOf)
+		case env.Order.Earning == 0:
+			ev.step("refund", false, "refunds nothing that earns points (%s)", o.RefundOf)
+		default:
+			amount := abs(env.Order.Earning)
+			ev.res.Effects = append(ev.res.Effects, Effect{Kind: EffectReverse, Source: "refund", Member: m.ID, Ref: o.RefundOf, Amount: amount})
+			ev.step("refund", true, "reverses the points of %s in proportion to %d refunded", o.RefundOf, amount)
+		}
 	}
 	for i := range p.Rules {
 		if err := ev.rule(&p.Rules[i]); err != nil {
@@ -234,6 +243,29 @@ func checkEvent(m Member, e Event) error {
 	}
 	return nil
 }
+
+// RefundPoints returns how many of the points an order earned a refund
+// takes back: the points in proportion to the order's earning amount,
+// counted over all its refunds so far, so that refunds adding up to the
+// whole order take back exactly all its points. earning is the order's
+// earning amount (Program.Earning), refundedBefore the amount earlier
+// refunds took back, refund this refund's amount (0: all the rest).
+func RefundPoints(earned, earning, refundedBefore, refund int64) int64 {
+	if earning <= 0 {
+		return earned
+	}
+	before := min(max(refundedBefore, 0), earning)
+	after := earning
+	if refund > 0 {
+		after = min(before+refund, earning)
+	}
+	return mulDiv(earned, after, earning) - mulDiv(earned, before, earning)
+}
+
+// Earning returns the part of an order that earns points: the total of
+// its lines less the excluded ones (the total itself when it has no
+// lines). Refunds are prorated against it (RefundPoints).
+func (p *Program) Earning(o Order) int64 { return p.earning(o) }
 
 // earning returns the total of the order's lines that earn.
 func (p *Program) earning(o Order) int64 {
@@ -378,6 +410,13 @@ func periodName(p Period) string {
 }
 
 // mulDiv returns a×b/c, truncated, without overflow on the way.
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
 func mulDiv(a, b, c int64) int64 {
 	x := new(big.Int).Mul(big.NewInt(a), big.NewInt(b))
 	x.Quo(x, big.NewInt(c))

@@ -40,7 +40,8 @@ const (
 	// KindExpire removes the remainder of an expired lot.
 	KindExpire Kind = "expire"
 	// KindReverse takes back the points an earn (or pending) entry
-	// credited, for example when its order is refunded.
+	// credited, for example when its order is refunded: Op.Points of
+	// them (a partial refund), or all it has left when Points is 0.
 	KindReverse Kind = "reverse"
 	// KindAdjust changes the balance by hand, up or down.
 	KindAdjust Kind = "adjust"
@@ -57,7 +58,8 @@ type Op struct {
 	Key  string `json:"key"`
 	Kind Kind   `json:"kind"`
 	// Points is the amount: positive for earn, pending and spend; signed
-	// for adjust and transfer (received > 0, sent < 0).
+	// for adjust and transfer (received > 0, sent < 0); for reverse, the
+	// points to take back (0: all the entry has left).
 	Points int64 `json:"points,omitempty"`
 	// At is when the operation happens; expiry is judged against it.
 	At time.Time `json:"at"`
@@ -108,8 +110,9 @@ type Entry struct {
 // Lot is a parcel of points earned together, spent and expired as a unit
 // of first-in-first-out accounting.
 type Lot struct {
-	ID        int64     `json:"id"`  // the Seq of the entry that created it
-	Key       string    `json:"key"` // that entry's idempotency key
+	ID  int64  `json:"id"`  // the Seq of the entry that created it
+	Key string `json:"key"` // that entry's idempotency key
+	// Points is what the lot earned, less what reversals took back.
 	Points    int64     `json:"points"`
 	Remaining int64     `json:"remaining"`
 	EarnedAt  time.Time `json:"earned_at"`
@@ -119,9 +122,10 @@ type Lot struct {
 	// ActivatesAt is when a pending lot may be activated (see
 	// State.ActivateDue).
 	ActivatesAt time.Time `json:"activates_at,omitzero"`
-	// Expired is the points expiry removed from the lot.
+	// Expired is the points expiry removed from the lot (less those a
+	// reversal took back: expired points are not owed again).
 	Expired int64 `json:"expired,omitempty"`
-	// Reversed is set once the lot's points have been taken back.
+	// Reversed is set once all of the lot's points have been taken back.
 	Reversed bool `json:"reversed,omitempty"`
 }
 
@@ -204,14 +208,22 @@ func (s *State) Apply(op Op) ([]Entry, error) {
 func (s *State) apply(op Op) (Entry, error) {
 	open := len(s.Lots)
 	lots := s.Lots
-	if op.Kind == KindReverse && !s.hasLot(op.Ref) && s.Closed != nil {
+	justClosed := -1 // index in s.closed of a lot brought back
+	if op.Kind == KindReverse && !s.hasLot(op.Ref) {
 		// Bring the closed lot back for the reversal; it closes again.
-		l, ok, err := s.Closed(op.Ref)
-		if err != nil {
-			return Entry{}, err
-		}
-		if ok {
-			lots = append(lots, l)
+		// It may have closed a moment ago, by the expiry before op.
+		justClosed = slices.IndexFunc(s.closed, func(l Lot) bool { return l.Key == op.Ref })
+		switch {
+		case justClosed >= 0:
+			lots = append(lots, s.closed[justClosed])
+		case s.Closed != nil:
+			l, ok, err := s.Closed(op.Ref)
+			if err != nil {
+				return Entry{}, err
+			}
+			if ok {
+				lots = append(lots, l)
+			}
 		}
 	}
 	// Work on the lots in place, saving each before it changes, so that a
@@ -223,6 +235,9 @@ func (s *State) apply(op Op) (Entry, error) {
 		}
 		s.Lots = w.lots[:open]
 		return Entry{}, err
+	}
+	if justClosed >= 0 {
+		s.closed = slices.Delete(s.closed, justClosed, justClosed+1)
 	}
 	// Closed lots leave the state.
 	kept := w.lots[:0]
@@ -430,9 +445,35 @@ func (a *Account) Check() error {
 		sumPending += e.PendingDelta
 		sumDebt += e.DebtDelta
 	}
+	// What reversals took back of each lot, by its key.
+	reversed := map[string]int64{}
+	for _, e := range a.Journal {
+		if e.Op.Kind == KindReverse {
+			reversed[e.Op.Ref] += e.Op.Points
+		}
+	}
+	a.index()
+	checkLot := func(l Lot) error {
+		if l.Remaining < 0 || l.Remaining > l.Points || l.Expired < 0 || l.Expired > l.Points-l.Remaining {
+			return fmt.Errorf("lot %d holds %d of %d, %d expired", l.ID, l.Remaining, l.Points, l.Expired)
+		}
+		i, ok := a.keys[l.Key]
+		if !ok {
+			return fmt.Errorf("lot %d: no entry %q in the journal", l.ID, l.Key)
+		}
+		if earned := a.Journal[i].Op.Points; l.Reversed && l.Points != 0 || !l.Reversed && l.Points != earned-reversed[l.Key] {
+			return fmt.Errorf("lot %d has %d points: earned %d, %d reversed (all: %t)", l.ID, l.Points, earned, reversed[l.Key], l.Reversed)
+		}
+		return nil
+	}
+	for _, l := range a.ClosedLots {
+		if err := checkLot(l); err != nil {
+			return err
+		}
+	}
 	for _, l := range a.Lots {
-		if l.Remaining < 0 || l.Remaining > l.Points {
-			return fmt.Errorf("lot %d holds %d of %d", l.ID, l.Remaining, l.Points)
+		if err := checkLot(l); err != nil {
+			return err
 		}
 		if l.Pending {
 			pending += l.Remaining
@@ -490,7 +531,10 @@ func (op Op) validate() error {
 		if op.Ref == "" {
 			return bad("names no entry (Ref)")
 		}
-		if op.Points != 0 {
+		switch {
+		case op.Kind == KindReverse && op.Points < 0:
+			return bad("reverses %d points: give the points to take back, or 0 for all", op.Points)
+		case op.Kind != KindReverse && op.Points != 0:
 			return bad("takes no points: it acts on the entry it names")
 		}
 	default:
@@ -680,30 +724,39 @@ func (w *work) reverse() error {
 	if l.Reversed {
 		return fmt.Errorf("%w: reverse %q: entry %q is already reversed", ErrInvalid, op.Key, op.Ref)
 	}
-	l.Reversed = true
-	left := l.Remaining
-	w.e.Lots = append(w.e.Lots, LotChange{Lot: l.ID, Points: -left})
-	l.Remaining = 0
+	n := op.Points
+	if n == 0 {
+		n = l.Points
+	}
+	if n > l.Points {
+		return fmt.Errorf("%w: reverse %q: %d points, but entry %q has %d left to reverse", ErrInvalid, op.Key, n, op.Ref, l.Points)
+	}
+	// The lot shrinks as if it had earned n points fewer: its remainder
+	// goes first, then the points that left it.
+	fromRest := min(n, l.Remaining)
+	l.Remaining -= fromRest
+	l.Points -= n
+	l.Reversed = l.Points == 0
+	w.e.Lots = append(w.e.Lots, LotChange{Lot: l.ID, Points: -fromRest})
 	if l.Pending {
-		// Cancelled before it was activated: the lot closes.
-		w.e.PendingDelta -= left
-		l.Pending = false
+		// Cancelled before it was activated: a lot fully reversed closes.
+		w.e.PendingDelta -= fromRest
+		l.Pending = !l.Reversed
 		return nil
 	}
-	// spent is what the lot gave to spends, expiry or debt.
-	spent := l.Points - left
-	w.e.Delta -= left
-	if spent == 0 {
+	w.e.Delta -= fromRest
+	// Of the points that left the lot, those that expired are gone
+	// already and not owed; only spent points are.
+	left := n - fromRest
+	free := min(left, l.Expired)
+	l.Expired -= free
+	owed := left - free
+	if owed == 0 {
 		return nil
 	}
-	// Points that expired are gone already: only spent points are owed.
-	spent -= l.Expired
-	if spent <= 0 {
-		return nil
-	}
-	taken := w.take(spent, func(*Lot) bool { return true })
+	taken := w.take(owed, func(*Lot) bool { return true })
 	w.e.Delta -= taken
-	if rest := spent - taken; rest > 0 {
+	if rest := owed - taken; rest > 0 {
 		if w.s.AllowNegative {
 			w.e.Delta -= rest
 			w.e.DebtDelta += rest

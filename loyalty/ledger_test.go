@@ -116,7 +116,8 @@ func TestInvalidOpsChangeNothing(t *testing.T) {
 		"activate unknown":   {Key: "k", Kind: loyalty.KindActivate, Ref: "nope", At: day(1)},
 		"activate active":    {Key: "k", Kind: loyalty.KindActivate, Ref: "e", At: day(1)},
 		"reverse unknown":    {Key: "k", Kind: loyalty.KindReverse, Ref: "nope", At: day(1)},
-		"reverse with pts":   {Key: "k", Kind: loyalty.KindReverse, Ref: "e", Points: 3, At: day(1)},
+		"reverse too many":   {Key: "k", Kind: loyalty.KindReverse, Ref: "e", Points: 1000, At: day(1)},
+		"reverse negative":   {Key: "k", Kind: loyalty.KindReverse, Ref: "e", Points: -3, At: day(1)},
 		"expire not due":     {Key: "k", Kind: loyalty.KindExpire, Ref: "e", At: day(1)},
 		"overspend":          spend("k", 101, day(1)),
 		"transfer, no party": {Key: "k", Kind: loyalty.KindTransfer, Points: -5, At: day(1)},
@@ -153,10 +154,62 @@ func TestPendingPoints(t *testing.T) {
 	// The cancelled lot is closed: it cannot be activated any more.
 	l, ok := a.Lot("order-2")
 	require.True(t, ok)
-	assert.Equal(t, loyalty.Lot{ID: 3, Key: "order-2", Points: 30, EarnedAt: day(15), Reversed: true}, l)
+	assert.Equal(t, loyalty.Lot{ID: 3, Key: "order-2", EarnedAt: day(15), Reversed: true}, l)
 	_, err = a.Apply(loyalty.Op{Key: "order-2/activate", Kind: loyalty.KindActivate, Ref: "order-2", At: day(30)})
 	require.ErrorIs(t, err, loyalty.ErrNotFound)
 	require.NoError(t, a.Check())
+}
+
+// TestPartialReverse takes back part of an entry's points, as a partial
+// refund does: the remainder first, then spent points (owed), never
+// expired ones, and never more than the entry has left.
+func TestPartialReverse(t *testing.T) {
+	a := loyalty.NewAccount("m1", false)
+	apply(t, a, loyalty.Op{Key: "o1", Kind: loyalty.KindEarn, Points: 100, At: day(0)})
+	apply(t, a, loyalty.Op{Key: "o2", Kind: loyalty.KindEarn, Points: 50, At: day(1)})
+	apply(t, a, loyalty.Op{Key: "s1", Kind: loyalty.KindSpend, Points: 80, At: day(2)}) // o1 has 20 left
+
+	// 30 of o1: its 20 remaining, then 10 it gave to the spend, owed
+	// from o2.
+	e := apply(t, a, loyalty.Op{Key: "o1/r1", Kind: loyalty.KindReverse, Ref: "o1", Points: 30, At: day(3)})[0]
+	assert.Equal(t, int64(-30), e.Delta)
+	assert.Equal(t, int64(40), a.Balance)
+	l, ok := a.Lot("o1")
+	require.True(t, ok)
+	assert.Equal(t, int64(70), l.Points)
+	assert.False(t, l.Reversed)
+
+	// More than o1 has left to reverse is refused and changes nothing.
+	_, err := a.Apply(loyalty.Op{Key: "o1/r2", Kind: loyalty.KindReverse, Ref: "o1", Points: 71, At: day(4)})
+	require.ErrorIs(t, err, loyalty.ErrInvalid)
+	assert.ErrorContains(t, err, "has 70 left to reverse")
+	_, err = a.Apply(loyalty.Op{Key: "o1/r2", Kind: loyalty.KindReverse, Ref: "o1", Points: -1, At: day(4)})
+	require.ErrorIs(t, err, loyalty.ErrInvalid)
+	assert.Equal(t, int64(40), a.Balance)
+
+	// The rest (Points 0): 70 owed, 40 there, 30 short without
+	// negative balances.
+	e = apply(t, a, loyalty.Op{Key: "o1/r2", Kind: loyalty.KindReverse, Ref: "o1", At: day(4)})[0]
+	assert.Equal(t, int64(30), e.Shortfall)
+	assert.Equal(t, int64(0), a.Balance)
+	_, err = a.Apply(loyalty.Op{Key: "o1/r3", Kind: loyalty.KindReverse, Ref: "o1", Points: 1, At: day(5)})
+	require.ErrorIs(t, err, loyalty.ErrInvalid)
+	require.NoError(t, a.Check())
+
+	// Expired points are not owed: 60 of a lot that expired whole.
+	b := loyalty.NewAccount("m2", true)
+	apply(t, b, loyalty.Op{Key: "o1", Kind: loyalty.KindEarn, Points: 100, At: day(0), ExpiresAt: day(10)})
+	apply(t, b, loyalty.Op{Key: "o2", Kind: loyalty.KindEarn, Points: 50, At: day(1)})
+	apply(t, b, loyalty.Op{Key: "s1", Kind: loyalty.KindSpend, Points: 40, At: day(2)}) // o1: 60 left, then expires
+	e = apply(t, b, loyalty.Op{Key: "o1/r1", Kind: loyalty.KindReverse, Ref: "o1", Points: 60, At: day(11)})[0]
+	assert.Equal(t, int64(0), e.Delta, "the 60 expired already")
+	assert.Equal(t, loyalty.KindExpire, b.Journal[len(b.Journal)-2].Op.Kind, "expiry came first")
+	assert.Equal(t, int64(50), b.Balance)
+	// The other 40 were spent: owed.
+	e = apply(t, b, loyalty.Op{Key: "o1/r2", Kind: loyalty.KindReverse, Ref: "o1", At: day(12)})[0]
+	assert.Equal(t, int64(-40), e.Delta)
+	assert.Equal(t, int64(10), b.Balance)
+	require.NoError(t, b.Check())
 }
 
 func TestReverseSpentPoints(t *testing.T) {
@@ -348,7 +401,13 @@ func randomOp(rng *rand.Rand, i int, now time.Time, keys []string, balance int64
 		// Around the balance, so that some spends drain it and some fail.
 		return spend(key, 1+rng.Int64N(max(balance, 0)*6/5+10), now)
 	case 7:
-		return loyalty.Op{Key: key, Kind: loyalty.KindReverse, Ref: ref, At: now}
+		// All the entry has left, or part of it (a partial refund;
+		// sometimes more than is left, which is refused).
+		var pts int64
+		if rng.IntN(2) == 0 {
+			pts = 1 + rng.Int64N(60)
+		}
+		return loyalty.Op{Key: key, Kind: loyalty.KindReverse, Ref: ref, Points: pts, At: now}
 	case 8:
 		return loyalty.Op{Key: key, Kind: loyalty.KindAdjust, Points: rng.Int64N(200) - 120, At: now, Reason: "support", ExpiresAt: expires}
 	default:
