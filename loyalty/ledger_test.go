@@ -549,10 +549,13 @@ func TestSettlement(t *testing.T) {
 	apply("ann", loyalty.Op{Key: "spend-at-fuel", Kind: loyalty.KindSpend, Points: 60, At: day(4), Partner: "fuelco"})
 	apply("bob", loyalty.Op{Key: "refund-fuel-2", Kind: loyalty.KindReverse, Ref: "fuel-2", At: day(5)})
 	apply("ann", loyalty.Op{Key: "fuel-3", Kind: loyalty.KindEarn, Points: 7, At: day(40), Partner: "fuelco"})
+	// A partial refund in the period, the rest in the next.
+	apply("bob", loyalty.Op{Key: "refund-hotel-1a", Kind: loyalty.KindReverse, Ref: "hotel-1", Points: 200, At: day(6)})
+	apply("bob", loyalty.Op{Key: "refund-hotel-1b", Kind: loyalty.KindReverse, Ref: "hotel-1", At: day(41)})
 
 	assert.Equal(t, []loyalty.PartnerTotals{
 		{Partner: "fuelco", Earned: 120, Reversed: 40, Spent: 60},
-		{Partner: "hotels", Earned: 500},
+		{Partner: "hotels", Earned: 500, Reversed: 200},
 	}, l.Settlement(day(0), day(30)), "the own points and day 40 are not the period's partners'")
-	assert.Equal(t, []loyalty.PartnerTotals{{Partner: "fuelco", Earned: 7}}, l.Settlement(day(30), day(60)))
+	assert.Equal(t, []loyalty.PartnerTotals{{Partner: "fuelco", Earned: 7}, {Partner: "hotels", Reversed: 300}}, l.Settlement(day(30), day(60)))
 }

@@ -8,8 +8,8 @@ import (
 
 // PartnerTotals is one coalition partner's sub-ledger over a period: the
 // points members earned at the partner (credited or pending), the points
-// of such earnings reversed in the period (refunds: the whole earning,
-// however much of it had been spent), and the points spent at the
+// of such earnings reversed in the period (refunds: the part of the
+// earning refunded, however much of it had been spent), and the points spent at the
 // partner. The program and the partner settle on these.
 type PartnerTotals struct {
 	Partner  string `json:"partner"`
@@ -39,7 +39,18 @@ func Settle(journal []Entry, from, to time.Time, totals map[string]*PartnerTotal
 		}
 		return t
 	}
+	// Points reversed so far per earning: a reversal of "all the rest"
+	// (Points 0) reverses what partial ones left.
+	back := map[string]int64{}
 	for _, e := range journal {
+		var reversed int64
+		if op, ok := earned[e.Op.Ref]; ok && e.Op.Kind == KindReverse {
+			reversed = e.Op.Points
+			if reversed == 0 {
+				reversed = op.Points - back[e.Op.Ref]
+			}
+			back[e.Op.Ref] += reversed
+		}
 		if e.Op.At.Before(from) || !e.Op.At.Before(to) {
 			continue
 		}
@@ -54,7 +65,7 @@ func Settle(journal []Entry, from, to time.Time, totals map[string]*PartnerTotal
 			}
 		case KindReverse:
 			if op, ok := earned[e.Op.Ref]; ok {
-				add(op.Partner).Reversed += op.Points
+				add(op.Partner).Reversed += reversed
 			}
 		}
 	}
