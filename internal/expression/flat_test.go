@@ -1,6 +1,8 @@
 package expression_test
 
 import (
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -14,27 +16,23 @@ type flatEnv struct {
 	Region string `expr:"region"`
 }
 
-// bindAll sets every variable p reads from e, the way a caller's
-// hand-written binder does.
+// bindAll sets every variable p reads from e, the way a caller's binder
+// does (by reflection here; the member type has no expr tags).
 func bindAll(t *testing.T, p *expression.Program, e flatEnv) *expression.Vars {
 	t.Helper()
 	v := expression.NewVars()
 	for _, name := range p.Vars() {
-		switch name {
-		case "member":
+		switch {
+		case name == "member":
 			v.Set(name, e.Member)
-		case "member.Tier":
-			v.Set(name, e.Member.Tier)
-		case "member.Tags":
-			v.Set(name, e.Member.Tags)
-		case "member.LastOrder":
-			v.Set(name, e.Member.LastOrder)
-		case "member.Orders":
-			v.Set(name, e.Member.Orders)
-		case "member.Spent":
-			v.Set(name, e.Member.Spent)
-		case "region":
+		case name == "region":
 			v.Set(name, e.Region)
+		case strings.HasPrefix(name, "member."):
+			f := reflect.ValueOf(e.Member).FieldByName(strings.TrimPrefix(name, "member."))
+			if !f.IsValid() {
+				t.Fatalf("no field for %s", name)
+			}
+			v.Set(name, f.Interface())
 		default:
 			t.Fatalf("no binding for %s", name)
 		}

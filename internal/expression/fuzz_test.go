@@ -7,8 +7,8 @@ import (
 )
 
 // FuzzCompileRun compiles and runs arbitrary rules against a typical
-// environment: neither may crash, hang or exhaust memory, whatever the
-// rule. Run it with:
+// environment, plain and flattened: neither may crash, hang or exhaust
+// memory, whatever the rule. Run it with:
 //
 //	go test -run '^$' -fuzz FuzzCompileRun -fuzztime 10m ./internal/expression/
 func FuzzCompileRun(f *testing.F) {
@@ -30,15 +30,20 @@ func FuzzCompileRun(f *testing.F) {
 		`sortBy(Orders, .Amount)[0].Category`,
 		`sumBy(Orders, "Amount") + countBy(Orders, "Category")["shoes"]`,
 		`countBy(Xs, "x")`,
+		`member.Tier == "gold" && len(member.Orders) > region`,
+		`let m = member; m.Orders[0].Amount + member.Orders[0].Amount`,
+		`member?.Tier ?? member.Name`,
 	} {
 		f.Add(seed)
 	}
 	env := sample()
+	flat := flatEnv{Member: env, Region: "north"}
 	f.Fuzz(func(t *testing.T, src string) {
-		p, err := expression.Compile("fuzz", src, member{}, expression.WithLimits(limits()))
-		if err != nil {
-			return
+		if p, err := expression.Compile("fuzz", src, member{}, expression.WithLimits(limits())); err == nil {
+			_, _ = p.Run(env)
 		}
-		_, _ = p.Run(env)
+		if p, err := expression.Compile("fuzz", src, flatEnv{}, expression.Flatten(), expression.WithLimits(limits())); err == nil {
+			_, _ = p.Run(bindAll(t, p, flat))
+		}
 	})
 }
