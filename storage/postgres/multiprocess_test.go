@@ -14,10 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rapportcrm/rapport/crm"
+	"github.com/rapportcrm/rapport/loyalty"
 	"github.com/rapportcrm/rapport/pipeline"
 	"github.com/rapportcrm/rapport/storage/postgres"
 	"github.com/rapportcrm/rapport/storage/postgres/pgtest"
@@ -30,6 +32,11 @@ const (
 	envOut    = "RAPPORT_PG_CHILD_OUT"
 	envDeals  = "RAPPORT_PG_CHILD_DEALS"
 	childMove = 60 // moves per child
+	// Ledger spends: the parent credits ledgerPoints; each child tries
+	// childSpends spends of spendPoints, together more than there is.
+	ledgerPoints = 1000
+	childSpends  = 100
+	spendPoints  = 7
 )
 
 // TestMultiProcess runs engines in three processes (this one and two
@@ -38,7 +45,8 @@ const (
 // and every process delivers events to one subscription name. Afterwards:
 // every deal's version and history account for every successful move (no
 // lost update), and every outbox event was delivered exactly once, by one
-// of the processes.
+// of the processes. The children also spend the same loyalty points at
+// once: the spends that succeed never take more than was credited.
 func TestMultiProcess(t *testing.T) {
 	pgtest.Need(t, startErr)
 	ctx := context.Background()
@@ -58,19 +66,23 @@ func TestMultiProcess(t *testing.T) {
 		require.NoError(t, err)
 		ids = append(ids, d.ID)
 	}
+	ledger := e.Default().Ledger("beans", false)
+	_, err = ledger.Apply(ctx, "ann", loyalty.Op{Key: "credit", Kind: loyalty.KindEarn, Points: ledgerPoints, At: time.Now()})
+	require.NoError(t, err)
 	dir := t.TempDir()
 	parentOut := filepath.Join(dir, "parent")
 	require.NoError(t, e.Subscribe(crm.Subscription{Name: "exactly-once", Handler: recordTo(parentOut)}))
 
 	type child struct {
-		cmd   *exec.Cmd
-		out   string
-		moves chan int
-		stdin interface{ Close() error }
+		cmd    *exec.Cmd
+		out    string
+		moves  chan int
+		spends chan int
+		stdin  interface{ Close() error }
 	}
 	var children []*child
 	for i := range 2 {
-		c := &child{out: filepath.Join(dir, fmt.Sprintf("child%d", i)), moves: make(chan int, 1)}
+		c := &child{out: filepath.Join(dir, fmt.Sprintf("child%d", i)), moves: make(chan int, 1), spends: make(chan int, 1)}
 		c.cmd = exec.Command(os.Args[0], "-test.run", "^TestMultiProcessChild$", "-test.v")
 		c.cmd.Env = append(os.Environ(), envChild+"="+schema, envURL+"="+server.URL, envOut+"="+c.out, envDeals+"="+strings.Join(ids, ","))
 		stdin, err := c.cmd.StdinPipe()
@@ -88,11 +100,14 @@ func TestMultiProcess(t *testing.T) {
 		})
 		go func() {
 			sc := bufio.NewScanner(stdout)
-			n := -1
+			n, spent := -1, -1
 			for sc.Scan() {
 				if v, ok := strings.CutPrefix(sc.Text(), "MOVES "); ok {
 					n, _ = strconv.Atoi(v)
 					c.moves <- n
+				} else if v, ok := strings.CutPrefix(sc.Text(), "SPENDS "); ok {
+					spent, _ = strconv.Atoi(v)
+					c.spends <- spent
 				} else {
 					fmt.Fprintf(os.Stderr, "child %d: %s\n", i, sc.Text())
 				}
@@ -100,10 +115,13 @@ func TestMultiProcess(t *testing.T) {
 			if n < 0 {
 				c.moves <- -1
 			}
+			if spent < 0 {
+				c.spends <- -1
+			}
 		}()
 		children = append(children, c)
 	}
-	total := 0
+	total, spends := 0, 0
 	for i, c := range children {
 		select {
 		case n := <-c.moves:
@@ -112,7 +130,23 @@ func TestMultiProcess(t *testing.T) {
 		case <-time.After(3 * time.Minute):
 			t.Fatalf("child %d did not finish its moves", i)
 		}
+		select {
+		case n := <-c.spends:
+			require.GreaterOrEqual(t, n, 0, "child %d failed", i)
+			spends += n
+		case <-time.After(3 * time.Minute):
+			t.Fatalf("child %d did not finish its spends", i)
+		}
 	}
+
+	// No overspend: the spends that succeeded are exactly those the
+	// credit covers, and the stored ledger adds up.
+	j, err := ledger.Journal(ctx, "ann")
+	require.NoError(t, err)
+	require.NoError(t, j.Check())
+	assert.Equal(t, ledgerPoints/spendPoints, spends, "spends that succeeded")
+	assert.Equal(t, int64(ledgerPoints-spends*spendPoints), j.Balance)
+	assert.Len(t, j.Journal, 1+spends)
 
 	// No lost update: each successful move added one version and one
 	// history entry.
@@ -154,7 +188,7 @@ func TestMultiProcess(t *testing.T) {
 			t.Errorf("event %d delivered %d times", seq, n)
 		}
 	}
-	t.Logf("%d moves by 2 processes, %d events delivered once each", total, head)
+	t.Logf("%d moves and %d spends by 2 processes, %d events delivered once each", total, spends, head)
 }
 
 // recordTo returns a handler that appends each event's sequence number to
@@ -221,6 +255,141 @@ func TestMultiProcessChild(t *testing.T) {
 		moves++
 	}
 	fmt.Printf("MOVES %d\n", moves)
+	ledger := e.Default().Ledger("beans", false)
+	spends := 0
+	for i := range childSpends {
+		_, err := ledger.Apply(ctx, "ann", loyalty.Op{Key: fmt.Sprintf("%s-%d-%d", schema, os.Getpid(), i), Kind: loyalty.KindSpend, Points: spendPoints, At: time.Now()})
+		if errors.Is(err, loyalty.ErrInsufficientPoints) {
+			continue
+		}
+		require.NoError(t, err)
+		spends++
+	}
+	fmt.Printf("SPENDS %d\n", spends)
 	// Keep delivering events until the parent closes stdin.
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+}
+
+// Environment of the child of TestKillMidDelivery.
+const (
+	envKillSchema = "RAPPORT_PG_KILL_SCHEMA"
+	envKillOut    = "RAPPORT_PG_KILL_OUT"
+	killAfter     = 150 // the child hangs in the handler of its 151st event, in its second batch
+	killLease     = 2 * time.Second
+)
+
+// TestKillMidDelivery kills a process (SIGKILL) in the middle of handling
+// an event. Another process takes the subscription over when the dead
+// one's lease runs out and delivers everything left: no event is lost,
+// and the only events delivered twice are those of the batch the dead
+// process had not acknowledged.
+func TestKillMidDelivery(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	schema := pgtest.Schema(t)
+	st, err := postgres.Open(ctx, server.URL, &postgres.Options{Schema: schema, Lease: killLease})
+	require.NoError(t, err)
+	defer st.Close()
+	e, err := crm.Open(ctx, crm.Options{Store: st, PollInterval: 50 * time.Millisecond})
+	require.NoError(t, err)
+	defer e.Close()
+	for i := range 250 {
+		_, err := e.Contacts().Create(ctx, crm.Contact{FirstName: "C", LastName: fmt.Sprint(i)})
+		require.NoError(t, err)
+	}
+	head, err := st.OutboxHead(ctx)
+	require.NoError(t, err)
+
+	dir := t.TempDir()
+	childOut, parentOut := filepath.Join(dir, "child"), filepath.Join(dir, "parent")
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestKillMidDeliveryChild$", "-test.v")
+	cmd.Env = append(os.Environ(), envKillSchema+"="+schema, envURL+"="+server.URL, envKillOut+"="+childOut)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	hung := make(chan uint64, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "HUNG "); ok {
+				n, _ := strconv.ParseUint(v, 10, 64)
+				hung <- n
+				return
+			}
+		}
+		close(hung)
+	}()
+	var inFlight uint64
+	select {
+	case n, ok := <-hung:
+		require.True(t, ok, "the child ended before hanging")
+		inFlight = n
+	case <-time.After(time.Minute):
+		t.Fatal("the child did not reach its hanging event")
+	}
+	conn, err := pgx.Connect(ctx, server.URL)
+	require.NoError(t, err)
+	var acked uint64
+	err = conn.QueryRow(ctx, "SELECT acked FROM "+pgx.Identifier{schema, "consumers"}.Sanitize()+" WHERE name = $1", []byte("sub:durable")).Scan(&acked)
+	conn.Close(ctx)
+	require.NoError(t, err)
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+
+	// The survivor subscribes under the same name and finishes the job.
+	require.NoError(t, e.Subscribe(crm.Subscription{Name: "durable", Handler: recordTo(parentOut)}))
+	seen := map[uint64]int{}
+	deadline := time.Now().Add(time.Minute)
+	for len(seen) < int(head) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		seen = map[uint64]int{}
+		for _, f := range []string{childOut, parentOut} {
+			for _, seq := range readSeqs(t, f) {
+				seen[seq]++
+			}
+		}
+	}
+	require.Len(t, seen, int(head), "every event delivered, none lost")
+	assert.Equal(t, 1, seen[inFlight], "the event in flight is delivered by the survivor")
+	again := 0
+	for seq, n := range seen {
+		if n > 1 {
+			again++
+			assert.Greater(t, seq, acked, "event %d delivered %d times, but it was acknowledged", seq, n)
+			assert.Less(t, seq, inFlight, "event %d delivered %d times", seq, n)
+		}
+	}
+	assert.Positive(t, acked, "the child acknowledged its first batch")
+	t.Logf("%d events; the child acknowledged up to %d and died in event %d; %d delivered again", head, acked, inFlight, again)
+}
+
+// TestKillMidDeliveryChild is the process TestKillMidDelivery kills; run
+// on its own it does nothing.
+func TestKillMidDeliveryChild(t *testing.T) {
+	schema := os.Getenv(envKillSchema)
+	if schema == "" {
+		t.Skip("a child process of TestKillMidDelivery")
+	}
+	ctx := context.Background()
+	st, err := postgres.Open(ctx, os.Getenv(envURL), &postgres.Options{Schema: schema, Lease: killLease})
+	require.NoError(t, err)
+	e, err := crm.Open(ctx, crm.Options{Store: st, PollInterval: 50 * time.Millisecond})
+	require.NoError(t, err)
+	record := recordTo(os.Getenv(envKillOut))
+	n := 0
+	require.NoError(t, e.Subscribe(crm.Subscription{Name: "durable", Handler: func(ctx context.Context, ev crm.Event) error {
+		if n++; n > killAfter {
+			fmt.Printf("HUNG %d\n", ev.Seq)
+			select {} // until killed
+		}
+		return record(ctx, ev)
+	}}))
+	select {}
 }
