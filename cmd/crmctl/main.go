@@ -10,6 +10,10 @@
 //	crmctl rules check FILE...
 //	crmctl rules eval -rule EXPR [-json FILE] [-now TIME]
 //	crmctl [-db rapport.db] check
+//	crmctl -db postgres://user@host/db [-schema rapport] migrate
+//
+// -db takes a bbolt file or a postgres:// URL (every command but check
+// works on both).
 //
 // Output is JSON, one record per line. An import prints a summary on
 // standard output, bad rows (file:line: why) on standard error, and its
@@ -35,7 +39,7 @@ func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-const usage = `usage: crmctl [-db FILE] [-tenant NAME] COMMAND
+const usage = `usage: crmctl [-db FILE|postgres://URL] [-schema NAME] [-tenant NAME] COMMAND
 commands:
   contacts add -first F -last L -email E [-phone P] [-owner O] [-tags a,b]
   contacts list [-tag T | -owner O] [-limit N]
@@ -48,6 +52,7 @@ commands:
   rules test PATH...  |  rules check FILE...  |  rules eval -rule EXPR [-json FILE] [-now T]
                test loyalty fixtures, validate program and segment files, evaluate an expression
   check        verify the consistency of the database file
+  migrate      apply the PostgreSQL migrations (engines also do on open) and print the version
 exit codes: 0 done, 1 failed, 2 usage, 3 imported with some rows skipped`
 
 // run executes one command and returns the process exit code.
@@ -55,7 +60,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs := flag.NewFlagSet("crmctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprintln(stderr, usage) }
-	db := fs.String("db", "rapport.db", "bbolt database file")
+	db := fs.String("db", "rapport.db", "bbolt database file, or postgres://... URL")
+	schema := fs.String("schema", "rapport", "PostgreSQL schema of the store (with a postgres:// -db)")
 	tenant := fs.String("tenant", "default", "tenant to work in")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -66,17 +72,24 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	var err error
+	d := database{path: *db, schema: *schema}
 	switch rest[0] {
 	case "check":
+		if d.postgres() {
+			err = errors.New("check verifies a bbolt file; PostgreSQL has its own tools (amcheck, pg_dump)")
+			break
+		}
 		err = check(*db, stdout)
+	case "migrate":
+		err = migrate(ctx, d, stdout)
 	case "contacts":
-		err = contacts(ctx, *db, *tenant, rest[1:], stdout, stderr)
+		err = contacts(ctx, d, *tenant, rest[1:], stdout, stderr)
 	case "import":
-		err = importCmd(ctx, *db, *tenant, rest[1:], stdout, stderr)
+		err = importCmd(ctx, d, *tenant, rest[1:], stdout, stderr)
 	case "export":
-		err = exportCmd(ctx, *db, *tenant, rest[1:], stdout, stderr)
+		err = exportCmd(ctx, d, *tenant, rest[1:], stdout, stderr)
 	case "report":
-		err = reportCmd(ctx, *db, *tenant, rest[1:], stdout, stderr)
+		err = reportCmd(ctx, d, *tenant, rest[1:], stdout, stderr)
 	case "rules":
 		err = rulesCmd(rest[1:], stdin, stdout, stderr)
 	default:
@@ -116,16 +129,16 @@ func check(path string, stdout io.Writer) error {
 	return nil
 }
 
-func contacts(ctx context.Context, path, tenant string, args []string, stdout, stderr io.Writer) (err error) {
+func contacts(ctx context.Context, db database, tenant string, args []string, stdout, stderr io.Writer) (err error) {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return errUsage
 	}
-	engine, err := crm.Open(ctx, crm.Options{Path: path})
+	engine, closeDB, err := db.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, engine.Close()) }()
+	defer func() { err = errors.Join(err, closeDB()) }()
 	recs := engine.Tenant(tenant).Contacts()
 	enc := json.NewEncoder(stdout)
 

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/rapportcrm/rapport/analytics"
-	"github.com/rapportcrm/rapport/crm"
 )
 
 const reportUsage = `usage: crmctl report KIND [flags]
@@ -66,7 +65,7 @@ var reportFlags = map[string][]string{
 }
 
 // reportCmd runs one report and prints it.
-func reportCmd(ctx context.Context, path, tenant string, args []string, stdout, stderr io.Writer) (err error) {
+func reportCmd(ctx context.Context, db database, tenant string, args []string, stdout, stderr io.Writer) (err error) {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, reportUsage)
 		return errUsage
@@ -156,11 +155,11 @@ func reportCmd(ctx context.Context, path, tenant string, args []string, stdout, 
 		}
 	}
 
-	engine, err := crm.Open(ctx, crm.Options{Path: path})
+	engine, closeDB, err := db.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, engine.Close()) }()
+	defer func() { err = errors.Join(err, closeDB()) }()
 	r := analytics.New(engine.Tenant(tenant))
 
 	var rep analytics.Report

@@ -53,7 +53,7 @@ var importers = map[string]importer{
 }
 
 // importCmd runs "crmctl import KIND FILE [flags]".
-func importCmd(ctx context.Context, path, tenant string, args []string, stdout, stderr io.Writer) (err error) {
+func importCmd(ctx context.Context, db database, tenant string, args []string, stdout, stderr io.Writer) (err error) {
 	const use = "usage: crmctl import contacts|accounts|products|orders FILE [--map col=field]... [--format csv|jsonl] [--currency C] [--refund-prefix P] [--stop-on-error] [--batch N]"
 	if len(args) < 2 || importers[args[0]] == nil {
 		fmt.Fprintln(stderr, use)
@@ -90,11 +90,11 @@ func importCmd(ctx context.Context, path, tenant string, args []string, stdout, 
 		return err
 	}
 	defer f.Close()
-	engine, err := crm.Open(ctx, crm.Options{Path: path})
+	engine, closeDB, err := db.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, engine.Close()) }()
+	defer func() { err = errors.Join(err, closeDB()) }()
 
 	opts := bulk.Options{Format: formatOf(*format, file), Mapping: mapping, Currency: *currency,
 		RefundPrefix: *refund, StopOnError: *stop, BatchSize: *batch}
@@ -140,7 +140,7 @@ var exporters = map[string]exporter{
 }
 
 // exportCmd runs "crmctl export KIND [-o FILE] [--format csv|jsonl]".
-func exportCmd(ctx context.Context, path, tenant string, args []string, stdout, stderr io.Writer) (err error) {
+func exportCmd(ctx context.Context, db database, tenant string, args []string, stdout, stderr io.Writer) (err error) {
 	if len(args) < 1 || exporters[args[0]] == nil {
 		fmt.Fprintln(stderr, "usage: crmctl export contacts|accounts|products|orders [-o FILE] [--format csv|jsonl]")
 		return errUsage
@@ -152,14 +152,14 @@ func exportCmd(ctx context.Context, path, tenant string, args []string, stdout, 
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("no database: %w", err)
+	if err := db.mustExist(); err != nil {
+		return err
 	}
-	engine, err := crm.Open(ctx, crm.Options{Path: path})
+	engine, closeDB, err := db.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, engine.Close()) }()
+	defer func() { err = errors.Join(err, closeDB()) }()
 	w := stdout
 	if *out != "" {
 		f, err := os.Create(*out)

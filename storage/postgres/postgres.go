@@ -231,6 +231,16 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
+// Migration returns the migration the store's schema is at (Open brings
+// it to Migrations()).
+func (s *Store) Migration(ctx context.Context) (int, error) {
+	var v int
+	if err := s.pool.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM migrations").Scan(&v); err != nil {
+		return 0, fmt.Errorf("postgres: migration: %w", err)
+	}
+	return v, nil
+}
+
 // Migrations returns the number of migrations this package embeds, the
 // version a migrated schema is at.
 func Migrations() int {
