@@ -79,7 +79,7 @@ func checkDeal(ctx context.Context, tx storage.ReadTx, d, prev *Deal, p *problem
 }
 
 // sortableTimeLayout formats UTC times so that they sort as strings.
-const sortableTimeLayout = "2006-01-02T15:04:05.000000000Z"
+const sortableTimeLayout = storage.TimeLayout
 
 // sortableTime indexes an RFC 3339 time field in sortableTimeLayout.
 func sortableTime(field string) func([]byte) ([]string, error) {

@@ -21,6 +21,17 @@ import (
 // pipeline and stage keys, sortable times and integers, none of which can
 // hold sep (a control character).
 
+// The columns of the facts indexes, for stores that keep them typed
+// (storage.Index.Columns): a SQL store aggregates reports over them.
+var (
+	moveColumns = []storage.Column{{Name: "collection"}, {Name: "pipeline"}, {Name: "at", Type: storage.ColumnTime},
+		{Name: "to_stage"}, {Name: "from_stage"}, {Name: "record_id"}, {Name: "owner"}, {Name: "in_previous", Type: storage.ColumnInt}}
+	positionColumns = []storage.Column{{Name: "pipeline"}, {Name: "stage"}, {Name: "owner"},
+		{Name: "entered_at", Type: storage.ColumnTime}, {Name: "due_at", Type: storage.ColumnTime}}
+	orderFactColumns = []storage.Column{{Name: "customer"}, {Name: "ordered_at", Type: storage.ColumnTime},
+		{Name: "refund", Type: storage.ColumnInt}, {Name: "currency"}, {Name: "total", Type: storage.ColumnInt}}
+)
+
 // StageMove is one stage change, as reports read it.
 type StageMove struct {
 	// RecordID is the record that moved.

@@ -129,7 +129,7 @@ var orderKind = func() *kind[Order] {
 			{Name: "campaign", Field: "campaign_id"},
 			{Name: "owner", Field: "owner"},
 			{Name: "tag", Field: "tags"},
-			{Name: "customer_facts", Extract: orderFactKey},
+			{Name: "customer_facts", Extract: orderFactKey, Columns: orderFactColumns},
 		}},
 		checkOrder, func(ctx context.Context, tx storage.ReadTx, id string) error {
 			return referencedBy(ctx, tx, "order", id, []string{ordersCollection}, "refund_of")

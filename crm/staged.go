@@ -39,7 +39,7 @@ type staging[T any] struct {
 func stagedIndexes() []storage.Index {
 	return []storage.Index{
 		{Name: "stage", Extract: pipelineStage},
-		{Name: "position", Extract: positionKey},
+		{Name: "position", Extract: positionKey, Columns: positionColumns},
 		{Name: "stage_due", Extract: sortableTime("stage_due_at")},
 		{Name: "owner_due", Extract: ownerDue},
 	}
@@ -632,7 +632,7 @@ func stagedKindOf(k pipeline.Kind) (stagedKind, error) {
 // sep separates the parts of composite index values. IDs cannot contain
 // it (storage.ValidateID refuses control characters), so a prefix of
 // "<id>"+sep never matches another ID.
-const sep = "\x1f"
+const sep = storage.FieldSep
 
 // ownerDue indexes a record with an owner and a due time under
 // owner ‖ sep ‖ due.

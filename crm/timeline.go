@@ -86,7 +86,7 @@ var timelineKind = storage.Collection{Name: timelineCollection, Indexes: []stora
 		}
 		return []string{gjsonString(body, "collection") + sep + gjsonString(body, "record_id") + sep + at[0]}, nil
 	}},
-	{Name: "moves", Extract: moveKey},
+	{Name: "moves", Extract: moveKey, Columns: moveColumns},
 }}
 
 // TimelineOptions select a page of a timeline.

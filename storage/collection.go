@@ -37,6 +37,13 @@ type Index struct {
 	// Version is part of the index definition; changing it makes Declare
 	// rebuild the index from the stored records.
 	Version int
+	// Columns, when set, declares that every value of the index is
+	// len(Columns) fields joined by FieldSep, of these names and types: a
+	// write whose value does not parse is refused (ErrInvalid). A store
+	// that can query typed data keeps them in typed columns too, so that
+	// reports aggregate where the data lives (PostgreSQL: a table named
+	// by ColumnsTable).
+	Columns []Column
 }
 
 // Definition returns a string that identifies the index's definition; an
@@ -46,7 +53,7 @@ func (ix Index) Definition() string {
 	if ix.Extract != nil {
 		src = "extract"
 	}
-	return fmt.Sprintf("%s unique=%t %s v%d", ix.Name, ix.Unique, src, ix.Version)
+	return fmt.Sprintf("%s unique=%t %s v%d", ix.Name, ix.Unique, src, ix.Version) + ix.columnsDefinition()
 }
 
 var (
@@ -75,6 +82,16 @@ func (c Collection) Validate() error {
 		}
 		if ix.Field != "" && !fieldRE.MatchString(ix.Field) {
 			return invalidf("collection %s: index %s: field %q: want member names of [A-Za-z0-9_-] joined by dots", c.Name, ix.Name, ix.Field)
+		}
+		cols := map[string]bool{}
+		for _, col := range ix.Columns {
+			if !nameRE.MatchString(col.Name) || cols[col.Name] {
+				return invalidf("collection %s: index %s: column name %q: want 1-64 of [a-z0-9_], not starting with a digit, once", c.Name, ix.Name, col.Name)
+			}
+			if col.Type < ColumnText || col.Type > ColumnTime {
+				return invalidf("collection %s: index %s: column %s: unknown type %d", c.Name, ix.Name, col.Name, col.Type)
+			}
+			cols[col.Name] = true
 		}
 	}
 	return nil
@@ -116,6 +133,13 @@ func (c Collection) IndexValues(body []byte) ([][]string, error) {
 		vals, err := cleanValues(vals)
 		if err != nil {
 			return nil, fmt.Errorf("collection %s: index %s: %w", c.Name, ix.Name, err)
+		}
+		if len(ix.Columns) > 0 {
+			for _, v := range vals {
+				if _, err := ParseColumns(ix, v); err != nil {
+					return nil, fmt.Errorf("collection %s: %w", c.Name, err)
+				}
+			}
 		}
 		out[i] = vals
 	}

@@ -1,7 +1,9 @@
 package expression_test
 
 import (
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/rapportcrm/rapport/internal/expression"
 )
@@ -39,6 +41,10 @@ func FuzzCompileRun(f *testing.F) {
 	env := sample()
 	flat := flatEnv{Member: env, Region: "north"}
 	f.Fuzz(func(t *testing.T, src string) {
+		// No input may take long: a hang would otherwise only show as
+		// a stalled fuzzer.
+		watchdog := time.AfterFunc(10*time.Second, func() { panic(fmt.Sprintf("rule %q ran for 10s", src)) })
+		defer watchdog.Stop()
 		if p, err := expression.Compile("fuzz", src, member{}, expression.WithLimits(limits())); err == nil {
 			_, _ = p.Run(env)
 		}

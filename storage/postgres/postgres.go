@@ -485,7 +485,8 @@ func dropIndex(ctx context.Context, ptx pgx.Tx, coll, idx string) error {
 			return err
 		}
 	}
-	return nil
+	_, err := ptx.Exec(ctx, "DROP TABLE IF EXISTS "+columnsTable(coll, idx))
+	return err
 }
 
 // rebuildIndex recomputes one index from every tenant's records.
@@ -494,12 +495,15 @@ func rebuildIndex(ctx context.Context, ptx pgx.Tx, c storage.Collection, i int) 
 	if err := dropIndex(ctx, ptx, c.Name, ix.Name); err != nil {
 		return err
 	}
+	if err := createColumnsTable(ctx, ptx, c.Name, ix); err != nil {
+		return err
+	}
 	one := storage.Collection{Name: c.Name, Indexes: []storage.Index{ix}}
 	rows, err := ptx.Query(ctx, "SELECT tenant, id, body FROM records WHERE coll = $1 ORDER BY tenant, id", c.Name)
 	if err != nil {
 		return err
 	}
-	var entries, uniques [][]any
+	var entries, uniques, columns [][]any
 	holders := map[string]string{} // tenant NUL value → id
 	for rows.Next() {
 		var tenant, id, body []byte
@@ -511,6 +515,14 @@ func rebuildIndex(ctx context.Context, ptx pgx.Tx, c storage.Collection, i int) 
 		if err != nil {
 			rows.Close()
 			return fmt.Errorf("record %s: %w", id, err)
+		}
+		if len(ix.Columns) > 0 {
+			typed, err := columnRows(ix, tenant, id, toBytes(vals[0]))
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			columns = append(columns, typed...)
 		}
 		for _, v := range vals[0] {
 			entries = append(entries, []any{tenant, c.Name, ix.Name, []byte(v), id})
@@ -533,7 +545,14 @@ func rebuildIndex(ctx context.Context, ptx pgx.Tx, c storage.Collection, i int) 
 	if _, err := ptx.CopyFrom(ctx, pgx.Identifier{"entries"}, cols, pgx.CopyFromRows(entries)); err != nil {
 		return err
 	}
-	_, err = ptx.CopyFrom(ctx, pgx.Identifier{"uniques"}, cols, pgx.CopyFromRows(uniques))
+	if _, err = ptx.CopyFrom(ctx, pgx.Identifier{"uniques"}, cols, pgx.CopyFromRows(uniques)); err != nil || len(ix.Columns) == 0 {
+		return err
+	}
+	cols = []string{"tenant", "value", "id"}
+	for _, col := range ix.Columns {
+		cols = append(cols, "c_"+col.Name)
+	}
+	_, err = ptx.CopyFrom(ctx, pgx.Identifier{storage.ColumnsTable(c.Name, ix.Name)}, cols, pgx.CopyFromRows(columns))
 	return err
 }
 

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -141,4 +142,64 @@ func TestConsumerLeaseExpires(t *testing.T) {
 	evs, err = a.ReadOutbox(ctx, "dead", 10)
 	require.NoError(t, err)
 	assert.Len(t, evs, 1, "taken over once the lease ran out")
+}
+
+// TestColumnsTable checks that the typed table of an index with Columns
+// follows every write and is rebuilt by Declare.
+func TestColumnsTable(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	st := open(t)
+	cols := []storage.Column{{Name: "city"}, {Name: "at", Type: storage.ColumnTime}, {Name: "amount", Type: storage.ColumnInt}}
+	c := storage.Collection{Name: "visits", Indexes: []storage.Index{{Name: "visit", Field: "v"}}}
+	require.NoError(t, st.Declare(ctx, c))
+	v := func(city, at, amount string) []byte {
+		b, err := json.Marshal(map[string]any{"v": []string{city + storage.FieldSep + at + storage.FieldSep + amount}})
+		require.NoError(t, err)
+		return b
+	}
+	put := func(id string, version uint64, body []byte) {
+		require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+			_, err := tx.Put(ctx, "visits", storage.Record{ID: id, Version: version, Body: body})
+			return err
+		}))
+	}
+	put("1", 0, v("Oslo", "2026-01-02T03:04:05.000000006Z", "7"))
+	// Declaring the columns builds the table from the stored records.
+	c.Indexes[0].Columns = cols
+	require.NoError(t, st.Declare(ctx, c))
+	put("2", 0, v("Bergen", "", "-3"))
+	put("1", 1, v("Oslo", "2026-01-02T03:04:05.000000006Z", "8"))
+	put("3", 0, v("Tromsø", "", "1"))
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error { return tx.Delete(ctx, "visits", "3", 1) }))
+
+	conn, err := pgx.Connect(ctx, server.URL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT id, c_city, c_at, c_amount FROM "+pgx.Identifier{st.Schema(), storage.ColumnsTable("visits", "visit")}.Sanitize()+
+		" WHERE tenant = 't' ORDER BY id")
+	require.NoError(t, err)
+	type row struct {
+		ID, City string
+		At       *int64
+		Amount   int64
+	}
+	var got []row
+	for rows.Next() {
+		var r row
+		var id, city []byte
+		require.NoError(t, rows.Scan(&id, &city, &r.At, &r.Amount))
+		r.ID, r.City = string(id), string(city)
+		got = append(got, r)
+	}
+	require.NoError(t, rows.Err())
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC).UnixNano()
+	assert.Equal(t, []row{{ID: "1", City: "Oslo", At: &at, Amount: 8}, {ID: "2", City: "Bergen", Amount: -3}}, got)
+
+	// Dropping the columns drops the table.
+	c.Indexes[0].Columns = nil
+	require.NoError(t, st.Declare(ctx, c))
+	var n int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = $2", st.Schema(), storage.ColumnsTable("visits", "visit")).Scan(&n))
+	assert.Zero(t, n)
 }

@@ -212,6 +212,11 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 			was = oldVals[i]
 		}
 		gone, added := diffValues(was, newVals[i])
+		if len(ix.Columns) > 0 {
+			if err := queueColumns(w, collection, ix, tenant, id, gone, added); err != nil {
+				return storage.Record{}, err
+			}
+		}
 		if len(gone) > 0 {
 			w.Queue("DELETE FROM entries WHERE tenant = $1 AND coll = $2 AND idx = $3 AND id = $4 AND value = ANY($5)",
 				tenant, collection, ix.Name, id, gone)
@@ -299,6 +304,11 @@ func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) 
 		gone, _ := diffValues(oldVals[i], nil)
 		if len(gone) == 0 {
 			continue
+		}
+		if len(ix.Columns) > 0 {
+			if err := queueColumns(b, collection, ix, tenant, []byte(id), gone, nil); err != nil {
+				return err
+			}
 		}
 		b.Queue("DELETE FROM entries WHERE tenant = $1 AND coll = $2 AND idx = $3 AND id = $4 AND value = ANY($5)",
 			tenant, collection, ix.Name, []byte(id), gone)

@@ -84,6 +84,7 @@ func Run(t *testing.T, newStore NewStore, opts ...Option) {
 		{"ScanByIndex", s.testScanByIndex},
 		{"ScanPagination", s.testScanPagination},
 		{"ScanKeysOnly", s.testScanKeysOnly},
+		{"Columns", s.testColumns},
 		{"Rollback", s.testRollback},
 		{"RollbackOnPanic", s.testRollbackOnPanic},
 		{"TxAfterReturn", s.testTxAfterReturn},
