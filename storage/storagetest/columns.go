@@ -22,7 +22,9 @@ func (s *suite) testColumns(t *testing.T) {
 	ctx := context.Background()
 	visits := storage.Collection{Name: "visits", Indexes: []storage.Index{{Name: "visit", Field: "v", Columns: visitColumns}}}
 	require.NoError(t, st.Declare(ctx, visits))
-	v := func(city, at, amount string) string { return strings.Join([]string{city, at, amount}, storage.FieldSep) }
+	v := func(city, at, amount string) string {
+		return strings.Join([]string{city, at, amount}, storage.FieldSep)
+	}
 	good := v("Oslo", "2026-01-02T03:04:05.000000006Z", "-12")
 	put(t, st, tenant, "visits", storage.Record{ID: "1", Body: body(t, map[string]string{"v": good})})
 	put(t, st, tenant, "visits", storage.Record{ID: "2", Body: body(t, map[string]string{"v": v("Bergen", "", "0")})})
