@@ -101,7 +101,11 @@ func (r *Reports) Funnel(ctx context.Context, q FunnelQuery) (*Funnel, error) {
 	var counts []FunnelCounts
 	agg, ok := aggregator[FunnelAggregator](r)
 	if ok && sl.pushable() {
-		counts, err = agg.AggregateFunnel(ctx, FunnelAggregate{FactsQuery: r.factsQuery(def, q.Period, sl, q.By), PathRank: pathPos})
+		fq, err := r.factsQuery(def, q.Period, sl, q.By)
+		if err != nil {
+			return nil, err
+		}
+		counts, err = agg.AggregateFunnel(ctx, FunnelAggregate{FactsQuery: fq, PathRank: pathPos})
 		if ok, err = pushed(err); err != nil {
 			return nil, err
 		}

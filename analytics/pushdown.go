@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/rapportcrm/rapport/crm"
 	"github.com/rapportcrm/rapport/pipeline"
 )
 
@@ -41,9 +42,12 @@ type RFMAggregator interface {
 // FactsQuery selects the stage facts of a pushed-down stage report.
 type FactsQuery struct {
 	Tenant string
-	// Kind is the kind of records the pipeline holds.
-	Kind     pipeline.Kind
-	Pipeline string
+	// Kind is the kind of records the pipeline holds; Records is their
+	// collection and Timeline the collection of their stage changes
+	// (crm.FactsCollections).
+	Kind               pipeline.Kind
+	Records, Timeline string
+	Pipeline           string
 	// From and To bound the moves' times: From <= At < To; a zero bound
 	// is open.
 	From, To time.Time
@@ -104,6 +108,8 @@ type StageCounts struct {
 // RFMAggregate asks for the order totals of every customer.
 type RFMAggregate struct {
 	Tenant string
+	// Orders is the collection of orders (crm.OrdersCollection).
+	Orders string
 	// Currency, when set, keeps only orders in it.
 	Currency string
 }
@@ -137,13 +143,17 @@ func pushed(err error) (bool, error) {
 }
 
 // factsQuery builds the FactsQuery of a stage report.
-func (r *Reports) factsQuery(def *pipeline.Definition, p Period, sl *slicer, by By) FactsQuery {
-	q := FactsQuery{Tenant: r.t.ID(), Kind: def.Kind, Pipeline: def.Name, From: p.From, To: p.To, ByOwner: by == ByOwner}
+func (r *Reports) factsQuery(def *pipeline.Definition, p Period, sl *slicer, by By) (FactsQuery, error) {
+	records, timeline, err := crm.FactsCollections(def.Kind)
+	if err != nil {
+		return FactsQuery{}, err
+	}
+	q := FactsQuery{Tenant: r.t.ID(), Kind: def.Kind, Records: records, Timeline: timeline, Pipeline: def.Name, From: p.From, To: p.To, ByOwner: by == ByOwner}
 	for _, s := range def.Stages {
 		q.Stages = append(q.Stages, s.Key)
 	}
 	if sl.owners != nil {
 		q.Owners = sortedKeys(sl.owners)
 	}
-	return q
+	return q, nil
 }

@@ -333,7 +333,7 @@ func (r *Reports) RFM(ctx context.Context, opts RFMOptions) (*RFM, error) {
 	a := &rfmAcc{currency: opts.Currency, fixed: opts.Currency != ""}
 	agg, ok := aggregator[RFMAggregator](r)
 	if ok {
-		totals, err := agg.AggregateRFM(ctx, RFMAggregate{Tenant: r.t.ID(), Currency: opts.Currency})
+		totals, err := agg.AggregateRFM(ctx, RFMAggregate{Tenant: r.t.ID(), Orders: crm.OrdersCollection, Currency: opts.Currency})
 		if ok, err = pushed(err); err != nil {
 			return nil, err
 		}

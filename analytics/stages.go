@@ -80,7 +80,11 @@ func (r *Reports) Stages(ctx context.Context, q StagesQuery) (*StageTimes, error
 	var counts []StageCounts
 	agg, ok := aggregator[StageAggregator](r)
 	if ok && sl.pushable() {
-		counts, err = agg.AggregateStages(ctx, StageAggregate{FactsQuery: r.factsQuery(def, q.Period, sl, q.By), At: now})
+		fq, err := r.factsQuery(def, q.Period, sl, q.By)
+		if err != nil {
+			return nil, err
+		}
+		counts, err = agg.AggregateStages(ctx, StageAggregate{FactsQuery: fq, At: now})
 		if ok, err = pushed(err); err != nil {
 			return nil, err
 		}

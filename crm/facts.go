@@ -10,6 +10,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/rapportcrm/rapport/pipeline"
 	"github.com/rapportcrm/rapport/storage"
 )
 
@@ -31,6 +32,26 @@ var (
 	orderFactColumns = []storage.Column{{Name: "customer"}, {Name: "ordered_at", Type: storage.ColumnTime},
 		{Name: "refund", Type: storage.ColumnInt}, {Name: "currency"}, {Name: "total", Type: storage.ColumnInt}}
 )
+
+// OrdersCollection is the collection of orders; its "customer_facts"
+// index (columns orderFactColumns: customer, ordered_at, refund,
+// currency, total) holds the facts of RFM and the other customer
+// reports.
+const OrdersCollection = ordersCollection
+
+// FactsCollections names where the facts of records of kind k live, for
+// stores that aggregate reports themselves (analytics pushdown): records
+// is their collection, whose "position" index (columns pipeline, stage,
+// owner, entered_at, due_at) says where each record is; timeline holds
+// their stage changes in its "moves" index (columns collection,
+// pipeline, at, to_stage, from_stage, record_id, owner, in_previous).
+func FactsCollections(k pipeline.Kind) (records, timeline string, err error) {
+	sk, err := stagedKindOf(k)
+	if err != nil {
+		return "", "", err
+	}
+	return sk.collectionName(), timelineCollection, nil
+}
 
 // StageMove is one stage change, as reports read it.
 type StageMove struct {

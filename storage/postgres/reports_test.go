@@ -1,0 +1,139 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rapportcrm/rapport/analytics"
+	"github.com/rapportcrm/rapport/crm"
+	"github.com/rapportcrm/rapport/pipeline"
+	"github.com/rapportcrm/rapport/storage"
+)
+
+// streaming hides the store's aggregators: reports on it take the
+// streaming path.
+type streaming struct{ storage.Store }
+
+// testClock is a clock the test moves forward.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// TestPushdownParity runs the funnel, the stage report and RFM on the
+// same data twice: computed in SQL (the store's aggregators) and streamed
+// through the engine. The reports must be the same.
+func TestPushdownParity(t *testing.T) {
+	st := open(t)
+	ctx := context.Background()
+	clock := &testClock{now: time.Date(2026, 3, 2, 9, 0, 0, 123456789, time.UTC)}
+	pushed, err := crm.Open(ctx, crm.Options{Store: st, Clock: clock})
+	require.NoError(t, err)
+	defer pushed.Close()
+	streamed, err := crm.Open(ctx, crm.Options{Store: streaming{st}, Clock: clock})
+	require.NoError(t, err)
+	defer streamed.Close()
+
+	def, err := pipeline.Builtin("b2b-deal")
+	require.NoError(t, err)
+	require.NoError(t, pushed.Pipelines().Save(ctx, def))
+	var stages []string
+	for _, s := range def.Stages {
+		stages = append(stages, s.Key)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	owners := []string{"u1", "u2", "u3", ""}
+	amount, err := crm.ParseMoney("1000", "EUR")
+	require.NoError(t, err)
+	for i := range 60 {
+		d, err := pushed.Deals().Create(ctx, crm.Deal{Title: fmt.Sprintf("Deal %d", i), Pipeline: "b2b-deal", Amount: amount,
+			Meta: crm.Meta{Owner: owners[rng.IntN(len(owners))]}})
+		require.NoError(t, err)
+		for range rng.IntN(6) {
+			clock.advance(time.Duration(rng.Int64N(int64(72 * time.Hour))))
+			if rng.IntN(4) == 0 {
+				d.Owner = owners[rng.IntN(len(owners))]
+				if d, err = pushed.Deals().Update(ctx, d); err != nil {
+					require.NoError(t, err)
+				}
+			}
+			moved, err := pushed.Deals().Move(ctx, d.ID, stages[rng.IntN(len(stages))], crm.MoveOptions{Version: d.Version})
+			if err != nil {
+				continue // a move the pipeline refuses
+			}
+			d = moved
+		}
+	}
+	var contacts []string
+	for i := range 25 {
+		c, err := pushed.Contacts().Create(ctx, crm.Contact{FirstName: "C", LastName: fmt.Sprint(i)})
+		require.NoError(t, err)
+		contacts = append(contacts, c.ID)
+	}
+	for i := range 80 {
+		c := contacts[rng.IntN(len(contacts))]
+		cur := []string{"EUR", "EUR", "USD"}[rng.IntN(3)]
+		clock.advance(time.Duration(rng.Int64N(int64(48 * time.Hour))))
+		o := crm.Order{Number: fmt.Sprint(i), ContactID: c, OrderedAt: clock.Now(), Currency: cur,
+			Lines: []crm.OrderLine{{SKU: "x", Quantity: 1 + rng.Int64N(3), UnitPrice: crm.Money{Amount: 100 + rng.Int64N(10000), Currency: cur}}}}
+		if rng.IntN(8) == 0 {
+			o.Refund, o.Lines[0].Quantity = true, -1
+		}
+		_, err := pushed.Orders().Create(ctx, o)
+		require.NoError(t, err)
+	}
+
+	p, s := analytics.New(pushed.Default()), analytics.New(streamed.Default())
+	mid := clock.Now().Add(-5 * 24 * time.Hour)
+	for _, period := range []analytics.Period{{}, {From: mid}, {To: mid}} {
+		for _, by := range []analytics.By{analytics.All, analytics.ByOwner} {
+			for _, slice := range []analytics.Slice{{}, {Owners: []string{"u1", "u3"}}} {
+				name := fmt.Sprintf("%+v %q %v", period, by, slice.Owners)
+				fp, err := p.Funnel(ctx, analytics.FunnelQuery{Pipeline: "b2b-deal", Period: period, By: by, Slice: slice})
+				require.NoError(t, err, name)
+				fs, err := s.Funnel(ctx, analytics.FunnelQuery{Pipeline: "b2b-deal", Period: period, By: by, Slice: slice})
+				require.NoError(t, err, name)
+				assert.Equal(t, fs, fp, "funnel %s", name)
+				sp, err := p.Stages(ctx, analytics.StagesQuery{Pipeline: "b2b-deal", Period: period, By: by, Slice: slice})
+				require.NoError(t, err, name)
+				ss, err := s.Stages(ctx, analytics.StagesQuery{Pipeline: "b2b-deal", Period: period, By: by, Slice: slice})
+				require.NoError(t, err, name)
+				assert.Equal(t, ss, sp, "stages %s", name)
+			}
+		}
+	}
+	for _, cur := range []string{"EUR", "USD"} {
+		rp, err := p.RFM(ctx, analytics.RFMOptions{Currency: cur})
+		require.NoError(t, err)
+		rs, err := s.RFM(ctx, analytics.RFMOptions{Currency: cur})
+		require.NoError(t, err)
+		assert.Equal(t, rs, rp, "rfm %s", cur)
+		assert.NotEmpty(t, rp.Rows)
+	}
+
+	// The aggregators answered (the numbers are not all zero).
+	f, err := st.AggregateFunnel(ctx, analytics.FunnelAggregate{FactsQuery: analytics.FactsQuery{Tenant: "default", Kind: pipeline.KindDeal,
+		Records: "deals", Timeline: "timeline", Pipeline: "b2b-deal", Stages: stages}, PathRank: make([]int, len(stages))})
+	require.NoError(t, err)
+	require.Len(t, f, 1)
+	assert.Equal(t, 60, f[0].Entered[0], "every deal entered the first stage")
+}
