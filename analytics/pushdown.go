@@ -45,9 +45,9 @@ type FactsQuery struct {
 	// Kind is the kind of records the pipeline holds; Records is their
 	// collection and Timeline the collection of their stage changes
 	// (crm.FactsCollections).
-	Kind               pipeline.Kind
+	Kind              pipeline.Kind
 	Records, Timeline string
-	Pipeline           string
+	Pipeline          string
 	// From and To bound the moves' times: From <= At < To; a zero bound
 	// is open.
 	From, To time.Time
