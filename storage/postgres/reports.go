@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/big"
 	"time"
@@ -71,29 +72,42 @@ func movesSQL(timeline, stageCol string) string {
 			AND ($7::bytea[] IS NULL OR m.c_owner = ANY($7))`
 }
 
-// AggregateFunnel implements analytics.FunnelAggregator.
+// funnelSQL counts, per group, the records by the set of stages they
+// entered (a bit mask of stage positions) and the highest path rank among
+// them: one hash aggregation per record, then a handful of rows, which
+// AggregateFunnel expands into per-stage counts. $9 holds the path ranks.
+func funnelSQL(timeline string) string {
+	return `WITH per AS (
+			SELECT g, bit_or(1::bigint << (pos::int - 1)) AS mask, max(($9::int[])[pos]) AS best
+			FROM (` + movesSQL(timeline, "c_to_stage") + `) m
+			GROUP BY g, rec)
+		SELECT g, mask, best, count(*) FROM per GROUP BY g, mask, best`
+}
+
+// AggregateFunnel implements analytics.FunnelAggregator. Pipelines of
+// more than 63 stages are left to the streaming path.
 func (s *Store) AggregateFunnel(ctx context.Context, q analytics.FunnelAggregate) ([]analytics.FunnelCounts, error) {
 	if len(q.PathRank) != len(q.Stages) {
 		return nil, fmt.Errorf("postgres: funnel: %d path ranks for %d stages", len(q.PathRank), len(q.Stages))
 	}
+	if len(q.Stages) > 63 {
+		return nil, fmt.Errorf("postgres: funnel of %d stages: %w", len(q.Stages), errors.ErrUnsupported)
+	}
 	ranks := make([]int32, len(q.PathRank))
+	byRank := map[int32]int{} // path rank → stage position
 	for i, r := range q.PathRank {
 		ranks[i] = int32(r)
+		if r >= 0 {
+			byRank[int32(r)] = i
+		}
 	}
-	// Entered: distinct records per stage; furthest: each record's
-	// entered stage with the highest path rank.
-	sql := `WITH e AS (SELECT DISTINCT g, rec, pos FROM (` + movesSQL(q.Timeline, "c_to_stage") + `) m),
-		r AS (SELECT e.*, ($9::int[])[e.pos] AS rank FROM e)
-		SELECT g, pos, count(*), false FROM r GROUP BY g, pos
-		UNION ALL
-		SELECT g, pos, count(*), true FROM (SELECT DISTINCT ON (g, rec) g, rec, pos FROM r WHERE rank >= 0 ORDER BY g, rec, rank DESC) f GROUP BY g, pos`
 	groups := map[string]*analytics.FunnelCounts{}
 	var order []string
-	err := s.query(ctx, "funnel", sql, append(factsArgs(q.FactsQuery), ranks), func(rows pgx.Rows) error {
+	err := s.query(ctx, "funnel", funnelSQL(q.Timeline), append(factsArgs(q.FactsQuery), ranks), func(rows pgx.Rows) error {
 		var g []byte
-		var pos, n int64
-		var furthest bool
-		if err := rows.Scan(&g, &pos, &n, &furthest); err != nil {
+		var mask, n int64
+		var best int32
+		if err := rows.Scan(&g, &mask, &best, &n); err != nil {
 			return err
 		}
 		fc, ok := groups[string(g)]
@@ -102,10 +116,13 @@ func (s *Store) AggregateFunnel(ctx context.Context, q analytics.FunnelAggregate
 			groups[string(g)] = fc
 			order = append(order, string(g))
 		}
-		if furthest {
-			fc.Furthest[pos-1] = int(n)
-		} else {
-			fc.Entered[pos-1] = int(n)
+		for st := range q.Stages {
+			if mask&(1<<st) != 0 {
+				fc.Entered[st] += int(n)
+			}
+		}
+		if st, ok := byRank[best]; ok && best >= 0 {
+			fc.Furthest[st] += int(n)
 		}
 		return nil
 	})
@@ -189,18 +206,23 @@ func (s *Store) AggregateStages(ctx context.Context, q analytics.StageAggregate)
 	return out, nil
 }
 
+// rfmSQL sums each customer's orders per currency: $1 tenant, $2 the
+// currency (NULL: all).
+func rfmSQL(orders string) string {
+	return `SELECT c_customer, c_currency, count(*) FILTER (WHERE c_refund = 0), max(c_ordered_at) FILTER (WHERE c_refund = 0), sum(c_total)::text
+		FROM ` + columnsTable(orders, factsIndex) + `
+		WHERE tenant = $1 AND ($2::bytea IS NULL OR c_currency = $2)
+		GROUP BY c_customer, c_currency ORDER BY c_customer, c_currency`
+}
+
 // AggregateRFM implements analytics.RFMAggregator.
 func (s *Store) AggregateRFM(ctx context.Context, q analytics.RFMAggregate) ([]analytics.CustomerTotals, error) {
 	var currency []byte
 	if q.Currency != "" {
 		currency = []byte(q.Currency)
 	}
-	sql := `SELECT c_customer, c_currency, count(*) FILTER (WHERE c_refund = 0), max(c_ordered_at) FILTER (WHERE c_refund = 0), sum(c_total)::text
-		FROM ` + columnsTable(q.Orders, factsIndex) + `
-		WHERE tenant = $1 AND ($2::bytea IS NULL OR c_currency = $2)
-		GROUP BY c_customer, c_currency ORDER BY c_customer, c_currency`
 	var out []analytics.CustomerTotals
-	err := s.query(ctx, "rfm", sql, []any{[]byte(q.Tenant), currency}, func(rows pgx.Rows) error {
+	err := s.query(ctx, "rfm", rfmSQL(q.Orders), []any{[]byte(q.Tenant), currency}, func(rows pgx.Rows) error {
 		var customer, cur []byte
 		var freq int64
 		var last *int64

@@ -1,0 +1,395 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rapportcrm/rapport/analytics"
+	"github.com/rapportcrm/rapport/crm"
+	"github.com/rapportcrm/rapport/pipeline"
+	"github.com/rapportcrm/rapport/storage"
+	"github.com/rapportcrm/rapport/storage/postgres"
+	"github.com/rapportcrm/rapport/storage/postgres/pgtest"
+	"github.com/rapportcrm/rapport/storage/storagetest"
+)
+
+// benchStore opens a store in a schema of its own for a benchmark, with
+// a pool for raw SQL on the same server.
+func benchStore(b *testing.B) (*postgres.Store, *pgxpool.Pool) {
+	b.Helper()
+	pgtest.Need(b, startErr)
+	ctx := context.Background()
+	schema := pgtest.Schema(b)
+	st, err := postgres.Open(ctx, server.URL, &postgres.Options{Schema: schema})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := pgxpool.ParseConfig(server.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_, _ = pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+		pool.Close()
+		_ = st.Close()
+	})
+	if _, err := pool.Exec(ctx, `CREATE TABLE raw (id bytea PRIMARY KEY, body bytea NOT NULL)`); err != nil {
+		b.Fatal(err)
+	}
+	return st, pool
+}
+
+// BenchmarkWrite compares writes of the benchmark records (~300 bytes,
+// fsync and synchronous_commit on) through the store and the engine
+// with raw pgx on a plain table (id, body) of the same data:
+//   - insert: one record per transaction: raw autocommit INSERT, store
+//     Put (record, three indexes, one unique), engine contact create
+//     (validation, record, indexes, lookup terms, outbox event);
+//   - bulk: 10,000 records per transaction: raw COPY, store Puts, engine
+//     CreateMany.
+func BenchmarkWrite(b *testing.B) {
+	ctx := context.Background()
+	b.Run("insert/raw-pgx", func(b *testing.B) {
+		_, pool := benchStore(b)
+		i := 0
+		for b.Loop() {
+			r := storagetest.BenchRecord(i)
+			if _, err := pool.Exec(ctx, "INSERT INTO raw (id, body) VALUES ($1, $2)", []byte(r.ID), []byte(r.Body)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("insert/store", func(b *testing.B) {
+		st, _ := benchStore(b)
+		if err := st.Declare(ctx, storagetest.Collections()...); err != nil {
+			b.Fatal(err)
+		}
+		i := 0
+		for b.Loop() {
+			err := st.Update(ctx, storagetest.BenchTenant, func(tx storage.Tx) error {
+				_, err := tx.Put(ctx, "people", storagetest.BenchRecord(i))
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("insert/engine", func(b *testing.B) {
+		st, _ := benchStore(b)
+		e, err := crm.Open(ctx, crm.Options{Store: st})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer e.Close()
+		i := 0
+		for b.Loop() {
+			if _, err := e.Contacts().Create(ctx, benchContact(i)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "records/s")
+	})
+	const batch = 10_000
+	b.Run("bulk/raw-copy", func(b *testing.B) {
+		_, pool := benchStore(b)
+		next := 0
+		for b.Loop() {
+			rows := make([][]any, batch)
+			for i := range rows {
+				r := storagetest.BenchRecord(next + i)
+				rows[i] = []any{[]byte(r.ID), []byte(r.Body)}
+			}
+			if _, err := pool.CopyFrom(ctx, pgx.Identifier{"raw"}, []string{"id", "body"}, pgx.CopyFromRows(rows)); err != nil {
+				b.Fatal(err)
+			}
+			next += batch
+		}
+		b.ReportMetric(float64(next)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("bulk/store", func(b *testing.B) {
+		st, _ := benchStore(b)
+		next := 0
+		for b.Loop() {
+			if err := storagetest.Populate(ctx, st, next, next+batch, batch); err != nil {
+				b.Fatal(err)
+			}
+			next += batch
+		}
+		b.ReportMetric(float64(next)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("bulk/engine", func(b *testing.B) {
+		st, _ := benchStore(b)
+		e, err := crm.Open(ctx, crm.Options{Store: st})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer e.Close()
+		next := 0
+		for b.Loop() {
+			cs := make([]crm.Contact, batch)
+			for i := range cs {
+				cs[i] = benchContact(next + i)
+			}
+			if _, err := e.Contacts().CreateMany(ctx, cs); err != nil {
+				b.Fatal(err)
+			}
+			next += batch
+		}
+		b.ReportMetric(float64(next)/b.Elapsed().Seconds(), "records/s")
+	})
+}
+
+func benchContact(i int) crm.Contact {
+	return crm.Contact{FirstName: "Customer", LastName: fmt.Sprint(i), Email: fmt.Sprintf("customer%d@example.com", i)}
+}
+
+// reportFixture is a schema with 1,000,000 stage moves (200,000 deals,
+// five moves each, ten owners, over a year) and 1,000,000 order facts
+// (100,000 customers, ten orders each, one in twenty a refund), written
+// straight into the index and typed tables with COPY.
+type reportFixture struct {
+	st     *postgres.Store
+	pool   *pgxpool.Pool
+	engine *crm.Engine // on the store: reports push down
+	stream *crm.Engine // on the store without its aggregators
+	stages []string
+	from   time.Time
+}
+
+var (
+	fixtureOnce sync.Once
+	fixture     *reportFixture
+	fixtureErr  error
+)
+
+func reports(b *testing.B) *reportFixture {
+	b.Helper()
+	pgtest.Need(b, startErr)
+	fixtureOnce.Do(func() { fixture, fixtureErr = buildReportFixture() })
+	if fixtureErr != nil {
+		b.Fatal(fixtureErr)
+	}
+	return fixture
+}
+
+const sep = storage.FieldSep
+
+func buildReportFixture() (*reportFixture, error) {
+	ctx := context.Background()
+	schema := "bench_reports_" + fmt.Sprint(time.Now().UnixNano())
+	st, err := postgres.Open(ctx, server.URL, &postgres.Options{Schema: schema})
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(server.URL)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	f := &reportFixture{st: st, pool: pool, from: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if f.engine, err = crm.Open(ctx, crm.Options{Store: st}); err != nil {
+		return nil, err
+	}
+	if f.stream, err = crm.Open(ctx, crm.Options{Store: streaming{st}}); err != nil {
+		return nil, err
+	}
+	def, err := pipeline.Builtin("b2b-deal")
+	if err != nil {
+		return nil, err
+	}
+	if err := f.engine.Pipelines().Save(ctx, def); err != nil {
+		return nil, err
+	}
+	for _, s := range def.Stages {
+		f.stages = append(f.stages, s.Key)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	tenant := []byte("default")
+	year := int64(365 * 24 * time.Hour)
+
+	var entries, cols [][]any
+	for d := range 200_000 {
+		rec := fmt.Sprintf("deal-%07d", d)
+		owner := fmt.Sprintf("u%d", d%10)
+		at := f.from.Add(time.Duration(rng.Int64N(year / 2)))
+		from := ""
+		for m := range 5 {
+			to := f.stages[min(m+rng.IntN(2), len(f.stages)-1)]
+			stay := time.Duration(rng.Int64N(int64(20 * 24 * time.Hour)))
+			if from == "" {
+				stay = 0
+			}
+			v := "deals" + sep + "b2b-deal" + sep + at.Format(storage.TimeLayout) + sep + to + sep + from + sep + rec + sep + owner + sep + fmt.Sprint(int64(stay))
+			id := []byte(fmt.Sprintf("%s-%d", rec, m))
+			entries = append(entries, []any{tenant, "timeline", "moves", []byte(v), id})
+			cols = append(cols, []any{tenant, []byte(v), id, []byte("deals"), []byte("b2b-deal"), at.UnixNano(), []byte(to), []byte(from), []byte(rec), []byte(owner), int64(stay)})
+			from = to
+			at = at.Add(stay + time.Hour)
+		}
+	}
+	if err := copyFacts(ctx, pool, "timeline", "moves", entries, cols,
+		[]string{"c_collection", "c_pipeline", "c_at", "c_to_stage", "c_from_stage", "c_record_id", "c_owner", "c_in_previous"}); err != nil {
+		return nil, err
+	}
+	entries, cols = entries[:0], cols[:0]
+	for c := range 100_000 {
+		customer := fmt.Sprintf("cust-%07d", c)
+		for o := range 10 {
+			at := f.from.Add(time.Duration(rng.Int64N(year)))
+			refund := int64(0)
+			total := 100 + rng.Int64N(50_000)
+			if rng.IntN(20) == 0 {
+				refund, total = 1, -total
+			}
+			v := customer + sep + at.Format(storage.TimeLayout) + sep + fmt.Sprint(refund) + sep + "EUR" + sep + fmt.Sprint(total)
+			id := []byte(fmt.Sprintf("%s-%d", customer, o))
+			entries = append(entries, []any{tenant, "orders", "customer_facts", []byte(v), id})
+			cols = append(cols, []any{tenant, []byte(v), id, []byte(customer), at.UnixNano(), refund, []byte("EUR"), total})
+		}
+	}
+	if err := copyFacts(ctx, pool, "orders", "customer_facts", entries, cols,
+		[]string{"c_customer", "c_ordered_at", "c_refund", "c_currency", "c_total"}); err != nil {
+		return nil, err
+	}
+	_, err = pool.Exec(ctx, "ANALYZE")
+	return f, err
+}
+
+func copyFacts(ctx context.Context, pool *pgxpool.Pool, coll, idx string, entries, cols [][]any, names []string) error {
+	if _, err := pool.CopyFrom(ctx, pgx.Identifier{"entries"}, []string{"tenant", "coll", "idx", "value", "id"}, pgx.CopyFromRows(entries)); err != nil {
+		return err
+	}
+	_, err := pool.CopyFrom(ctx, pgx.Identifier{storage.ColumnsTable(coll, idx)}, append([]string{"tenant", "value", "id"}, names...), pgx.CopyFromRows(cols))
+	return err
+}
+
+// BenchmarkReports runs the funnel and RFM over 1,000,000 facts each:
+//   - raw-groupby is the simplest funnel GROUP BY on the typed columns
+//     (moves per stage), for scale;
+//   - raw-sql is the pushdown's own SQL run through pgx, rows read as
+//     values: the baseline of the store's overhead;
+//   - pushdown is the store's aggregator (the full funnel: distinct
+//     records per stage and the furthest stage of each);
+//   - report is the analytics report on the store (pushed down);
+//   - streaming is the same report with the aggregators hidden: the
+//     facts stream out of the index and the engine counts them.
+func BenchmarkReports(b *testing.B) {
+	ctx := context.Background()
+	f := reports(b)
+	ranks := make([]int, len(f.stages))
+	for i := range ranks {
+		ranks[i] = i
+	}
+	fq := analytics.FactsQuery{Tenant: "default", Kind: pipeline.KindDeal, Records: "deals", Timeline: "timeline", Pipeline: "b2b-deal", Stages: f.stages}
+	rawRows := func(b *testing.B, sql string, args ...any) int {
+		rows, err := f.pool.Query(ctx, sql, args...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			if _, err := rows.Values(); err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		if rows.Err() != nil || n == 0 {
+			b.Fatal(rows.Err(), n)
+		}
+		return n
+	}
+	b.Run("funnel/raw-groupby", func(b *testing.B) {
+		for b.Loop() {
+			rawRows(b, `SELECT c_to_stage, count(*) FROM `+storage.ColumnsTable("timeline", "moves")+
+				` WHERE tenant = 'default' AND c_collection = 'deals' AND c_pipeline = 'b2b-deal' GROUP BY c_to_stage`)
+		}
+	})
+	ranks32 := make([]int32, len(ranks))
+	for i, r := range ranks {
+		ranks32[i] = int32(r)
+	}
+	b.Run("funnel/raw-sql", func(b *testing.B) {
+		args := append(postgres.FactsArgs(fq), ranks32)
+		for b.Loop() {
+			rawRows(b, postgres.FunnelSQL("timeline"), args...)
+		}
+	})
+	b.Run("funnel/pushdown", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := f.st.AggregateFunnel(ctx, analytics.FunnelAggregate{FactsQuery: fq, PathRank: ranks}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("funnel/report", func(b *testing.B) {
+		r := analytics.New(f.engine.Default())
+		for b.Loop() {
+			if _, err := r.Funnel(ctx, analytics.FunnelQuery{Pipeline: "b2b-deal"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("funnel/streaming", func(b *testing.B) {
+		r := analytics.New(f.stream.Default())
+		for b.Loop() {
+			if _, err := r.Funnel(ctx, analytics.FunnelQuery{Pipeline: "b2b-deal"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	ref := f.from.AddDate(1, 0, 1)
+	b.Run("rfm/raw-sql", func(b *testing.B) {
+		for b.Loop() {
+			if n := rawRows(b, postgres.RFMSQL("orders"), []byte("default"), []byte("EUR")); n != 100_000 {
+				b.Fatal(n)
+			}
+		}
+	})
+	b.Run("rfm/pushdown", func(b *testing.B) {
+		for b.Loop() {
+			t, err := f.st.AggregateRFM(ctx, analytics.RFMAggregate{Tenant: "default", Orders: "orders", Currency: "EUR"})
+			if err != nil || len(t) != 100_000 {
+				b.Fatal(err, len(t))
+			}
+		}
+	})
+	b.Run("rfm/report", func(b *testing.B) {
+		r := analytics.New(f.engine.Default())
+		for b.Loop() {
+			if _, err := r.RFM(ctx, analytics.RFMOptions{Currency: "EUR", Reference: ref}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("rfm/streaming", func(b *testing.B) {
+		r := analytics.New(f.stream.Default())
+		for b.Loop() {
+			if _, err := r.RFM(ctx, analytics.RFMOptions{Currency: "EUR", Reference: ref}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
