@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -156,18 +157,32 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 		}
 		return err
 	})
+	// One lookup per unique value, by the whole primary key, so that
+	// the plan is an index probe whatever the table's statistics say (a
+	// join over the values degraded to a scan per write within a large
+	// transaction); the first clash in (index, value) order wins.
 	var clash *storage.UniqueError
-	if len(uIdx) > 0 {
-		b.Queue(`SELECT u.idx, u.value, u.id FROM uniques u JOIN unnest($3::text[], $4::bytea[]) AS w(idx, value)
-			ON u.idx = w.idx AND u.value = w.value WHERE u.tenant = $1 AND u.coll = $2 AND u.id <> $5 ORDER BY u.idx, u.value LIMIT 1`,
-			tenant, collection, uIdx, uVal, id).QueryRow(func(row pgx.Row) error {
-			var idx string
-			var val, other []byte
-			err := row.Scan(&idx, &val, &other)
+	order := make([]int, len(uIdx))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool {
+		x, y := order[a], order[b]
+		if uIdx[x] != uIdx[y] {
+			return uIdx[x] < uIdx[y]
+		}
+		return string(uVal[x]) < string(uVal[y])
+	})
+	for _, i := range order {
+		idx, val := uIdx[i], uVal[i]
+		b.Queue(`SELECT id FROM uniques WHERE tenant = $1 AND coll = $2 AND idx = $3 AND value = $4 AND id <> $5`,
+			tenant, collection, idx, val, id).QueryRow(func(row pgx.Row) error {
+			var other []byte
+			err := row.Scan(&other)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return nil
 			}
-			if err == nil {
+			if err == nil && clash == nil {
 				clash = &storage.UniqueError{Collection: collection, Index: idx, Value: string(val), ExistingID: string(other)}
 			}
 			return err
