@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -129,10 +130,19 @@ func (l *Ledger) ApplyEach(ctx context.Context, ops []LedgerOp) ([]LedgerResult,
 // updateRetrying runs fn in a transaction, again (up to maxLedgerRetries
 // times) when it lost a race to another engine process: a version
 // conflict, or a record or unique value written first by the other.
+// Before each retry it waits a random while, growing with the attempts
+// (up to 50ms), so that processes racing for one account stop colliding
+// in step.
 func (t *Tenant) updateRetrying(ctx context.Context, fn func(storage.Tx) error) error {
 	for attempt := 0; ; attempt++ {
 		err := t.update(ctx, fn)
 		if (errors.Is(err, storage.ErrConflict) || errors.Is(err, storage.ErrExists)) && attempt < maxLedgerRetries {
+			if attempt > 0 {
+				ceiling := min(100*time.Microsecond<<attempt, 50*time.Millisecond)
+				if !t.e.sleep(ctx, time.Duration(rand.Int64N(int64(ceiling)))) {
+					return errors.Join(err, ctx.Err())
+				}
+			}
 			continue
 		}
 		return err
