@@ -97,23 +97,14 @@ func (r *loyaltyRun) reverse(ctx context.Context, e loyalty.Event, eff loyalty.E
 	if err != nil {
 		return err
 	}
-	// What earlier refunds took back of each award (-1: all).
-	back := map[string]int64{}
-	for _, x := range j.Journal {
-		if x.Op.Kind == loyalty.KindReverse && strings.HasPrefix(x.Op.Ref, eff.Ref+"/") && back[x.Op.Ref] >= 0 {
-			if x.Op.Points == 0 {
-				back[x.Op.Ref] = -1
-			} else {
-				back[x.Op.Ref] += x.Op.Points
-			}
-		}
-	}
+	back := loyalty.TakenBack(j.Journal)
 	for _, x := range j.Journal {
 		k := x.Op.Kind
-		if (k != loyalty.KindEarn && k != loyalty.KindPending) || !strings.HasPrefix(x.Op.Key, eff.Ref+"/") || back[x.Op.Key] < 0 {
+		left := x.Op.Points - back[x.Op.Key]
+		if (k != loyalty.KindEarn && k != loyalty.KindPending) || !strings.HasPrefix(x.Op.Key, eff.Ref+"/") || left <= 0 {
 			continue
 		}
-		n := min(loyalty.RefundPoints(x.Op.Points, earning, before, eff.Amount), x.Op.Points-back[x.Op.Key])
+		n := min(loyalty.RefundPoints(x.Op.Points, earning, before, eff.Amount), left)
 		if n <= 0 {
 			continue
 		}
@@ -480,23 +471,14 @@ func (h runHistory) awards(member string, fn func(e loyalty.Entry)) {
 		h.fail(err)
 		return
 	}
-	// Points taken back from each award by refunds (-1: all).
-	reversed := map[string]int64{}
-	for _, e := range j.Journal {
-		if e.Op.Kind == loyalty.KindReverse && reversed[e.Op.Ref] >= 0 {
-			if e.Op.Points == 0 {
-				reversed[e.Op.Ref] = -1
-			} else {
-				reversed[e.Op.Ref] += e.Op.Points
-			}
-		}
-	}
+	// Awards count for what refunds left of them.
+	back := loyalty.TakenBack(j.Journal)
 	for _, e := range j.Journal {
 		if k := e.Op.Kind; k != loyalty.KindEarn && k != loyalty.KindPending {
 			continue
 		}
-		if back := reversed[e.Op.Key]; back >= 0 && back < e.Op.Points {
-			e.Op.Points -= back
+		if taken := back[e.Op.Key]; taken < e.Op.Points {
+			e.Op.Points -= taken
 			fn(e)
 		}
 	}

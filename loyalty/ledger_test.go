@@ -195,6 +195,7 @@ func TestPartialReverse(t *testing.T) {
 	_, err = a.Apply(loyalty.Op{Key: "o1/r3", Kind: loyalty.KindReverse, Ref: "o1", Points: 1, At: day(5)})
 	require.ErrorIs(t, err, loyalty.ErrInvalid)
 	require.NoError(t, a.Check())
+	assert.Equal(t, map[string]int64{"o1": 100}, loyalty.TakenBack(a.Journal), "30, then the other 70")
 
 	// Expired points are not owed: 60 of a lot that expired whole.
 	b := loyalty.NewAccount("m2", true)

@@ -72,6 +72,28 @@ func Settle(journal []Entry, from, to time.Time, totals map[string]*PartnerTotal
 	return totals
 }
 
+// TakenBack returns, by the key of the entry that credited them, the
+// points reversals in journal took back: each partial reversal's Points,
+// and for a reversal of all that was left (Points 0) the rest of what the
+// entry credited.
+func TakenBack(journal []Entry) map[string]int64 {
+	credited := map[string]int64{}
+	back := map[string]int64{}
+	for _, e := range journal {
+		switch {
+		case e.Op.Kind == KindReverse:
+			n := e.Op.Points
+			if n == 0 {
+				n = credited[e.Op.Ref] - back[e.Op.Ref]
+			}
+			back[e.Op.Ref] += n
+		case e.Op.Points > 0 && e.Op.Kind != KindSpend:
+			credited[e.Op.Key] = e.Op.Points
+		}
+	}
+	return back
+}
+
 // Settlement returns totals sorted by partner.
 func Settlement(totals map[string]*PartnerTotals) []PartnerTotals {
 	out := make([]PartnerTotals, 0, len(totals))
