@@ -113,11 +113,7 @@ func (r *loyaltyRun) reverse(ctx context.Context, e loyalty.Event, eff loyalty.E
 			return err
 		}
 	}
-	refunded := earning - before
-	if eff.Amount > 0 {
-		refunded = min(eff.Amount, refunded)
-	}
-	if refunded > 0 {
+	if refunded := loyalty.RefundAmount(earning, before, eff.Amount); refunded > 0 {
 		if p.Refunded == nil {
 			p.Refunded = map[string]int64{}
 		}

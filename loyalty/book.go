@@ -182,11 +182,7 @@ func (b *Book) apply(e Event, eff Effect) error {
 			a.reversed += n
 		}
 		if o != nil {
-			refunded := o.earning - o.refunded
-			if eff.Amount > 0 {
-				refunded = min(eff.Amount, refunded)
-			}
-			o.refunded += refunded
+			o.refunded += RefundAmount(o.earning, o.refunded, eff.Amount)
 			o.amount = max(o.amount-refundTotal(e, o), 0)
 		}
 	case EffectPunch:

@@ -255,11 +255,19 @@ func RefundPoints(earned, earning, refundedBefore, refund int64) int64 {
 		return earned
 	}
 	before := min(max(refundedBefore, 0), earning)
-	after := earning
-	if refund > 0 {
-		after = min(before+refund, earning)
-	}
+	after := before + RefundAmount(earning, refundedBefore, refund)
 	return mulDiv(earned, after, earning) - mulDiv(earned, before, earning)
+}
+
+// RefundAmount returns how much of an order's earning amount a refund
+// takes back: refund (0: all the rest), at most what earlier refunds
+// (refundedBefore) left.
+func RefundAmount(earning, refundedBefore, refund int64) int64 {
+	left := max(earning-max(refundedBefore, 0), 0)
+	if refund > 0 {
+		return min(refund, left)
+	}
+	return left
 }
 
 // Earning returns the part of an order that earns points: the total of
