@@ -156,7 +156,15 @@ func (s *Store) AggregateStages(ctx context.Context, q analytics.StageAggregate)
 	// long stays overflows bigint); the median the lower middle one.
 	stays := `SELECT g, pos, count(*), sum(in_prev)::text, percentile_disc(0.5) WITHIN GROUP (ORDER BY in_prev)
 		FROM (` + movesSQL(q.Timeline, "c_from_stage") + `) m GROUP BY g, pos`
-	err := s.query(ctx, "stages", stays, factsArgs(q.FactsQuery), func(rows pgx.Rows) error {
+	// Positions: where the records are now, by their owner now.
+	current := `SELECT CASE WHEN $5 THEN p.c_owner ELSE ''::bytea END AS g, s.pos, count(*),
+			count(*) FILTER (WHERE p.c_due_at IS NOT NULL AND p.c_due_at < $6)
+		FROM ` + columnsTable(q.Records, positionIndex) + ` p
+		JOIN unnest($3::bytea[]) WITH ORDINALITY AS s(stage, pos) ON p.c_stage = s.stage
+		WHERE p.tenant = $1 AND p.c_pipeline = $2 AND ($4::bytea[] IS NULL OR p.c_owner = ANY($4))
+		GROUP BY 1, 2`
+	a := factsArgs(q.FactsQuery)
+	stay := func(rows pgx.Rows) error {
 		var g []byte
 		var pos, count, median int64
 		var sum string
@@ -174,19 +182,8 @@ func (s *Store) AggregateStages(ctx context.Context, q analytics.StageAggregate)
 		sc := group(string(g))
 		sc.Exits[pos-1], sc.Average[pos-1], sc.Median[pos-1] = int(count), time.Duration(avg.Int64()), time.Duration(median)
 		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	// Positions: where the records are now, by their owner now.
-	current := `SELECT CASE WHEN $5 THEN p.c_owner ELSE ''::bytea END AS g, s.pos, count(*),
-			count(*) FILTER (WHERE p.c_due_at IS NOT NULL AND p.c_due_at < $6)
-		FROM ` + columnsTable(q.Records, positionIndex) + ` p
-		JOIN unnest($3::bytea[]) WITH ORDINALITY AS s(stage, pos) ON p.c_stage = s.stage
-		WHERE p.tenant = $1 AND p.c_pipeline = $2 AND ($4::bytea[] IS NULL OR p.c_owner = ANY($4))
-		GROUP BY 1, 2`
-	a := factsArgs(q.FactsQuery)
-	err = s.query(ctx, "stages", current, []any{a[0], a[2], a[3], a[6], a[7], q.At.UnixNano()}, func(rows pgx.Rows) error {
+	position := func(rows pgx.Rows) error {
 		var g []byte
 		var pos, count, overdue int64
 		if err := rows.Scan(&g, &pos, &count, &overdue); err != nil {
@@ -195,6 +192,13 @@ func (s *Store) AggregateStages(ctx context.Context, q analytics.StageAggregate)
 		sc := group(string(g))
 		sc.Current[pos-1], sc.Overdue[pos-1] = int(count), int(overdue)
 		return nil
+	}
+	// Both in one snapshot, as the streaming path reads them.
+	err := s.snapshot(ctx, "stages", func(each eachRow) error {
+		if err := each(stays, a, stay); err != nil {
+			return err
+		}
+		return each(current, []any{a[0], a[2], a[3], a[6], a[7], q.At.UnixNano()}, position)
 	})
 	if err != nil {
 		return nil, err
@@ -244,9 +248,12 @@ func (s *Store) AggregateRFM(ctx context.Context, q analytics.RFMAggregate) ([]a
 	return out, err
 }
 
-// query runs a report query in a read-only snapshot and calls fn for
-// each row.
-func (s *Store) query(ctx context.Context, report, sql string, args []any, fn func(pgx.Rows) error) error {
+// eachRow runs a query and calls fn for each row.
+type eachRow func(sql string, args []any, fn func(pgx.Rows) error) error
+
+// snapshot runs fn in one read-only snapshot, for a report whose queries
+// must see the same data.
+func (s *Store) snapshot(ctx context.Context, report string, fn func(each eachRow) error) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
@@ -256,18 +263,25 @@ func (s *Store) query(ctx context.Context, report, sql string, args []any, fn fu
 		return fmt.Errorf("postgres: %s: %w", report, mapErr(err))
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // read-only
-	rows, err := tx.Query(ctx, sql, args...)
-	if err != nil {
-		return fmt.Errorf("postgres: %s: %w", report, mapErr(err))
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := fn(rows); err != nil {
-			return fmt.Errorf("postgres: %s: %w", report, err)
+	return fn(func(sql string, args []any, row func(pgx.Rows) error) error {
+		rows, err := tx.Query(ctx, sql, args...)
+		if err != nil {
+			return fmt.Errorf("postgres: %s: %w", report, mapErr(err))
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("postgres: %s: %w", report, mapErr(err))
-	}
-	return nil
+		defer rows.Close()
+		for rows.Next() {
+			if err := row(rows); err != nil {
+				return fmt.Errorf("postgres: %s: %w", report, err)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("postgres: %s: %w", report, mapErr(err))
+		}
+		return nil
+	})
+}
+
+// query runs one report query in a read-only snapshot.
+func (s *Store) query(ctx context.Context, report, sql string, args []any, fn func(pgx.Rows) error) error {
+	return s.snapshot(ctx, report, func(each eachRow) error { return each(sql, args, fn) })
 }
