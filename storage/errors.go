@@ -35,6 +35,13 @@ var (
 	ErrFormat = errors.New("storage: unsupported on-disk format")
 	// ErrTxDone means a transaction was used after its function returned.
 	ErrTxDone = errors.New("storage: transaction has already finished")
+	// ErrUnavailable means a server store could not be reached or lost
+	// its connection (the server restarted or shut down, the network
+	// failed). A transaction that failed before its commit did not
+	// happen; one whose commit failed this way may or may not have
+	// happened. Retry later: writes carry versions and idempotency keys,
+	// so a retried write does not apply twice.
+	ErrUnavailable = errors.New("storage: store unavailable")
 )
 
 // UniqueError reports that a write would give a unique index a value that

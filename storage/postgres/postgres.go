@@ -37,9 +37,11 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net"
 	"regexp"
 	"slices"
 	"sort"
@@ -369,12 +371,22 @@ func (s *Store) Update(ctx context.Context, tenant string, fn func(storage.Tx) e
 func mapErr(err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		switch pe.Code {
-		case "40001", "40P01":
+		switch {
+		case pe.Code == "40001", pe.Code == "40P01":
 			return fmt.Errorf("%w: %s (%s)", storage.ErrConflict, pe.Message, pe.Code)
-		case "23505":
+		case pe.Code == "23505":
 			return fmt.Errorf("%w: %s", storage.ErrExists, pe.Message)
+		case strings.HasPrefix(pe.Code, "08"), pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03":
+			// Connection exceptions; the server shutting down or
+			// terminating the session.
+			return fmt.Errorf("%w: %s (%s)", storage.ErrUnavailable, pe.Message, pe.Code)
 		}
+		return err
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	if errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err) {
+		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -202,4 +203,51 @@ func TestColumnsTable(t *testing.T) {
 	var n int
 	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = $2", st.Schema(), storage.ColumnsTable("visits", "visit")).Scan(&n))
 	assert.Zero(t, n)
+}
+
+// TestConnectionLoss terminates the store's sessions in the middle of a
+// transaction: the transaction fails with storage.ErrUnavailable and
+// leaves nothing behind, and the next one runs on a new connection.
+func TestConnectionLoss(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	schema := pgtest.Schema(t)
+	u, err := url.Parse(server.URL)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("application_name", "connloss")
+	u.RawQuery = q.Encode()
+	st, err := postgres.Open(ctx, u.String(), &postgres.Options{Schema: schema})
+	require.NoError(t, err)
+	defer dropSchema(t, schema)
+	defer st.Close()
+	require.NoError(t, st.Declare(ctx, storagetest.Collections()...))
+	conn, err := pgx.Connect(ctx, server.URL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+
+	err = st.Update(ctx, "t", func(tx storage.Tx) error {
+		if _, err := tx.Put(ctx, "counters", storage.Record{ID: "lost", Body: []byte(`{"n":1}`)}); err != nil {
+			return err
+		}
+		_, err := conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'connloss'")
+		require.NoError(t, err)
+		_, err = tx.Get(ctx, "counters", "lost")
+		require.ErrorIs(t, err, storage.ErrUnavailable)
+		return err
+	})
+	require.ErrorIs(t, err, storage.ErrUnavailable)
+
+	require.Eventually(t, func() bool {
+		return st.Update(ctx, "t", func(tx storage.Tx) error {
+			_, err := tx.Put(ctx, "counters", storage.Record{ID: "kept", Body: []byte(`{"n":2}`)})
+			return err
+		}) == nil
+	}, 10*time.Second, 50*time.Millisecond, "a new transaction gets a new connection")
+	require.NoError(t, st.View(ctx, "t", func(tx storage.ReadTx) error {
+		_, err := tx.Get(ctx, "counters", "lost")
+		require.ErrorIs(t, err, storage.ErrNotFound, "the lost transaction left nothing")
+		_, err = tx.Get(ctx, "counters", "kept")
+		return err
+	}))
 }
