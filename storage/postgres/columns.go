@@ -34,7 +34,7 @@ func columnSQLType(t storage.ColumnType) string {
 }
 
 // createColumnsTable (re)creates the typed table of ix, empty.
-func createColumnsTable(ctx context.Context, ptx pgx.Tx, coll string, ix storage.Index) error {
+func createColumnsTable(ctx context.Context, ptx pgx.Tx, coll string, ix storage.Index, rls bool) error {
 	if _, err := ptx.Exec(ctx, "DROP TABLE IF EXISTS "+columnsTable(coll, ix.Name)); err != nil {
 		return err
 	}
@@ -47,8 +47,10 @@ func createColumnsTable(ctx context.Context, ptx pgx.Tx, coll string, ix storage
 		fmt.Fprintf(&b, ", %s %s", columnName(c), columnSQLType(c.Type))
 	}
 	b.WriteString(", PRIMARY KEY (tenant, value, id))")
-	_, err := ptx.Exec(ctx, b.String())
-	return err
+	if _, err := ptx.Exec(ctx, b.String()); err != nil || !rls {
+		return err
+	}
+	return fence(ctx, ptx, columnsTable(coll, ix.Name))
 }
 
 // columnRows splits values of ix into rows (tenant, value, id, columns...).

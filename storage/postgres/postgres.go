@@ -80,6 +80,16 @@ type Options struct {
 	// takes over (and gets the unacknowledged events again) when the lease
 	// runs out. Close releases the store's leases. Defaults to 15s.
 	Lease time.Duration
+	// RowLevelSecurity adds PostgreSQL row-level security as a second
+	// fence between tenants, behind the tenant in every key: each
+	// transaction of a tenant sets rapport.tenant, and a policy on every
+	// tenant-keyed table lets it see and write that tenant's rows only
+	// (work for no tenant, such as outbox delivery and index rebuilds,
+	// sees all). Open creates the policies when the connecting role owns
+	// the tables; processes that connect as another role (which they
+	// should: owners and superusers may bypass the policies) find them in
+	// place. It costs one statement per transaction.
+	RowLevelSecurity bool
 }
 
 // Store is a storage.Store on PostgreSQL.
@@ -88,6 +98,7 @@ type Store struct {
 	schema string
 	log    *slog.Logger
 	lease  time.Duration
+	rls    bool // Options.RowLevelSecurity
 	// instance names this Store as the holder of consumer leases.
 	instance []byte
 	// lockKey namespaces the advisory locks of this schema.
@@ -141,7 +152,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	}
 	h := fnv.New64a()
 	h.Write([]byte("rapport\x00" + o.Schema))
-	s := &Store{pool: pool, schema: o.Schema, log: o.Logger, lease: o.Lease, instance: []byte(rand.Text()),
+	s := &Store{pool: pool, schema: o.Schema, log: o.Logger, lease: o.Lease, rls: o.RowLevelSecurity, instance: []byte(rand.Text()),
 		lockKey: int64(h.Sum64() >> 1), colls: map[string]storage.Collection{}}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
@@ -180,8 +191,19 @@ func (s *Store) migrate(ctx context.Context) error {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", s.lock(lockMigrate)); err != nil {
 		return fmt.Errorf("postgres: migrate: lock: %w", err)
 	}
+	// CREATE SCHEMA needs the right to create in the database even when
+	// the schema exists: a role that may only use an existing schema
+	// must not need it.
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", s.schema).Scan(&exists); err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	if !exists {
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA "+ident); err != nil {
+			return fmt.Errorf("postgres: migrate: %w", err)
+		}
+	}
 	for _, q := range []string{
-		"CREATE SCHEMA IF NOT EXISTS " + ident,
 		"SET LOCAL search_path TO " + ident,
 		"CREATE TABLE IF NOT EXISTS migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
 	} {
@@ -227,8 +249,63 @@ func (s *Store) migrate(ctx context.Context) error {
 	case string(format) != Format:
 		return fmt.Errorf("postgres: schema %s has storage format %q, this version of Rapport reads %q: %w", s.schema, format, Format, storage.ErrFormat)
 	}
+	if s.rls {
+		rows, err := tx.Query(ctx, "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE 'cols\\_%'", s.schema)
+		if err != nil {
+			return fmt.Errorf("postgres: migrate: %w", err)
+		}
+		tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("postgres: migrate: %w", err)
+		}
+		for _, t := range append([]string{"records", "entries", "uniques", "outbox"}, tables...) {
+			if err := fence(ctx, tx, pgx.Identifier{t}.Sanitize()); err != nil {
+				return err
+			}
+		}
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	return nil
+}
+
+// tenantPolicy admits the rows of the tenant in rapport.tenant, or every
+// row when it is not set.
+const tenantPolicy = `coalesce(current_setting('rapport.tenant', true), '') = ''
+	OR tenant = convert_to(current_setting('rapport.tenant', true), 'UTF8')`
+
+// fence puts table (a sanitized name) behind row-level security by
+// tenant, if it is not already.
+func fence(ctx context.Context, tx pgx.Tx, table string) error {
+	var on bool
+	err := tx.QueryRow(ctx, `SELECT c.relrowsecurity AND c.relforcerowsecurity AND EXISTS (
+			SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'rapport_tenant')
+		FROM pg_class c WHERE c.oid = $1::regclass`, table).Scan(&on)
+	if err != nil || on {
+		return err
+	}
+	for _, q := range []string{
+		"ALTER TABLE " + table + " ENABLE ROW LEVEL SECURITY",
+		"ALTER TABLE " + table + " FORCE ROW LEVEL SECURITY",
+		"DROP POLICY IF EXISTS rapport_tenant ON " + table,
+		"CREATE POLICY rapport_tenant ON " + table + " USING (" + tenantPolicy + ") WITH CHECK (" + tenantPolicy + ")",
+	} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return fmt.Errorf("postgres: row-level security on %s (open the store once as the owner of its tables): %w", table, err)
+		}
+	}
+	return nil
+}
+
+// setTenant makes tenant the one rapport.tenant names for the rest of the
+// transaction, when row-level security is on.
+func (s *Store) setTenant(ctx context.Context, ptx pgx.Tx, tenant string) error {
+	if !s.rls {
+		return nil
+	}
+	if _, err := ptx.Exec(ctx, "SELECT set_config('rapport.tenant', $1, true)", tenant); err != nil {
+		return fmt.Errorf("postgres: begin: %w", mapErr(err))
 	}
 	return nil
 }
@@ -323,6 +400,9 @@ func (s *Store) View(ctx context.Context, tenant string, fn func(storage.ReadTx)
 		t.done = true
 		_ = ptx.Rollback(context.WithoutCancel(ctx))
 	}()
+	if err := s.setTenant(ctx, ptx, tenant); err != nil {
+		return err
+	}
 	return fn(t)
 }
 
@@ -344,6 +424,9 @@ func (s *Store) Update(ctx context.Context, tenant string, fn func(storage.Tx) e
 			_ = ptx.Rollback(context.WithoutCancel(ctx))
 		}
 	}()
+	if err := s.setTenant(ctx, ptx, tenant); err != nil {
+		return err
+	}
 	if err := fn(t); err != nil {
 		return err
 	}
@@ -419,7 +502,7 @@ func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) 
 		return fmt.Errorf("postgres: declare: %w", err)
 	}
 	for _, c := range collections {
-		if err := declare(ctx, ptx, c); err != nil {
+		if err := declare(ctx, ptx, c, s.rls); err != nil {
 			return fmt.Errorf("postgres: declare: %w", err)
 		}
 	}
@@ -441,7 +524,7 @@ func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) 
 }
 
 // declare brings the stored indexes of c in line with its declaration.
-func declare(ctx context.Context, ptx pgx.Tx, c storage.Collection) error {
+func declare(ctx context.Context, ptx pgx.Tx, c storage.Collection, rls bool) error {
 	key := "coll:" + c.Name
 	stored := map[string]string{}
 	var raw []byte
@@ -479,7 +562,7 @@ func declare(ctx context.Context, ptx pgx.Tx, c storage.Collection) error {
 		}
 	}
 	for _, i := range rebuild {
-		if err := rebuildIndex(ctx, ptx, c, i); err != nil {
+		if err := rebuildIndex(ctx, ptx, c, i, rls); err != nil {
 			return err
 		}
 	}
@@ -502,12 +585,12 @@ func dropIndex(ctx context.Context, ptx pgx.Tx, coll, idx string) error {
 }
 
 // rebuildIndex recomputes one index from every tenant's records.
-func rebuildIndex(ctx context.Context, ptx pgx.Tx, c storage.Collection, i int) error {
+func rebuildIndex(ctx context.Context, ptx pgx.Tx, c storage.Collection, i int, rls bool) error {
 	ix := c.Indexes[i]
 	if err := dropIndex(ctx, ptx, c.Name, ix.Name); err != nil {
 		return err
 	}
-	if err := createColumnsTable(ctx, ptx, c.Name, ix); err != nil {
+	if err := createColumnsTable(ctx, ptx, c.Name, ix, rls); err != nil {
 		return err
 	}
 	one := storage.Collection{Name: c.Name, Indexes: []storage.Index{ix}}
@@ -554,18 +637,56 @@ func rebuildIndex(ctx context.Context, ptx pgx.Tx, c storage.Collection, i int) 
 		return err
 	}
 	cols := []string{"tenant", "coll", "idx", "value", "id"}
-	if _, err := ptx.CopyFrom(ctx, pgx.Identifier{"entries"}, cols, pgx.CopyFromRows(entries)); err != nil {
+	if err := copyRows(ctx, ptx, rls, "entries", cols, entries); err != nil {
 		return err
 	}
-	if _, err = ptx.CopyFrom(ctx, pgx.Identifier{"uniques"}, cols, pgx.CopyFromRows(uniques)); err != nil || len(ix.Columns) == 0 {
+	if err := copyRows(ctx, ptx, rls, "uniques", cols, uniques); err != nil || len(ix.Columns) == 0 {
 		return err
 	}
 	cols = []string{"tenant", "value", "id"}
 	for _, col := range ix.Columns {
 		cols = append(cols, "c_"+col.Name)
 	}
-	_, err = ptx.CopyFrom(ctx, pgx.Identifier{storage.ColumnsTable(c.Name, ix.Name)}, cols, pgx.CopyFromRows(columns))
-	return err
+	return copyRows(ctx, ptx, rls, storage.ColumnsTable(c.Name, ix.Name), cols, columns)
+}
+
+// copyRows writes rows into table: with COPY, or, under row-level
+// security (which refuses COPY FROM), with multi-row INSERTs.
+func copyRows(ctx context.Context, ptx pgx.Tx, rls bool, table string, cols []string, rows [][]any) error {
+	if !rls {
+		_, err := ptx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
+		return err
+	}
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = pgx.Identifier{c}.Sanitize()
+	}
+	head := "INSERT INTO " + pgx.Identifier{table}.Sanitize() + " (" + strings.Join(names, ", ") + ") VALUES "
+	per := max(1, 60000/len(cols)) // rows per statement, within 65,535 parameters
+	for start := 0; start < len(rows); start += per {
+		chunk := rows[start:min(start+per, len(rows))]
+		var b strings.Builder
+		b.WriteString(head)
+		args := make([]any, 0, len(chunk)*len(cols))
+		for i, r := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteByte('(')
+			for j := range r {
+				if j > 0 {
+					b.WriteString(", ")
+				}
+				args = append(args, r[j])
+				fmt.Fprintf(&b, "$%d", len(args))
+			}
+			b.WriteByte(')')
+		}
+		if _, err := ptx.Exec(ctx, b.String(), args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // OutboxHead implements storage.Store.

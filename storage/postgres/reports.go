@@ -103,7 +103,7 @@ func (s *Store) AggregateFunnel(ctx context.Context, q analytics.FunnelAggregate
 	}
 	groups := map[string]*analytics.FunnelCounts{}
 	var order []string
-	err := s.query(ctx, "funnel", funnelSQL(q.Timeline), append(factsArgs(q.FactsQuery), ranks), func(rows pgx.Rows) error {
+	err := s.query(ctx, "funnel", q.Tenant, funnelSQL(q.Timeline), append(factsArgs(q.FactsQuery), ranks), func(rows pgx.Rows) error {
 		var g []byte
 		var mask, n int64
 		var best int32
@@ -194,7 +194,7 @@ func (s *Store) AggregateStages(ctx context.Context, q analytics.StageAggregate)
 		return nil
 	}
 	// Both in one snapshot, as the streaming path reads them.
-	err := s.snapshot(ctx, "stages", func(each eachRow) error {
+	err := s.snapshot(ctx, "stages", q.Tenant, func(each eachRow) error {
 		if err := each(stays, a, stay); err != nil {
 			return err
 		}
@@ -226,7 +226,7 @@ func (s *Store) AggregateRFM(ctx context.Context, q analytics.RFMAggregate) ([]a
 		currency = []byte(q.Currency)
 	}
 	var out []analytics.CustomerTotals
-	err := s.query(ctx, "rfm", rfmSQL(q.Orders), []any{[]byte(q.Tenant), currency}, func(rows pgx.Rows) error {
+	err := s.query(ctx, "rfm", q.Tenant, rfmSQL(q.Orders), []any{[]byte(q.Tenant), currency}, func(rows pgx.Rows) error {
 		var customer, cur []byte
 		var freq int64
 		var last *int64
@@ -253,7 +253,7 @@ type eachRow func(sql string, args []any, fn func(pgx.Rows) error) error
 
 // snapshot runs fn in one read-only snapshot, for a report whose queries
 // must see the same data.
-func (s *Store) snapshot(ctx context.Context, report string, fn func(each eachRow) error) error {
+func (s *Store) snapshot(ctx context.Context, report, tenant string, fn func(each eachRow) error) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
@@ -263,6 +263,9 @@ func (s *Store) snapshot(ctx context.Context, report string, fn func(each eachRo
 		return fmt.Errorf("postgres: %s: %w", report, mapErr(err))
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // read-only
+	if err := s.setTenant(ctx, tx, tenant); err != nil {
+		return err
+	}
 	return fn(func(sql string, args []any, row func(pgx.Rows) error) error {
 		rows, err := tx.Query(ctx, sql, args...)
 		if err != nil {
@@ -282,6 +285,6 @@ func (s *Store) snapshot(ctx context.Context, report string, fn func(each eachRo
 }
 
 // query runs one report query in a read-only snapshot.
-func (s *Store) query(ctx context.Context, report, sql string, args []any, fn func(pgx.Rows) error) error {
-	return s.snapshot(ctx, report, func(each eachRow) error { return each(sql, args, fn) })
+func (s *Store) query(ctx context.Context, report, tenant, sql string, args []any, fn func(pgx.Rows) error) error {
+	return s.snapshot(ctx, report, tenant, func(each eachRow) error { return each(sql, args, fn) })
 }
