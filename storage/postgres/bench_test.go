@@ -57,8 +57,9 @@ func benchStore(b *testing.B) (*postgres.Store, *pgxpool.Pool) {
 //   - insert: one record per transaction: raw autocommit INSERT, store
 //     Put (record, three indexes, one unique), engine contact create
 //     (validation, record, indexes, lookup terms, outbox event);
-//   - bulk: 10,000 records per transaction: raw COPY, store Puts, engine
-//     CreateMany.
+//   - bulk: 10,000 records per transaction: raw COPY, store Puts, the
+//     store's CreateMany (storage.BulkCreator), engine CreateMany (which
+//     uses it).
 func BenchmarkWrite(b *testing.B) {
 	ctx := context.Background()
 	b.Run("insert/raw-pgx", func(b *testing.B) {
@@ -129,6 +130,28 @@ func BenchmarkWrite(b *testing.B) {
 		next := 0
 		for b.Loop() {
 			if err := storagetest.Populate(ctx, st, next, next+batch, batch); err != nil {
+				b.Fatal(err)
+			}
+			next += batch
+		}
+		b.ReportMetric(float64(next)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("bulk/store-createmany", func(b *testing.B) {
+		st, _ := benchStore(b)
+		if err := st.Declare(ctx, storagetest.Collections()...); err != nil {
+			b.Fatal(err)
+		}
+		next := 0
+		for b.Loop() {
+			recs := make([]storage.Record, batch)
+			for i := range recs {
+				recs[i] = storagetest.BenchRecord(next + i)
+			}
+			err := st.Update(ctx, storagetest.BenchTenant, func(tx storage.Tx) error {
+				_, err := tx.(storage.BulkCreator).CreateMany(ctx, "people", recs)
+				return err
+			})
+			if err != nil {
 				b.Fatal(err)
 			}
 			next += batch

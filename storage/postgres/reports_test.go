@@ -137,3 +137,66 @@ func TestPushdownParity(t *testing.T) {
 	require.Len(t, f, 1)
 	assert.Equal(t, 60, f[0].Entered[0], "every deal entered the first stage")
 }
+
+// TestEngineCreateMany checks the engine's CreateMany on PostgreSQL, which
+// sends the records in bulk (storage.BulkCreator): the records, their
+// events and their stage facts are there as with one create each, and a
+// bad record anywhere in the batch is named and writes nothing.
+func TestEngineCreateMany(t *testing.T) {
+	st := open(t)
+	ctx := context.Background()
+	e, err := crm.Open(ctx, crm.Options{Store: st})
+	require.NoError(t, err)
+	defer e.Close()
+	contact := func(i int) crm.Contact {
+		return crm.Contact{FirstName: "C", LastName: fmt.Sprint(i), Email: fmt.Sprintf("c%d@example.com", i)}
+	}
+	var cs []crm.Contact
+	for i := range 100 {
+		cs = append(cs, contact(i))
+	}
+	out, err := e.Contacts().CreateMany(ctx, cs)
+	require.NoError(t, err)
+	require.Len(t, out, 100)
+	got, err := e.Contacts().Get(ctx, out[42].ID)
+	require.NoError(t, err)
+	assert.Equal(t, "c42@example.com", got.Email)
+	assert.Equal(t, uint64(1), got.Version)
+	head, err := st.OutboxHead(ctx)
+	require.NoError(t, err)
+
+	// A duplicate within the batch, then one of a stored contact.
+	for name, bad := range map[string]crm.Contact{"within": contact(1000), "stored": contact(7)} {
+		batch := []crm.Contact{contact(1000), contact(1001), contact(1002), bad}
+		if name == "within" {
+			batch[3] = contact(1000)
+		}
+		_, err = e.Contacts().CreateMany(ctx, batch)
+		var ve *crm.ValidationError
+		require.ErrorAs(t, err, &ve, name)
+		assert.ErrorContains(t, err, "record 3 of 4", name)
+		assert.Equal(t, "email", ve.Fields[0].Field, name)
+	}
+	list, err := e.Contacts().List(ctx, crm.ListOptions{Limit: 1000})
+	require.NoError(t, err)
+	assert.Len(t, list.Items, 100, "refused batches wrote nothing")
+	after, err := st.OutboxHead(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, head, after, "nor any event")
+
+	// Deals: their stage facts are written beside them.
+	def, err := pipeline.Builtin("b2b-deal")
+	require.NoError(t, err)
+	require.NoError(t, e.Pipelines().Save(ctx, def))
+	amount, err := crm.ParseMoney("10", "EUR")
+	require.NoError(t, err)
+	var ds []crm.Deal
+	for i := range 30 {
+		ds = append(ds, crm.Deal{Title: fmt.Sprint("D", i), Pipeline: "b2b-deal", Amount: amount})
+	}
+	_, err = e.Deals().CreateMany(ctx, ds)
+	require.NoError(t, err)
+	f, err := analytics.New(e.Default()).Funnel(ctx, analytics.FunnelQuery{Pipeline: "b2b-deal"})
+	require.NoError(t, err)
+	assert.Equal(t, 30, f.Groups[0].Stages[0].Entered)
+}

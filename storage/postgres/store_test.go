@@ -251,3 +251,83 @@ func TestConnectionLoss(t *testing.T) {
 		return err
 	}))
 }
+
+// TestCreateMany checks the bulk create: the records land as Put would
+// put them (indexes, unique values, typed columns), and a bad batch writes
+// nothing, says which record failed and leaves the transaction usable.
+func TestCreateMany(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	st := open(t)
+	visits := storage.Collection{Name: "visits", Indexes: []storage.Index{{Name: "visit", Field: "v", Columns: []storage.Column{{Name: "city"}, {Name: "n", Type: storage.ColumnInt}}}}}
+	require.NoError(t, st.Declare(ctx, append(storagetest.Collections(), visits)...))
+	person := func(id, email string) storage.Record {
+		return storage.Record{ID: id, Body: []byte(`{"email":"` + email + `","tags":["a","b"],"address":{"city":"Oslo"}}`)}
+	}
+	createMany := func(tx storage.Tx, coll string, recs ...storage.Record) ([]storage.Record, error) {
+		return tx.(storage.BulkCreator).CreateMany(ctx, coll, recs)
+	}
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+		out, err := createMany(tx, "people", person("p1", "a@x"), person("p2", "b@x"))
+		require.NoError(t, err)
+		require.Len(t, out, 2)
+		assert.Equal(t, uint64(1), out[1].Version)
+		body, err := json.Marshal(map[string]string{"v": "Oslo" + storage.FieldSep + "3"})
+		require.NoError(t, err)
+		_, err = createMany(tx, "visits", storage.Record{ID: "v1", Body: body})
+		return err
+	}))
+
+	for name, c := range map[string]struct {
+		recs  []storage.Record
+		index int
+		is    error
+	}{
+		"ID taken":              {[]storage.Record{person("p3", "c@x"), person("p1", "d@x")}, 1, storage.ErrExists},
+		"ID twice":              {[]storage.Record{person("p3", "c@x"), person("p3", "d@x")}, 1, storage.ErrExists},
+		"unique value held":     {[]storage.Record{person("p3", "c@x"), person("p4", "a@x")}, 1, storage.ErrExists},
+		"unique value twice":    {[]storage.Record{person("p3", "c@x"), person("p4", "c@x")}, 1, storage.ErrExists},
+		"bad body":              {[]storage.Record{person("p3", "c@x"), {ID: "p4", Body: []byte(`[1]`)}}, 1, storage.ErrInvalid},
+		"version on a creation": {[]storage.Record{{ID: "p3", Version: 2, Body: []byte(`{}`)}}, 0, storage.ErrInvalid},
+	} {
+		err := st.Update(ctx, "t", func(tx storage.Tx) error {
+			_, err := createMany(tx, "people", c.recs...)
+			var re *storage.RecordError
+			require.ErrorAs(t, err, &re, name)
+			assert.Equal(t, c.index, re.Index, name)
+			require.ErrorIs(t, err, c.is, name)
+			// The transaction goes on.
+			_, err = tx.Put(ctx, "counters", storage.Record{ID: name, Body: []byte(`{}`)})
+			return err
+		})
+		require.NoError(t, err, name)
+	}
+	var ue *storage.UniqueError
+	err := st.Update(ctx, "t", func(tx storage.Tx) error {
+		_, err := createMany(tx, "people", person("p5", "z@x"), person("p6", "a@x"))
+		return err
+	})
+	require.ErrorAs(t, err, &ue)
+	assert.Equal(t, "p1", ue.ExistingID)
+
+	// Nothing of the refused batches was written; what was is indexed.
+	require.NoError(t, st.View(ctx, "t", func(tx storage.ReadTx) error {
+		pg, err := tx.Scan(ctx, "people", storage.Query{})
+		require.NoError(t, err)
+		assert.Len(t, pg.Records, 2)
+		pg, err = tx.Scan(ctx, "people", storage.Query{Index: "email", Equal: "b@x"})
+		require.NoError(t, err)
+		require.Len(t, pg.Records, 1)
+		assert.Equal(t, "p2", pg.Records[0].ID)
+		pg, err = tx.Scan(ctx, "people", storage.Query{Index: "tags", Equal: "a"})
+		require.NoError(t, err)
+		assert.Len(t, pg.Records, 2)
+		return nil
+	}))
+	conn, err := pgx.Connect(ctx, server.URL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var n int64
+	require.NoError(t, conn.QueryRow(ctx, "SELECT c_n FROM "+pgx.Identifier{st.Schema(), storage.ColumnsTable("visits", "visit")}.Sanitize()).Scan(&n))
+	assert.Equal(t, int64(3), n)
+}
