@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -58,8 +59,8 @@ func benchStore(b *testing.B) (*postgres.Store, *pgxpool.Pool) {
 //     Put (record, three indexes, one unique), engine contact create
 //     (validation, record, indexes, lookup terms, outbox event);
 //   - bulk: 10,000 records per transaction: raw COPY, store Puts, the
-//     store's CreateMany (storage.BulkCreator), engine CreateMany (which
-//     uses it).
+//     store's CreateMany (storage.BulkCreator), engine CreateMany and
+//     CreateEach (the import path), which use it.
 func BenchmarkWrite(b *testing.B) {
 	ctx := context.Background()
 	b.Run("insert/raw-pgx", func(b *testing.B) {
@@ -173,6 +174,27 @@ func BenchmarkWrite(b *testing.B) {
 			}
 			if _, err := e.Contacts().CreateMany(ctx, cs); err != nil {
 				b.Fatal(err)
+			}
+			next += batch
+		}
+		b.ReportMetric(float64(next)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("bulk/engine-each", func(b *testing.B) {
+		st, _ := benchStore(b)
+		e, err := crm.Open(ctx, crm.Options{Store: st})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer e.Close()
+		next := 0
+		for b.Loop() {
+			cs := make([]crm.Contact, batch)
+			for i := range cs {
+				cs[i] = benchContact(next + i)
+			}
+			_, errs, err := e.Contacts().CreateEach(ctx, cs)
+			if err != nil || errors.Join(errs...) != nil {
+				b.Fatal(err, errors.Join(errs...))
 			}
 			next += batch
 		}

@@ -200,3 +200,49 @@ func TestEngineCreateMany(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 30, f.Groups[0].Stages[0].Entered)
 }
+
+// TestEngineCreateEach checks the import path on PostgreSQL: records the
+// store refuses (an email held by a stored contact or repeated in the
+// batch) are reported one by one and left out, the others are created in
+// bulk, with one event each.
+func TestEngineCreateEach(t *testing.T) {
+	st := open(t)
+	ctx := context.Background()
+	e, err := crm.Open(ctx, crm.Options{Store: st})
+	require.NoError(t, err)
+	defer e.Close()
+	contact := func(i int) crm.Contact {
+		return crm.Contact{FirstName: "C", LastName: fmt.Sprint(i), Email: fmt.Sprintf("c%d@example.com", i)}
+	}
+	_, err = e.Contacts().Create(ctx, contact(5))
+	require.NoError(t, err)
+	head, err := st.OutboxHead(ctx)
+	require.NoError(t, err)
+	var batch []crm.Contact
+	for i := range 20 {
+		batch = append(batch, contact(100+i))
+	}
+	batch[3] = contact(5)    // held by a stored contact
+	batch[9] = contact(100)  // repeats record 0
+	batch[12].Email = "nope" // invalid: refused before any write
+	batch[15] = contact(5)   // held too
+	created, errs, err := e.Contacts().CreateEach(ctx, batch)
+	require.NoError(t, err)
+	for i := range batch {
+		switch i {
+		case 3, 9, 12, 15:
+			var ve *crm.ValidationError
+			require.ErrorAs(t, errs[i], &ve, "record %d", i)
+			assert.Equal(t, "email", ve.Fields[0].Field, "record %d", i)
+		default:
+			require.NoError(t, errs[i], "record %d", i)
+			assert.NotEmpty(t, created[i].ID)
+		}
+	}
+	list, err := e.Contacts().List(ctx, crm.ListOptions{Limit: 100})
+	require.NoError(t, err)
+	assert.Len(t, list.Items, 1+16)
+	after, err := st.OutboxHead(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, head+16, after, "one event per created contact")
+}
