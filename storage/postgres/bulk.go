@@ -35,8 +35,7 @@ func (t *tx) CreateMany(ctx context.Context, collection string, recs []storage.R
 	seenID := make(map[string]int, len(recs))
 	type uniq struct{ idx, value string }
 	seenU := map[uniq]int{}
-	var uIdx []string
-	var uVal [][]byte
+	byIndex := map[string][][]byte{} // unique values to probe, by index
 	for i, r := range recs {
 		if r.Version != 0 {
 			return nil, bad(i, fmt.Errorf("%w: CreateMany creates: version %d", storage.ErrInvalid, r.Version))
@@ -66,7 +65,7 @@ func (t *tx) CreateMany(ctx context.Context, collection string, recs []storage.R
 					return nil, bad(i, &storage.UniqueError{Collection: collection, Index: ix.Name, Value: value, ExistingID: recs[j].ID})
 				}
 				seenU[u] = i
-				uIdx, uVal = append(uIdx, ix.Name), append(uVal, []byte(value))
+				byIndex[ix.Name] = append(byIndex[ix.Name], []byte(value))
 			}
 		}
 	}
@@ -98,10 +97,6 @@ func (t *tx) CreateMany(ctx context.Context, collection string, recs []storage.R
 		}
 		return rows.Err()
 	})
-	byIndex := map[string][][]byte{}
-	for k, name := range uIdx {
-		byIndex[name] = append(byIndex[name], uVal[k])
-	}
 	for name, values := range byIndex {
 		b.Queue("SELECT value, id FROM uniques WHERE tenant = $1 AND coll = $2 AND idx = $3 AND value = ANY($4)",
 			tenant, collection, name, values).Query(func(rows pgx.Rows) error {

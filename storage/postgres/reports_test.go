@@ -15,6 +15,7 @@ import (
 	"github.com/rapportcrm/rapport/crm"
 	"github.com/rapportcrm/rapport/pipeline"
 	"github.com/rapportcrm/rapport/storage"
+	"github.com/rapportcrm/rapport/storage/postgres"
 )
 
 // streaming hides the store's aggregators: reports on it take the
@@ -138,19 +139,24 @@ func TestPushdownParity(t *testing.T) {
 	assert.Equal(t, 60, f[0].Entered[0], "every deal entered the first stage")
 }
 
+// openEngine opens an engine on a store of its own.
+func openEngine(t *testing.T) (*postgres.Store, *crm.Engine) {
+	t.Helper()
+	st := open(t)
+	e, err := crm.Open(context.Background(), crm.Options{Store: st})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, e.Close()) })
+	return st, e
+}
+
 // TestEngineCreateMany checks the engine's CreateMany on PostgreSQL, which
 // sends the records in bulk (storage.BulkCreator): the records, their
 // events and their stage facts are there as with one create each, and a
 // bad record anywhere in the batch is named and writes nothing.
 func TestEngineCreateMany(t *testing.T) {
-	st := open(t)
+	st, e := openEngine(t)
 	ctx := context.Background()
-	e, err := crm.Open(ctx, crm.Options{Store: st})
-	require.NoError(t, err)
-	defer e.Close()
-	contact := func(i int) crm.Contact {
-		return crm.Contact{FirstName: "C", LastName: fmt.Sprint(i), Email: fmt.Sprintf("c%d@example.com", i)}
-	}
+	contact := benchContact
 	var cs []crm.Contact
 	for i := range 100 {
 		cs = append(cs, contact(i))
@@ -160,7 +166,7 @@ func TestEngineCreateMany(t *testing.T) {
 	require.Len(t, out, 100)
 	got, err := e.Contacts().Get(ctx, out[42].ID)
 	require.NoError(t, err)
-	assert.Equal(t, "c42@example.com", got.Email)
+	assert.Equal(t, "customer42@example.com", got.Email)
 	assert.Equal(t, uint64(1), got.Version)
 	head, err := st.OutboxHead(ctx)
 	require.NoError(t, err)
@@ -206,15 +212,10 @@ func TestEngineCreateMany(t *testing.T) {
 // batch) are reported one by one and left out, the others are created in
 // bulk, with one event each.
 func TestEngineCreateEach(t *testing.T) {
-	st := open(t)
+	st, e := openEngine(t)
 	ctx := context.Background()
-	e, err := crm.Open(ctx, crm.Options{Store: st})
-	require.NoError(t, err)
-	defer e.Close()
-	contact := func(i int) crm.Contact {
-		return crm.Contact{FirstName: "C", LastName: fmt.Sprint(i), Email: fmt.Sprintf("c%d@example.com", i)}
-	}
-	_, err = e.Contacts().Create(ctx, contact(5))
+	contact := benchContact
+	_, err := e.Contacts().Create(ctx, contact(5))
 	require.NoError(t, err)
 	head, err := st.OutboxHead(ctx)
 	require.NoError(t, err)
