@@ -1,7 +1,22 @@
-// Package plugins will hold the out-of-process plugin protocol (go-plugin
-// over gRPC) for document renderers and channel connectors, the host-side
-// manager that verifies, starts, times out and restarts plugin processes,
-// and the SDK plugin authors use.
+// Package plugins is Rapport's plugin system: document renderers and
+// channel connectors that run as separate processes speaking
+// github.com/hashicorp/go-plugin over gRPC, so a plugin can crash, hang or
+// be written by a third party without taking the engine down.
 //
-// Nothing is implemented here yet; see the plugins issue.
+// Two Go interfaces are the whole contract: Renderer (templates + CRM data →
+// PDF or HTML) and Connector (send messages through a channel, stream what
+// arrives on it). They have three kinds of implementations:
+//
+//   - in-process values, which tests and users who want no subprocesses
+//     plug in directly;
+//   - plugin processes: a plugin's main calls ServeRenderer or
+//     ServeConnector with its implementation (see examples/plugin-author);
+//   - the Manager's handles to those processes, which verify the binary's
+//     SHA-256, talk over mutual TLS, bound every call by a timeout and
+//     restart a crashed plugin with backoff. Their errors are *Error values
+//     naming the plugin, testable with errors.Is against ErrTimeout,
+//     ErrCrashed and ErrRejected.
+//
+// The wire protocol lives in plugins/proto (generated code in
+// plugins/pluginpb); its version is Handshake.ProtocolVersion.
 package plugins

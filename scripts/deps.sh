@@ -3,7 +3,10 @@
 # packages. Safe to run repeatedly. The default store (bbolt) is embedded;
 # storage/postgres tests start a throwaway PostgreSQL cluster from the
 # server binaries (initdb, pg_ctl) of Debian's postgresql package; the
-# analytics HTML report is opened in Debian's headless chromium.
+# analytics HTML report is opened in Debian's headless chromium; the
+# document renderer's PDFs are read back with poppler-utils' pdftotext;
+# protobuf-compiler is needed only when plugins/proto changed since
+# plugins/pluginpb was generated (see `make proto`).
 set -euo pipefail
 
 if ! command -v go >/dev/null 2>&1; then
@@ -18,6 +21,14 @@ fi
 # The analytics HTML report test opens the page in headless Chromium.
 if ! command -v chromium >/dev/null 2>&1; then
   need+=(chromium)
+fi
+
+if ! command -v pdftotext >/dev/null 2>&1; then
+  need+=(poppler-utils)
+fi
+if ! command -v protoc >/dev/null 2>&1 && \
+   ! bash "$(dirname "$0")/protosum.sh" | cmp -s - "$(dirname "$0")/../plugins/pluginpb/SOURCES.sha256"; then
+  need+=(protobuf-compiler)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
