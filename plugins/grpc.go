@@ -140,7 +140,9 @@ func (s *rendererServer) Render(ctx context.Context, req *pluginpb.RenderRequest
 	return &pluginpb.RenderResponse{Content: doc.Content, MimeType: doc.MIMEType, FileName: doc.FileName}, nil
 }
 
-type rendererClient struct{ c pluginpb.DocumentRendererClient }
+type rendererClient struct {
+	c pluginpb.DocumentRendererClient
+}
 
 func (c *rendererClient) Templates(ctx context.Context) ([]Template, error) {
 	resp, err := c.c.Templates(ctx, &pluginpb.TemplatesRequest{})
@@ -249,7 +251,9 @@ func (s *connectorServer) Receive(stream grpc.BidiStreamingServer[pluginpb.Ack, 
 	return toStatus(err)
 }
 
-type connectorClient struct{ c pluginpb.ChannelConnectorClient }
+type connectorClient struct {
+	c pluginpb.ChannelConnectorClient
+}
 
 func (c *connectorClient) Describe(ctx context.Context) (Channel, error) {
 	resp, err := c.c.Describe(ctx, &pluginpb.DescribeRequest{})

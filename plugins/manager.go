@@ -67,7 +67,7 @@ type Options struct {
 // and starts a crashed plugin again, with backoff, on the next call. Its
 // methods are safe for concurrent use.
 type Manager struct {
-	opts    Options
+	opts   Options
 	mu     sync.Mutex
 	procs  map[string]*proc
 	order  []string
