@@ -26,14 +26,12 @@ var (
 	selfErr  error
 )
 
-// self returns this test binary and its checksum: the test plugins.
+// self returns the test plugin's executable and its checksum.
 func self(t testing.TB) (string, string) {
 	t.Helper()
 	selfOnce.Do(func() {
-		selfPath, selfErr = os.Executable()
-		if selfErr == nil {
-			selfSum, selfErr = plugins.FileSHA256(selfPath)
-		}
+		selfPath = testPlugin
+		selfSum, selfErr = plugins.FileSHA256(selfPath)
 	})
 	require.NoError(t, selfErr)
 	return selfPath, selfSum
@@ -417,7 +415,7 @@ func TestDiscover(t *testing.T) {
 	assert.Equal(t, sum, cfgs[1].SHA256)
 
 	// The discovered plugins run (they are told their kind by argument
-	// here only because the test binary serves both).
+	// here only because the test plugin serves both).
 	for i := range cfgs {
 		cfgs[i].Args = []string{cfgs[i].Kind}
 	}
