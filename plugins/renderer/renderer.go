@@ -47,7 +47,7 @@ type Layout struct {
 	// FileName names the output, without extension (a template).
 	FileName string `yaml:"file_name"`
 	// Heading is the document's title line (a template).
-	Heading string `yaml:"heading"`
+	Heading string  `yaml:"heading"`
 	Blocks  []Block `yaml:"blocks"`
 	// Footer is printed at the bottom of each page (a template).
 	Footer string `yaml:"footer"`
