@@ -9,6 +9,7 @@
 //	crmctl rules test PATH...
 //	crmctl rules check FILE...
 //	crmctl rules eval -rule EXPR [-json FILE] [-now TIME]
+//	crmctl plugins list|check [-dir DIR] [NAME...]
 //	crmctl [-db rapport.db] check
 //	crmctl -db postgres://user@host/db [-schema rapport] migrate
 //
@@ -51,6 +52,8 @@ commands:
          [flags] [--format table|csv|json|html|svg]   (crmctl report, without a kind, lists the flags)
   rules test PATH...  |  rules check FILE...  |  rules eval -rule EXPR [-json FILE] [-now T]
                test loyalty fixtures, validate program and segment files, evaluate an expression
+  plugins list|check [-dir DIR] [NAME...]
+               list the approved plugins of a directory, or start and check them
   check        verify the consistency of the database file
   migrate      apply the PostgreSQL migrations (engines also do on open) and print the version
 exit codes: 0 done, 1 failed, 2 usage, 3 imported with some rows skipped`
@@ -92,6 +95,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = reportCmd(ctx, d, *tenant, rest[1:], stdout, stderr)
 	case "rules":
 		err = rulesCmd(rest[1:], stdin, stdout, stderr)
+	case "plugins":
+		err = pluginsCmd(ctx, rest[1:], stdout, stderr)
 	default:
 		err = fmt.Errorf("unknown command %q\n%s", rest[0], usage)
 	}
