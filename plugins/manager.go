@@ -287,6 +287,7 @@ type proc struct {
 	notBefore time.Time
 	lastErr   error
 	stopped   bool // by Manager.Close: start nothing more
+	stderr    *tail
 }
 
 func (p *proc) status() Status {
@@ -334,6 +335,7 @@ func (p *proc) get() (any, *plugin.Client, error) {
 func (p *proc) startLocked() error {
 	p.starts++
 	cmd := exec.Command(p.cfg.Path, p.cfg.Args...)
+	p.stderr = &tail{}
 	cmd.Env = slices.Clone(p.cfg.Env)
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name:   p.cfg.Name,
@@ -350,6 +352,7 @@ func (p *proc) startLocked() error {
 		SkipHostEnv:      true,
 		StartTimeout:     p.m.opts.StartTimeout,
 		Logger:           logger,
+		Stderr:           p.stderr,
 	})
 	rpc, err := client.Client()
 	if err != nil {
@@ -358,7 +361,7 @@ func (p *proc) startLocked() error {
 			got, _ := FileSHA256(p.cfg.Path)
 			return fmt.Errorf("%w: %s has SHA-256 %s, configured %s", ErrChecksum, p.cfg.Path, got, p.cfg.SHA256)
 		}
-		return fmt.Errorf("%w: starting %s: %v", ErrCrashed, p.cfg.Path, err)
+		return fmt.Errorf("%w: starting %s: %v%s", ErrCrashed, p.cfg.Path, firstLine(err), p.stderr.say())
 	}
 	impl, err := rpc.Dispense(p.cfg.Kind)
 	if err != nil {
@@ -453,7 +456,10 @@ func (p *proc) classify(ctx, callCtx context.Context, client *plugin.Client, err
 		for i := 0; i < 100 && !client.Exited(); i++ {
 			time.Sleep(5 * time.Millisecond)
 		}
-		cause := fmt.Errorf("process exited during %v", err)
+		p.mu.Lock()
+		stderr := p.stderr
+		p.mu.Unlock()
+		cause := fmt.Errorf("process exited during %v%s", err, stderr.say())
 		if !client.Exited() {
 			cause = fmt.Errorf("connection lost (%v); process killed", err)
 		}
@@ -661,4 +667,78 @@ func (w *slogWriter) Write(b []byte) (int, error) {
 		w.buf = w.buf[i+1:]
 	}
 	return len(b), nil
+}
+
+// firstLine keeps the first line of go-plugin's long start errors.
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return strings.TrimSpace(s)
+}
+
+// tail keeps what a plugin wrote to its stderr besides its log lines, for
+// the error that reports its crash: the last few lines, or from a panic's
+// (or fatal error's) first line on, the lines that say what happened.
+type tail struct {
+	mu      sync.Mutex
+	partial []byte
+	lines   []string
+	frozen  bool // a panic was seen: keep its lines
+}
+
+const tailLines = 5
+
+func (t *tail) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.partial = append(t.partial, b...)
+	for {
+		i := slices.Index(t.partial, '\n')
+		if i < 0 {
+			break
+		}
+		t.add(strings.TrimSpace(string(t.partial[:i])))
+		t.partial = t.partial[i+1:]
+	}
+	if len(t.partial) > 4096 {
+		t.add(strings.TrimSpace(string(t.partial)))
+		t.partial = t.partial[:0]
+	}
+	return len(b), nil
+}
+
+func (t *tail) add(line string) {
+	if line == "" || strings.HasPrefix(line, `{"@level"`) {
+		return // blank, or one of go-plugin's JSON log lines
+	}
+	if !t.frozen && (strings.HasPrefix(line, "panic:") || strings.HasPrefix(line, "fatal error:")) {
+		t.frozen = true
+		t.lines = t.lines[:0]
+	}
+	if t.frozen {
+		if len(t.lines) < tailLines {
+			t.lines = append(t.lines, line)
+		}
+		return
+	}
+	if len(t.lines) == tailLines {
+		t.lines = t.lines[1:]
+	}
+	t.lines = append(t.lines, line)
+}
+
+// say returns "; its stderr ended: ..." or "" when it wrote nothing.
+func (t *tail) say() string {
+	if t == nil {
+		return ""
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := t.lines
+	if p := strings.TrimSpace(string(t.partial)); p != "" && !t.frozen {
+		lines = append(slices.Clone(lines), p)
+	}
+	if len(lines) == 0 {
+		return ""
+	}
+	return "; its stderr ended: " + strings.Join(lines, " | ")
 }

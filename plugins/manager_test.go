@@ -217,6 +217,8 @@ func TestCrashedPluginRestartsWithBackoff(t *testing.T) {
 	assert.Equal(t, "fake", pe.Plugin)
 	assert.NoError(t, processGone(pid1), "the crashed process is reaped")
 
+	assert.Contains(t, err.Error(), "process exited during")
+
 	// Within the backoff the manager does not start it again.
 	_, err = c.Send(ctx, plugins.Message{Recipient: "pid", IdempotencyKey: "x"})
 	require.ErrorIs(t, err, plugins.ErrCrashed)
@@ -246,6 +248,12 @@ func TestCrashedPluginRestartsWithBackoff(t *testing.T) {
 	require.ErrorIs(t, err, plugins.ErrCrashed, "two crashes in a row wait 600 ms")
 	time.Sleep(300 * time.Millisecond)
 	sendPID(t, c)
+
+	// A panic's message reaches the host's error.
+	time.Sleep(50 * time.Millisecond)
+	_, err = c.Send(ctx, plugins.Message{Recipient: "panic", IdempotencyKey: "p"})
+	require.ErrorIs(t, err, plugins.ErrCrashed)
+	assert.Contains(t, err.Error(), "its stderr ended: panic: fake connector: boom")
 }
 
 // processGone waits up to 2 s for a process to be gone (not even a

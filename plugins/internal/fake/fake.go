@@ -71,6 +71,8 @@ func (c *Connector) Send(ctx context.Context, msg plugins.Message) (plugins.Rece
 	switch msg.Recipient {
 	case "crash":
 		os.Exit(3)
+	case "panic":
+		panic("fake connector: boom")
 	case "hang":
 		select {}
 	case "slow":
