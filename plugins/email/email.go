@@ -15,14 +15,12 @@
 package email
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/mail"
@@ -30,7 +28,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
@@ -114,10 +111,7 @@ type Connector struct {
 	policy gomail.TLSPolicy
 	inbox  *plugins.Inbox
 
-	mu       sync.Mutex
-	sent     map[string]plugins.Receipt // by idempotency key
-	inFlight map[string]chan struct{}
-	journal  *os.File
+	journal *plugins.Journal
 }
 
 // New checks the config and, with a StateDir, reads the journal of keys
@@ -130,8 +124,7 @@ func New(cfg Config) (*Connector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("email: sender %q: %w", cfg.From, err)
 	}
-	c := &Connector{cfg: cfg, from: from, inbox: plugins.NewInbox(0),
-		sent: map[string]plugins.Receipt{}, inFlight: map[string]chan struct{}{}}
+	c := &Connector{cfg: cfg, from: from, inbox: plugins.NewInbox(0)}
 	switch cfg.TLS {
 	case "", TLSStartTLS:
 		c.policy = gomail.TLSMandatory
@@ -152,58 +145,21 @@ func New(cfg Config) (*Connector, error) {
 	if c.cfg.Timeout <= 0 {
 		c.cfg.Timeout = 30 * time.Second
 	}
+	journal := ""
 	if cfg.StateDir != "" {
-		if err := c.openJournal(); err != nil {
-			return nil, err
+		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("email: state directory: %w", err)
 		}
+		journal = filepath.Join(cfg.StateDir, "sent.jsonl")
+	}
+	if c.journal, err = plugins.OpenJournal(journal); err != nil {
+		return nil, fmt.Errorf("email: %w", err)
 	}
 	return c, nil
 }
 
-type journalEntry struct {
-	Key       string `json:"key"`
-	MessageID string `json:"message_id"`
-}
-
-func (c *Connector) openJournal() error {
-	if err := os.MkdirAll(c.cfg.StateDir, 0o700); err != nil {
-		return fmt.Errorf("email: state directory: %w", err)
-	}
-	path := filepath.Join(c.cfg.StateDir, "sent.jsonl")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("email: journal: %w", err)
-	}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		var e journalEntry
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			// A torn last line from a crash mid-write: the send it
-			// records was not confirmed, so it is not a sent key.
-			continue
-		}
-		c.sent[e.Key] = plugins.Receipt{ProviderID: e.MessageID, Status: plugins.StatusSent}
-	}
-	if err := sc.Err(); err != nil {
-		f.Close()
-		return fmt.Errorf("email: reading %s: %w", path, err)
-	}
-	c.journal = f
-	return nil
-}
-
 // Close closes the journal.
-func (c *Connector) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.journal == nil {
-		return nil
-	}
-	err := c.journal.Close()
-	c.journal = nil
-	return err
-}
+func (c *Connector) Close() error { return c.journal.Close() }
 
 // Describe implements plugins.Connector.
 func (c *Connector) Describe(context.Context) (plugins.Channel, error) {
@@ -231,50 +187,12 @@ func (c *Connector) Send(ctx context.Context, msg plugins.Message) (plugins.Rece
 	if err != nil {
 		return plugins.Receipt{}, err
 	}
-	// One send per key at a time; a repeated key gets the first receipt.
-	for {
-		c.mu.Lock()
-		if rc, ok := c.sent[msg.IdempotencyKey]; ok {
-			c.mu.Unlock()
-			return rc, nil
+	return c.journal.Once(ctx, msg.IdempotencyKey, func() (plugins.Receipt, error) {
+		if err := c.deliver(ctx, m); err != nil {
+			return plugins.Receipt{}, err
 		}
-		wait, busy := c.inFlight[msg.IdempotencyKey]
-		if !busy {
-			c.inFlight[msg.IdempotencyKey] = make(chan struct{})
-			c.mu.Unlock()
-			break
-		}
-		c.mu.Unlock()
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return plugins.Receipt{}, ctx.Err()
-		}
-	}
-	defer func() {
-		c.mu.Lock()
-		close(c.inFlight[msg.IdempotencyKey])
-		delete(c.inFlight, msg.IdempotencyKey)
-		c.mu.Unlock()
-	}()
-
-	if err := c.deliver(ctx, m); err != nil {
-		return plugins.Receipt{}, err
-	}
-	rc := plugins.Receipt{ProviderID: c.MessageID(msg.IdempotencyKey), Status: plugins.StatusSent}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.sent[msg.IdempotencyKey] = rc
-	if c.journal != nil {
-		b, _ := json.Marshal(journalEntry{Key: msg.IdempotencyKey, MessageID: rc.ProviderID})
-		if _, err := c.journal.Write(append(b, '\n')); err != nil {
-			return rc, fmt.Errorf("email: sent %s but could not journal it: %w", rc.ProviderID, err)
-		}
-		if err := c.journal.Sync(); err != nil {
-			return rc, fmt.Errorf("email: sent %s but could not journal it: %w", rc.ProviderID, err)
-		}
-	}
-	return rc, nil
+		return plugins.Receipt{ProviderID: c.MessageID(msg.IdempotencyKey), Status: plugins.StatusSent}, nil
+	})
 }
 
 func (c *Connector) build(msg plugins.Message) (*gomail.Msg, error) {

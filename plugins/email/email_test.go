@@ -175,7 +175,7 @@ func TestSendIsIdempotentAcrossRestarts(t *testing.T) {
 	require.NoError(t, c2.Close())
 	f, err := os.OpenFile(filepath.Join(state, "sent.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
 	require.NoError(t, err)
-	_, err = f.WriteString(`{"key":"k3","messa`)
+	_, err = f.WriteString(`{"key":"k3","provi`)
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 	c3 := connector(t, s, withState)
