@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/rapportcrm/rapport/plugins"
 	"github.com/rapportcrm/rapport/storage"
 )
 
@@ -50,18 +51,7 @@ func (e *Engine) deadLetter(ctx context.Context, log *slog.Logger, sub string, s
 		Attempts:     attempts,
 		FailedAt:     e.clock.Now().UTC(),
 	}
-	body, err := json.Marshal(dl)
-	if err == nil {
-		dctx := context.WithoutCancel(ctx)
-		err = e.store.Update(dctx, se.Tenant, func(tx storage.Tx) error {
-			_, err := tx.Put(dctx, deadLettersCollection, storage.Record{ID: dl.ID, Body: body})
-			if errors.Is(err, storage.ErrExists) {
-				return nil // stored by an earlier delivery of the same event
-			}
-			return err
-		})
-	}
-	if err != nil {
+	if err := e.storeDeadLetter(ctx, se.Tenant, dl); err != nil {
 		log.Error("storing the dead letter failed; the event will be delivered again", "err", err)
 		e.sleep(ctx, e.opts.MaxRetryBackoff)
 		return false
@@ -96,4 +86,49 @@ func (t *Tenant) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, erro
 		return nil, fmt.Errorf("crm: dead letters: %w", err)
 	}
 	return out, nil
+}
+
+// storeDeadLetter writes a dead letter once: one stored by an earlier
+// delivery of the same event stays.
+func (e *Engine) storeDeadLetter(ctx context.Context, tenant string, dl DeadLetter) error {
+	body, err := json.Marshal(dl)
+	if err != nil {
+		return err
+	}
+	dctx := context.WithoutCancel(ctx)
+	return e.store.Update(dctx, tenant, func(tx storage.Tx) error {
+		_, err := tx.Put(dctx, deadLettersCollection, storage.Record{ID: dl.ID, Body: body})
+		if errors.Is(err, storage.ErrExists) {
+			return nil
+		}
+		return err
+	})
+}
+
+// inboundDeadLetter keeps an inbound event the domain refused, under the
+// subscription name "inbound:<connector>", so that nothing received is
+// lost; it returns nil once stored, so the event is acknowledged.
+func (e *Engine) inboundDeadLetter(ctx context.Context, tenant, connector string, ev plugins.InboundEvent, cause error) error {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	typ := "inbound.delivery"
+	switch {
+	case ev.Form != nil:
+		typ = "inbound.form"
+	case ev.Message != nil:
+		typ = "inbound.message"
+	case ev.Call != nil:
+		typ = "inbound.call"
+	}
+	return e.storeDeadLetter(ctx, tenant, DeadLetter{
+		ID:           inboundID("inbound/", connector, ev.ID),
+		Subscription: "inbound:" + connector,
+		EventType:    typ,
+		EventBody:    body,
+		Error:        cause.Error(),
+		Attempts:     1,
+		FailedAt:     e.clock.Now().UTC(),
+	})
 }

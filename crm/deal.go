@@ -2,6 +2,7 @@ package crm
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/rapportcrm/rapport/pipeline"
@@ -39,6 +40,27 @@ type Deal struct {
 	// StageDueAt is when the deal should leave its stage by the stage's
 	// time norm; zero when the stage has no norm or is terminal.
 	StageDueAt time.Time `json:"stage_due_at,omitzero"`
+	// Lines are the products the deal is about, at most MaxOrderLines.
+	// Documents (SendDocument) price them from the tenant's price lists
+	// in the deal amount's currency unless a line sets its own price.
+	Lines []DealLine `json:"lines,omitempty"`
+}
+
+// DealLine is one product of a deal.
+type DealLine struct {
+	// SKU names the product; required.
+	SKU string `json:"sku"`
+	// Description defaults to the product's name on documents.
+	Description string `json:"description,omitempty"`
+	// Quantity is positive.
+	Quantity int64 `json:"quantity"`
+	// UnitPrice, when set, overrides the price list; its currency must
+	// be the deal amount's.
+	UnitPrice Money `json:"unit_price,omitzero"`
+	// DiscountBP and TaxBP are a discount and a tax rate in basis points
+	// (500 is 5%), 0–10000.
+	DiscountBP int64 `json:"discount_bp,omitempty"`
+	TaxBP      int64 `json:"tax_bp,omitempty"`
 }
 
 func (d *Deal) stageRef() stageRef {
@@ -69,6 +91,33 @@ func checkDeal(ctx context.Context, tx storage.ReadTx, d, prev *Deal, p *problem
 	}
 	checkMoney(p, "amount", d.Amount, false)
 	checkDate(p, "expected_close", &d.ExpectedClose)
+	if len(d.Lines) > MaxOrderLines {
+		p.add("lines", "%d lines, more than %d", len(d.Lines), MaxOrderLines)
+	}
+	for i := range d.Lines {
+		l := &d.Lines[i]
+		f := fmt.Sprintf("lines[%d]", i)
+		checkText(p, f+".sku", &l.SKU)
+		if l.SKU == "" {
+			p.add(f+".sku", "is required")
+		}
+		checkText(p, f+".description", &l.Description)
+		if l.Quantity <= 0 {
+			p.add(f+".quantity", "%d is not positive", l.Quantity)
+		}
+		if l.UnitPrice != (Money{}) {
+			checkMoney(p, f+".unit_price", l.UnitPrice, false)
+			if l.UnitPrice.Currency != d.Amount.Currency {
+				p.add(f+".unit_price", "currency %s differs from the deal amount's %q", l.UnitPrice.Currency, d.Amount.Currency)
+			}
+		}
+		if l.DiscountBP < 0 || l.DiscountBP > 10000 {
+			p.add(f+".discount_bp", "%d is not 0–10000", l.DiscountBP)
+		}
+		if l.TaxBP < 0 || l.TaxBP > 10000 {
+			p.add(f+".tax_bp", "%d is not 0–10000", l.TaxBP)
+		}
+	}
 	if err := checkRef(ctx, tx, p, "account_id", accountsCollection, "account", &d.AccountID, was.AccountID); err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ type Engine struct {
 	// lookup indexes contacts, accounts and leads for search and
 	// duplicate detection.
 	lookup  *indexer
+	kinds   sync.Map        // connector name → channel kind (Describe)
 	runCtx  context.Context // cancelled by Close; dispatchers run under it
 	stop    context.CancelFunc
 	workers sync.WaitGroup // dispatcher goroutines
@@ -72,6 +73,9 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.TimerInterval > 0 {
 		e.workers.Add(1)
 		go e.runTimers()
+	}
+	if err := e.startPlugins(); err != nil {
+		return nil, errors.Join(fmt.Errorf("crm: open: %w", err), e.Close())
 	}
 	e.log.Debug("engine opened", "path", opts.Path, "own_store", e.ownStore)
 	return e, nil

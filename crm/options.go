@@ -7,6 +7,7 @@ import (
 
 	"github.com/nyaruka/phonenumbers"
 
+	"github.com/rapportcrm/rapport/plugins"
 	"github.com/rapportcrm/rapport/storage"
 )
 
@@ -75,6 +76,28 @@ type Options struct {
 	// store did not signal (for example, written by another process).
 	// Defaults to 1s.
 	PollInterval time.Duration
+
+	// Plugins are the document renderers and channel connectors sends go
+	// through (a *plugins.Manager, or plugins.Static for in-process
+	// ones). With it, the engine runs a sender that delivers Sends (see
+	// SendDocument). The engine does not close it: close it after the
+	// engine.
+	Plugins Plugins
+	// DocumentRenderer is the renderer SendDocument uses. Defaults to
+	// "docs".
+	DocumentRenderer string
+	// Seller is the tenant's own details printed on documents.
+	Seller plugins.Party
+	// MaxSendAttempts is how often the sender tries a send before it
+	// records it as failed. Defaults to 10; the waits between tries are
+	// RetryBackoff, doubling up to MaxRetryBackoff.
+	MaxSendAttempts int
+	// Inbound names the connectors whose inbound events (emails, form
+	// submissions, calls, delivery updates) the engine receives into
+	// DefaultTenant: messages and calls become interactions on the
+	// sender's timeline, form submissions leads, delivery updates move
+	// their Send on.
+	Inbound []string
 }
 
 // withDefaults returns a copy of o with every zero field set to its default.
@@ -109,6 +132,12 @@ func (o Options) withDefaults() Options {
 	if o.PollInterval == 0 {
 		o.PollInterval = time.Second
 	}
+	if o.DocumentRenderer == "" {
+		o.DocumentRenderer = "docs"
+	}
+	if o.MaxSendAttempts == 0 {
+		o.MaxSendAttempts = 10
+	}
 	if len(o.TimerTenants) == 0 {
 		o.TimerTenants = []string{o.DefaultTenant}
 	}
@@ -122,6 +151,10 @@ func (o Options) validate() error {
 	switch {
 	case o.LockTimeout < 0:
 		return fmt.Errorf("%w: LockTimeout %s is negative", ErrInvalid, o.LockTimeout)
+	case o.MaxSendAttempts < 0:
+		return fmt.Errorf("%w: MaxSendAttempts %d is negative", ErrInvalid, o.MaxSendAttempts)
+	case len(o.Inbound) > 0 && o.Plugins == nil:
+		return fmt.Errorf("%w: Inbound needs Plugins", ErrInvalid)
 	case o.MaxDeliveryAttempts < 0:
 		return fmt.Errorf("%w: MaxDeliveryAttempts %d is negative", ErrInvalid, o.MaxDeliveryAttempts)
 	case o.RetryBackoff < 0 || o.MaxRetryBackoff < 0:
