@@ -27,9 +27,10 @@ deps:
 # test runs every test with the race detector, skipping none:
 # RAPPORT_PG_REQUIRE=1 makes the PostgreSQL tests fail, not skip, when they
 # cannot start a server; RAPPORT_REQUIRE_CHROMIUM=1 makes the HTML report
-# test fail, not skip, without Chromium.
+# test fail, not skip, without Chromium; RAPPORT_REQUIRE_PDFTOTEXT=1 makes
+# the PDF checks fail, not skip, without poppler-utils' pdftotext.
 test: deps proto-if-changed lint
-	RAPPORT_PG_REQUIRE=1 RAPPORT_REQUIRE_CHROMIUM=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	RAPPORT_PG_REQUIRE=1 RAPPORT_REQUIRE_CHROMIUM=1 RAPPORT_REQUIRE_PDFTOTEXT=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 lint:
 	$(GO) vet $(PKGS)

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"os"
@@ -35,6 +36,9 @@ type smtpServer struct {
 	pass   string
 	// refuse makes RCPT TO of this address fail with 550.
 	refuse string
+	// hold, if set, is called before a message's data is read; an error
+	// refuses the message.
+	hold func() error
 
 	mu       sync.Mutex
 	received []received
@@ -61,6 +65,7 @@ func startSMTP(t *testing.T, withTLS bool) *smtpServer {
 	s := &smtpServer{user: "mailer", pass: "s3cret"}
 	srv := smtp.NewServer(&backend{s})
 	srv.Domain = "localhost"
+	srv.ErrorLog = log.New(io.Discard, "", 0) // dropped connections are the point of some tests
 	srv.ReadTimeout = 10 * time.Second
 	srv.WriteTimeout = 10 * time.Second
 	srv.MaxMessageBytes = 30 << 20
@@ -137,6 +142,11 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (ss *session) Data(r io.Reader) error {
+	if ss.s.hold != nil {
+		if err := ss.s.hold(); err != nil {
+			return err
+		}
+	}
 	var buf bytes.Buffer
 	if _, err := io.Copy(&buf, r); err != nil {
 		return err
