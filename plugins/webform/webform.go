@@ -140,7 +140,7 @@ func (c *Connector) form(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sub := &plugins.FormSubmission{Form: name, Fields: map[string]string{},
-		Source: first(r.PostForm.Get("utm_source"), r.URL.Query().Get("utm_source")),
+		Source:   first(r.PostForm.Get("utm_source"), r.URL.Query().Get("utm_source")),
 		Campaign: first(r.PostForm.Get("utm_campaign"), r.URL.Query().Get("utm_campaign"))}
 	redirect := r.PostForm.Get("redirect")
 	var problems []string
