@@ -251,7 +251,7 @@ func (t *Tenant) storeInbound(ctx context.Context, connector, channel string, ev
 	case ev.Call != nil:
 		err = t.storeCall(ctx, connector, ev)
 	case ev.Delivery != nil:
-		err = t.storeDelivery(ctx, ev.Delivery)
+		err = t.storeDelivery(ctx, connector, ev.Delivery)
 	}
 	var ve *ValidationError
 	if errors.As(err, &ve) {
@@ -406,17 +406,28 @@ func (t *Tenant) storeCall(ctx context.Context, connector string, ev plugins.Inb
 	return err
 }
 
-// storeDelivery moves the send with the update's provider id on.
-func (t *Tenant) storeDelivery(ctx context.Context, d *plugins.DeliveryUpdate) error {
+// storeDelivery moves on the send the connector gave the update's
+// provider id.
+func (t *Tenant) storeDelivery(ctx context.Context, connector string, d *plugins.DeliveryUpdate) error {
 	sends := t.Sends()
 	return sends.update(ctx, func(tx storage.Tx) error {
-		pg, err := tx.Scan(ctx, sendsCollection, storage.Query{Index: "provider_id", Equal: d.ProviderID, Limit: 1})
-		if err != nil || len(pg.Records) == 0 {
-			return err // an update about a message we do not know: nothing to do
-		}
-		s, err := sends.decode(pg.Records[0])
+		pg, err := tx.Scan(ctx, sendsCollection, storage.Query{Index: "provider_id", Equal: d.ProviderID, Limit: 100})
 		if err != nil {
 			return err
+		}
+		var s Send
+		for _, rec := range pg.Records {
+			c, err := sends.decode(rec)
+			if err != nil {
+				return err
+			}
+			if c.Channel == connector {
+				s = c
+				break
+			}
+		}
+		if s.ID == "" {
+			return nil // an update about a message we do not know: nothing to do
 		}
 		next := s.Status
 		switch d.Status {

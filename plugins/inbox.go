@@ -23,6 +23,10 @@ type Inbox struct {
 	queue   []*inboxItem // in arrival order; delivered ones removed
 	wake    chan struct{}
 	maxSize int
+	// receiving admits one Receive at a time, so that events go out in
+	// order: a new stream waits until the old one has put back the event
+	// it was delivering.
+	receiving chan struct{}
 }
 
 type inboxItem struct {
@@ -41,7 +45,7 @@ func NewInbox(max int) *Inbox {
 	if max <= 0 {
 		max = 10000
 	}
-	return &Inbox{wake: make(chan struct{}, 1), maxSize: max}
+	return &Inbox{wake: make(chan struct{}, 1), maxSize: max, receiving: make(chan struct{}, 1)}
 }
 
 // Post queues an event without waiting for the host. An empty ID gets a
@@ -150,8 +154,16 @@ func (b *Inbox) finish(it *inboxItem, ok bool) {
 // Receive implements Connector.Receive: it hands queued events to deliver
 // in arrival order, one at a time, and removes each once deliver returned
 // nil. It returns when ctx is done or deliver fails; the event it was
-// delivering stays queued.
+// delivering stays queued. Calls run one at a time: a second Receive
+// waits for the first to return, so that order holds when the host
+// reconnects.
 func (b *Inbox) Receive(ctx context.Context, deliver func(context.Context, InboundEvent) error) error {
+	select {
+	case b.receiving <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-b.receiving }()
 	for {
 		if it := b.next(); it != nil {
 			err := deliver(ctx, it.ev)

@@ -58,3 +58,42 @@ func TestInbox(t *testing.T) {
 	assert.Contains(t, err.Error(), "event late not yet stored by the host")
 	assert.Equal(t, 1, b.Pending())
 }
+
+// A second Receive (a host reconnecting) waits for the first to put back
+// the event it was delivering, so events keep their order.
+func TestInboxReceivesOneAtATime(t *testing.T) {
+	b := plugins.NewInbox(0)
+	for _, id := range []string{"a", "b"} {
+		_, err := b.Post(form(id))
+		require.NoError(t, err)
+	}
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	inA := make(chan struct{})
+	done1 := make(chan error, 1)
+	go func() {
+		done1 <- b.Receive(ctx1, func(ctx context.Context, ev plugins.InboundEvent) error {
+			close(inA)
+			<-ctx.Done() // the host went away mid-delivery
+			return ctx.Err()
+		})
+	}()
+	<-inA
+	var got []string
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	done2 := make(chan error, 1)
+	go func() {
+		done2 <- b.Receive(ctx2, func(_ context.Context, ev plugins.InboundEvent) error {
+			got = append(got, ev.ID)
+			if len(got) == 2 {
+				cancel2()
+			}
+			return nil
+		})
+	}()
+	time.Sleep(20 * time.Millisecond) // the second waits
+	cancel1()
+	require.ErrorIs(t, <-done1, context.Canceled)
+	require.ErrorIs(t, <-done2, context.Canceled)
+	assert.Equal(t, []string{"a", "b"}, got)
+}
