@@ -3,9 +3,9 @@ package plugins_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/rapportcrm/rapport/plugins/plugintest"
 )
 
 // testPlugin is the fake plugins' executable, built by TestMain without
@@ -18,10 +18,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	testPlugin = filepath.Join(dir, "testplugin")
-	out, err := exec.Command("go", "build", "-o", testPlugin, "github.com/rapportcrm/rapport/plugins/internal/fake/testplugin").CombinedOutput()
+	testPlugin, _, err = plugintest.Build(dir, "testplugin", "github.com/rapportcrm/rapport/plugins/internal/fake/testplugin")
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "building the test plugin: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,14 +10,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rapportcrm/rapport/plugins"
+	"github.com/rapportcrm/rapport/plugins/plugintest"
 )
 
 func TestPluginsListAndCheck(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "rapport-renderer-docs")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/rapportcrm/rapport/plugins/renderer/rapport-renderer").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	sum, err := plugins.FileSHA256(bin)
+	bin, sum, err := plugintest.Build(dir, "rapport-renderer-docs", "github.com/rapportcrm/rapport/plugins/renderer/rapport-renderer")
 	require.NoError(t, err)
 	sums := filepath.Join(dir, plugins.SumsFile)
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,19 +12,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rapportcrm/rapport/plugins"
+	"github.com/rapportcrm/rapport/plugins/plugintest"
 )
 
 // TestPlugin builds this plugin, runs it under a Manager as the README
 // describes, and checks that a message sent twice (and again after a
 // restart) is written once.
 func TestPlugin(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "rapport-connector-file")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	sum, err := plugins.FileSHA256(bin)
-	require.NoError(t, err)
-	outbox := filepath.Join(dir, "outbox.jsonl")
+	bin, sum := plugintest.BuildT(t, "rapport-connector-file", ".")
+	outbox := filepath.Join(t.TempDir(), "outbox.jsonl")
 
 	send := func(key string) plugins.Receipt {
 		m, err := plugins.NewManager(plugins.Options{Logger: slog.New(slog.DiscardHandler)}, plugins.Config{

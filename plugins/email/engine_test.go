@@ -3,7 +3,6 @@ package email_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/rapportcrm/rapport/crm"
 	"github.com/rapportcrm/rapport/plugins"
+	"github.com/rapportcrm/rapport/plugins/plugintest"
 	"github.com/rapportcrm/rapport/plugins/renderer"
 )
 
@@ -47,15 +47,11 @@ func TestEngineSendsDocumentOnceThroughCrash(t *testing.T) {
 		<-release
 		return errors.New("the client went away") // never accepted
 	}
-	sum, err := plugins.FileSHA256(pluginBin)
-	require.NoError(t, err)
-	m, err := plugins.NewManager(plugins.Options{Logger: slog.New(slog.DiscardHandler), MinBackoff: 10 * time.Millisecond}, plugins.Config{
-		Name: "mail", Kind: plugins.KindConnector, Path: pluginBin, SHA256: sum,
+	m := plugintest.Manager(t, plugins.Options{MinBackoff: 10 * time.Millisecond}, plugins.Config{
+		Name: "mail", Kind: plugins.KindConnector, Path: pluginBin, SHA256: pluginSum,
 		Env: []string{"SMTP_HOST=127.0.0.1", "SMTP_PORT=" + strconv.Itoa(s.port), "SMTP_USERNAME=mailer", "SMTP_PASSWORD=s3cret",
 			"SMTP_FROM=Rapport Demo <sales@rapport.example>", "SMTP_CA_FILE=" + s.caFile, "EMAIL_STATE_DIR=" + t.TempDir()},
 	})
-	require.NoError(t, err)
-	defer m.Close()
 	r, err := renderer.New(renderer.Options{})
 	require.NoError(t, err)
 	e, err := crm.Open(context.Background(), crm.Options{Path: filepath.Join(t.TempDir(), "crm.db"),

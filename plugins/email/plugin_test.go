@@ -5,12 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -20,9 +17,10 @@ import (
 
 	"github.com/rapportcrm/rapport/plugins"
 	"github.com/rapportcrm/rapport/plugins/email"
+	"github.com/rapportcrm/rapport/plugins/plugintest"
 )
 
-var pluginBin string
+var pluginBin, pluginSum string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "rapport-email-test")
@@ -30,9 +28,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	pluginBin = filepath.Join(dir, "rapport-email")
-	if out, err := exec.Command("go", "build", "-o", pluginBin, "./rapport-email").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building rapport-email: %v\n%s", err, out)
+	pluginBin, pluginSum, err = plugintest.Build(dir, "rapport-email", "./rapport-email")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -56,16 +54,12 @@ func freeAddr(t *testing.T) string {
 func TestPluginSendsAndReceives(t *testing.T) {
 	s := startSMTP(t, true)
 	inbound := freeAddr(t)
-	sum, err := plugins.FileSHA256(pluginBin)
-	require.NoError(t, err)
-	m, err := plugins.NewManager(plugins.Options{Logger: slog.New(slog.DiscardHandler)}, plugins.Config{
-		Name: "mail", Kind: plugins.KindConnector, Path: pluginBin, SHA256: sum, Eager: true,
+	m := plugintest.Manager(t, plugins.Options{}, plugins.Config{
+		Name: "mail", Kind: plugins.KindConnector, Path: pluginBin, SHA256: pluginSum, Eager: true,
 		Env: []string{"SMTP_HOST=127.0.0.1", "SMTP_PORT=" + strconv.Itoa(s.port), "SMTP_USERNAME=mailer", "SMTP_PASSWORD=s3cret",
 			"SMTP_FROM=sales@rapport.example", "SMTP_CA_FILE=" + s.caFile, "EMAIL_STATE_DIR=" + t.TempDir(),
 			"EMAIL_INBOUND_ADDR=" + inbound, "EMAIL_INBOUND_TOKEN=tok"},
 	})
-	require.NoError(t, err)
-	defer m.Close()
 	require.NoError(t, m.Start(context.Background()))
 	c, err := m.Connector("mail")
 	require.NoError(t, err)

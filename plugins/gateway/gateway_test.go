@@ -6,12 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/rapportcrm/rapport/plugins"
 	"github.com/rapportcrm/rapport/plugins/gateway"
+	"github.com/rapportcrm/rapport/plugins/plugintest"
 )
 
 // provider is a fake SMS provider's API: it answers with a message id and
@@ -196,11 +195,7 @@ func TestCallbacks(t *testing.T) {
 // and a callback listener.
 func TestPluginProcess(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "rapport-gateway")
-	out, err := exec.Command("go", "build", "-o", bin, "./rapport-gateway").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	sum, err := plugins.FileSHA256(bin)
-	require.NoError(t, err)
+	bin, sum := plugintest.BuildT(t, "rapport-gateway", "./rapport-gateway")
 	p := newProvider(t)
 	cfg := config(p.srv.URL)
 	cfg.Journal = filepath.Join(dir, "sent.jsonl")
@@ -213,10 +208,8 @@ func TestPluginProcess(t *testing.T) {
 	listen := l.Addr().String()
 	require.NoError(t, l.Close())
 
-	m, err := plugins.NewManager(plugins.Options{Logger: slog.New(slog.DiscardHandler)}, plugins.Config{
+	m := plugintest.Manager(t, plugins.Options{}, plugins.Config{
 		Name: "sms", Kind: plugins.KindConnector, Path: bin, SHA256: sum, Args: []string{"-config", cfgPath, "-listen", listen}})
-	require.NoError(t, err)
-	defer m.Close()
 	c, err := m.Connector("sms")
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -38,6 +38,7 @@ func renderPDF(v View, f *filled) ([]byte, error) {
 	pdf.AddUTF8FontFromBytes(fontName, "", goregular.TTF)
 	pdf.AddUTF8FontFromBytes(fontName, "B", gobold.TTF)
 	pdf.SetCreationDate(time.Unix(0, 0).UTC()) // the same data makes the same file
+	pdf.SetModificationDate(time.Unix(0, 0).UTC())
 	pdf.SetCatalogSort(true)
 	pdf.SetProducer("Rapport renderer", true)
 	pdf.SetTitle(f.Heading, true)

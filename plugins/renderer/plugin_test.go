@@ -3,19 +3,17 @@ package renderer_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rapportcrm/rapport/plugins"
+	"github.com/rapportcrm/rapport/plugins/plugintest"
 )
 
-var pluginBin string
+var pluginBin, pluginSum string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "rapport-renderer-test")
@@ -23,9 +21,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	pluginBin = filepath.Join(dir, "rapport-renderer")
-	if out, err := exec.Command("go", "build", "-o", pluginBin, "./rapport-renderer").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building rapport-renderer: %v\n%s", err, out)
+	pluginBin, pluginSum, err = plugintest.Build(dir, "rapport-renderer", "./rapport-renderer")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -35,12 +33,8 @@ func TestMain(m *testing.M) {
 
 func pluginRenderer(t testing.TB, args ...string) plugins.Renderer {
 	t.Helper()
-	sum, err := plugins.FileSHA256(pluginBin)
-	require.NoError(t, err)
-	m, err := plugins.NewManager(plugins.Options{Logger: slog.New(slog.DiscardHandler)},
-		plugins.Config{Name: "docs", Kind: plugins.KindRenderer, Path: pluginBin, Args: args, SHA256: sum})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = m.Close() })
+	m := plugintest.Manager(t, plugins.Options{},
+		plugins.Config{Name: "docs", Kind: plugins.KindRenderer, Path: pluginBin, Args: args, SHA256: pluginSum})
 	r, err := m.Renderer("docs")
 	require.NoError(t, err)
 	return r

@@ -10,10 +10,7 @@ package main
 
 import (
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"time"
 
 	"github.com/rapportcrm/rapport/plugins"
 	"github.com/rapportcrm/rapport/plugins/email"
@@ -30,13 +27,11 @@ func main() {
 	}
 	defer c.Close()
 	if addr := os.Getenv("EMAIL_INBOUND_ADDR"); addr != "" {
-		l, err := net.Listen("tcp", addr)
+		stop, err := plugins.ListenHTTP(addr, c.InboundHandler())
 		if err != nil {
 			fail(err)
 		}
-		srv := &http.Server{Handler: c.InboundHandler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = srv.Serve(l) }()
-		defer srv.Close()
+		defer stop()
 	}
 	plugins.ServeConnector(c)
 }

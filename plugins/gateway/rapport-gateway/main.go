@@ -9,10 +9,7 @@ package main
 import (
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"time"
 
 	"github.com/rapportcrm/rapport/plugins"
 	"github.com/rapportcrm/rapport/plugins/gateway"
@@ -32,13 +29,11 @@ func main() {
 	}
 	defer c.Close()
 	if *listen != "" {
-		l, err := net.Listen("tcp", *listen)
+		stop, err := plugins.ListenHTTP(*listen, c.CallbackHandler())
 		if err != nil {
 			fail(err)
 		}
-		srv := &http.Server{Handler: c.CallbackHandler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = srv.Serve(l) }()
-		defer srv.Close()
+		defer stop()
 	}
 	plugins.ServeConnector(c)
 }

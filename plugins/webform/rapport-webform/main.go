@@ -11,10 +11,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"time"
 
 	"github.com/rapportcrm/rapport/plugins"
 	"github.com/rapportcrm/rapport/plugins/webform"
@@ -38,13 +35,11 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	l, err := net.Listen("tcp", *listen)
+	stop, err := plugins.ListenHTTP(*listen, c.Handler())
 	if err != nil {
 		fail(err)
 	}
-	srv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
+	defer stop()
 	plugins.ServeConnector(c)
 }
 
