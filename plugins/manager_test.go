@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,23 +18,8 @@ import (
 	"github.com/rapportcrm/rapport/plugins"
 )
 
-var (
-	selfOnce sync.Once
-	selfPath string
-	selfSum  string
-	selfErr  error
-)
-
 // self returns the test plugin's executable and its checksum.
-func self(t testing.TB) (string, string) {
-	t.Helper()
-	selfOnce.Do(func() {
-		selfPath = testPlugin
-		selfSum, selfErr = plugins.FileSHA256(selfPath)
-	})
-	require.NoError(t, selfErr)
-	return selfPath, selfSum
-}
+func self(testing.TB) (string, string) { return testPlugin, testPluginSum }
 
 func testConfig(t testing.TB, name, kind string, env ...string) plugins.Config {
 	path, sum := self(t)

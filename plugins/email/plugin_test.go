@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -23,19 +22,7 @@ import (
 var pluginBin, pluginSum string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "rapport-email-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	pluginBin, pluginSum, err = plugintest.Build(dir, "rapport-email", "./rapport-email")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(plugintest.Main(m, "rapport-email", "./rapport-email", &pluginBin, &pluginSum))
 }
 
 func freeAddr(t *testing.T) string {

@@ -6,6 +6,7 @@ package plugintest
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -24,6 +25,27 @@ func Build(dir, name, pkg string) (path, sum string, err error) {
 	}
 	sum, err = plugins.FileSHA256(path)
 	return path, sum, err
+}
+
+// Main is the body of a TestMain whose tests run one plugin: it builds
+// pkg into a temporary directory as name, sets *path and *sum, runs the
+// tests and removes the directory, and returns the exit code:
+//
+//	func TestMain(m *testing.M) {
+//		os.Exit(plugintest.Main(m, "rapport-email", "./rapport-email", &pluginBin, &pluginSum))
+//	}
+func Main(m *testing.M, name, pkg string, path, sum *string) int {
+	dir, err := os.MkdirTemp("", "rapport-plugintest")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if *path, *sum, err = Build(dir, name, pkg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
 }
 
 // BuildT is Build into a temporary directory of the test, failing it on

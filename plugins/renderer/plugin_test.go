@@ -2,7 +2,6 @@ package renderer_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 
@@ -16,19 +15,7 @@ import (
 var pluginBin, pluginSum string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "rapport-renderer-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	pluginBin, pluginSum, err = plugintest.Build(dir, "rapport-renderer", "./rapport-renderer")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(plugintest.Main(m, "rapport-renderer", "./rapport-renderer", &pluginBin, &pluginSum))
 }
 
 func pluginRenderer(t testing.TB, args ...string) plugins.Renderer {
