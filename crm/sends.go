@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/rapportcrm/rapport/plugins"
 	"github.com/rapportcrm/rapport/storage"
 )
@@ -160,8 +162,8 @@ type DocumentSend struct {
 	Recipient string
 	// Subject and Body default to a short covering note.
 	Subject, Body string
-	// Number is the document's number; it defaults to one made from the
-	// send's time.
+	// Number is the document's number; it defaults to the day and six
+	// characters of the send's ID, e.g. "20261203-4F1A9C".
 	Number string
 	// Owner is the send's owner; it defaults to the deal's.
 	Owner string
@@ -196,15 +198,23 @@ func (t *Tenant) SendDocumentWith(ctx context.Context, req DocumentSend) (Send, 
 	if err != nil {
 		return Send{}, fmt.Errorf("crm: send document: %w", err)
 	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Send{}, fmt.Errorf("crm: send document: generating ID: %w", err)
+	}
+	number := req.Number
+	if number == "" { // the day and the end of the send's (random) ID
+		number = strings.ToUpper(t.Now().In(t.Location()).Format("20060102") + "-" + lastN(id.String(), 6))
+	}
 	var p problems
-	doc, contact, err := t.documentData(ctx, deal, req.Number, &p)
+	doc, contact, err := t.documentData(ctx, deal, number, &p)
 	if err != nil {
 		return Send{}, fmt.Errorf("crm: send document: %w", err)
 	}
 	s := Send{Channel: req.Via, Recipient: req.Recipient, Subject: req.Subject, Body: req.Body,
 		Renderer: t.e.opts.DocumentRenderer, Template: req.Template, Format: req.Format, Document: doc,
 		Links: Links{DealID: deal.ID, ContactID: deal.ContactID, AccountID: deal.AccountID}}
-	s.Owner = req.Owner
+	s.ID, s.Owner = id.String(), req.Owner
 	if s.Owner == "" {
 		s.Owner = deal.Owner
 	}
@@ -248,9 +258,6 @@ func (t *Tenant) documentData(ctx context.Context, deal Deal, number string, p *
 		DueOn: now.AddDate(0, 0, 30).Format(time.DateOnly), ValidUntil: now.AddDate(0, 0, 30).Format(time.DateOnly),
 		Currency: deal.Amount.Currency, Seller: t.e.opts.Seller,
 		Deal: plugins.Deal{ID: deal.ID, Title: deal.Title, Stage: deal.Stage, Owner: deal.Owner, ExpectedClose: deal.ExpectedClose}}
-	if d.Number == "" {
-		d.Number = strings.ToUpper(now.Format("20060102") + "-" + lastN(deal.ID, 6))
-	}
 	var contact Contact
 	if deal.ContactID == "" {
 		p.add("contact_id", "the deal has no contact to address the document to")

@@ -321,7 +321,8 @@ func (p *proc) get() (any, *plugin.Client, error) {
 		p.reapLocked(p.client, errors.New("process exited"))
 	}
 	if wait := time.Until(p.notBefore); wait > 0 {
-		return nil, nil, fmt.Errorf("%w (%v); starting it again in %v", ErrCrashed, p.lastErr, wait.Round(time.Millisecond))
+		// The last crash or failed start, still: ErrCrashed, ErrChecksum.
+		return nil, nil, fmt.Errorf("%w; next start in %v", p.lastErr, wait.Round(time.Millisecond))
 	}
 	if err := p.startLocked(); err != nil {
 		p.crashes++
@@ -383,7 +384,7 @@ func (p *proc) reapLocked(c *plugin.Client, cause error) {
 	c.Kill()
 	p.client, p.rpc, p.impl = nil, nil, nil
 	p.crashes++
-	p.lastErr = cause
+	p.lastErr = fmt.Errorf("%w: %v", ErrCrashed, cause)
 	p.backoffLocked()
 	p.m.opts.Logger.Warn("plugin crashed", "plugin", p.cfg.Name, "err", cause, "restart_after", time.Until(p.notBefore).Round(time.Millisecond))
 }

@@ -206,7 +206,8 @@ func TestCrashedPluginRestartsWithBackoff(t *testing.T) {
 	// Within the backoff the manager does not start it again.
 	_, err = c.Send(ctx, plugins.Message{Recipient: "pid", IdempotencyKey: "x"})
 	require.ErrorIs(t, err, plugins.ErrCrashed)
-	assert.Contains(t, err.Error(), "starting it again in")
+	assert.Contains(t, err.Error(), "next start in")
+	assert.Contains(t, err.Error(), "process exited", "the crash it waits after")
 
 	// After it, the next call does.
 	time.Sleep(350 * time.Millisecond)
@@ -291,6 +292,9 @@ func TestChecksumMismatchIsRefused(t *testing.T) {
 	st := m.Plugins()[0]
 	assert.False(t, st.Running)
 	assert.Contains(t, st.LastError, "checksum mismatch")
+	_, err = c.Send(context.Background(), plugins.Message{Recipient: "pid", IdempotencyKey: "k"})
+	require.ErrorIs(t, err, plugins.ErrChecksum, "still a checksum error while it waits to try again")
+	assert.NotErrorIs(t, err, plugins.ErrCrashed)
 }
 
 func TestNewManagerRefusesBadConfigs(t *testing.T) {
