@@ -114,7 +114,7 @@ func collections() []storage.Collection {
 	return append(append(lookupCollections(), loyaltyCollections...), contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection,
 		contractKind.collection, caseKind.collection, activityKind.collection, interactionKind.collection,
 		productKind.collection, orderKind.collection, userKind.collection, teamKind.collection, territoryKind.collection,
-		targetKind.collection, campaignKind.collection, surveyKind.collection, priceListKind.collection, sendKind.collection,
+		targetKind.collection, campaignKind.collection, surveyKind.collection, priceListKind.collection, sendKind.collection, earlyDeliveryCollection,
 		pipelineCollection, versionCollection, timelineKind, erasureCollection, schemaCollection, noticeCollection, deadLetterCollection,
 		ledgerAccountCollection, ledgerEntryCollection, ledgerLotCollection, segmentMemberCollection)
 }

@@ -113,9 +113,10 @@ func TestDeliveryUpdates(t *testing.T) {
 	assert.Equal(t, crm.SendDelivered, s.Status)
 	deliver(t, conn, plugins.InboundEvent{Delivery: &plugins.DeliveryUpdate{ProviderID: s.ProviderID, Status: plugins.StatusRead}})
 	deliver(t, conn, plugins.InboundEvent{Delivery: &plugins.DeliveryUpdate{ProviderID: s.ProviderID, Status: plugins.StatusDelivered}})
+	deliver(t, conn, plugins.InboundEvent{Delivery: &plugins.DeliveryUpdate{ProviderID: s.ProviderID, Status: plugins.StatusFailed, Reason: "late"}})
 	s, err = e.Sends().Get(context.Background(), s.ID)
 	require.NoError(t, err)
-	assert.Equal(t, crm.SendRead, s.Status, "a late 'delivered' does not undo 'read'")
+	assert.Equal(t, crm.SendRead, s.Status, "a late 'delivered' or 'failed' does not undo 'read'")
 	deliver(t, conn, plugins.InboundEvent{Delivery: &plugins.DeliveryUpdate{ProviderID: "unknown", Status: plugins.StatusFailed}})
 
 	s2, err := e.SendDocument(context.Background(), d.ID, "proposal", "mail")
@@ -127,4 +128,37 @@ func TestDeliveryUpdates(t *testing.T) {
 	assert.Equal(t, crm.SendFailed, s2.Status)
 	assert.Contains(t, s2.LastError, "mailbox full")
 	assert.Contains(t, timelineTypes(t, e, d.ID), crm.TimelineSendFailed)
+}
+
+// A provider's callback can arrive before the engine has recorded the
+// send it is about: it is kept and applied when the send is recorded.
+func TestDeliveryUpdateBeforeSendIsRecorded(t *testing.T) {
+	conn := newTestConnector(t)
+	conn.block = make(chan struct{})
+	e := openWithPlugins(t, memory.New(), conn, func(o *crm.Options) { o.Inbound = []string{"mail"} })
+	d := sampleDeal(t, e)
+	s, err := e.SendDocument(context.Background(), d.ID, "invoice", "mail")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { conn.mu.Lock(); defer conn.mu.Unlock(); return conn.calls == 1 }, 5*time.Second, time.Millisecond)
+	// msg-1 is the id the connector is about to return.
+	deliver(t, conn, plugins.InboundEvent{Delivery: &plugins.DeliveryUpdate{ProviderID: "msg-1", Status: plugins.StatusDelivered}})
+	deliver(t, conn, plugins.InboundEvent{Delivery: &plugins.DeliveryUpdate{ProviderID: "msg-1", Status: plugins.StatusSent}})
+	close(conn.block)
+	s = waitSend(t, e, s.ID)
+	require.Eventually(t, func() bool {
+		s, err = e.Sends().Get(context.Background(), s.ID)
+		require.NoError(t, err)
+		return s.Status == crm.SendDelivered
+	}, 5*time.Second, 5*time.Millisecond, "the early 'delivered' applies, the later 'sent' does not undo it")
+
+	// Failed twice: one timeline entry. Failed after read: ignored.
+	deliver(t, conn, plugins.InboundEvent{Delivery: &plugins.DeliveryUpdate{ProviderID: "msg-1", Status: plugins.StatusFailed, Reason: "bounced"}})
+	deliver(t, conn, plugins.InboundEvent{Delivery: &plugins.DeliveryUpdate{ProviderID: "msg-1", Status: plugins.StatusFailed, Reason: "bounced"}})
+	n := 0
+	for _, typ := range timelineTypes(t, e, d.ID) {
+		if typ == crm.TimelineSendFailed {
+			n++
+		}
+	}
+	assert.Equal(t, 1, n)
 }

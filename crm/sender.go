@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -132,8 +133,26 @@ func (t *Tenant) recordSent(ctx context.Context, id string, rc receipt, doc plug
 		}
 		now := t.Now()
 		s.Status, s.ProviderID, s.SentAt, s.FileName, s.LastError = SendSent, rc.ProviderID, now, doc.FileName, ""
-		if rc.Status == plugins.StatusDelivered || rc.Status == plugins.StatusRead {
-			s.Status = SendStatus(rc.Status.String())
+		if _, err := t.applyDelivery(ctx, tx, &s, rc.Status, ""); err != nil {
+			return err
+		}
+		// A callback that came before this record did.
+		early, err := tx.Get(ctx, earlyDeliveriesCollection, earlyDeliveryID(s.Channel, rc.ProviderID))
+		switch {
+		case err == nil:
+			var d earlyDelivery
+			if err := json.Unmarshal(early.Body, &d); err != nil {
+				return err
+			}
+			st, _ := plugins.ParseDeliveryStatus(d.Status)
+			if _, err := t.applyDelivery(ctx, tx, &s, st, d.Reason); err != nil {
+				return err
+			}
+			if err := tx.Delete(ctx, earlyDeliveriesCollection, early.ID, 0); err != nil {
+				return err
+			}
+		case !errors.Is(err, storage.ErrNotFound):
+			return err
 		}
 		if _, err := sends.replace(ctx, tx, s); err != nil {
 			return err
@@ -407,7 +426,8 @@ func (t *Tenant) storeCall(ctx context.Context, connector string, ev plugins.Inb
 }
 
 // storeDelivery moves on the send the connector gave the update's
-// provider id.
+// provider id. An update that arrives before the send is recorded as
+// sent (a fast provider's callback) is kept and applied by recordSent.
 func (t *Tenant) storeDelivery(ctx context.Context, connector string, d *plugins.DeliveryUpdate) error {
 	sends := t.Sends()
 	return sends.update(ctx, func(tx storage.Tx) error {
@@ -415,45 +435,121 @@ func (t *Tenant) storeDelivery(ctx context.Context, connector string, d *plugins
 		if err != nil {
 			return err
 		}
-		var s Send
 		for _, rec := range pg.Records {
-			c, err := sends.decode(rec)
+			s, err := sends.decode(rec)
 			if err != nil {
 				return err
 			}
-			if c.Channel == connector {
-				s = c
-				break
+			if s.Channel != connector {
+				continue
 			}
-		}
-		if s.ID == "" {
-			return nil // an update about a message we do not know: nothing to do
-		}
-		next := s.Status
-		switch d.Status {
-		case plugins.StatusDelivered:
-			if s.Status != SendRead {
-				next = SendDelivered
-			}
-		case plugins.StatusRead:
-			next = SendRead
-		case plugins.StatusFailed:
-			next = SendFailed
-			s.LastError = truncate("the channel reported: "+d.Reason, 1000)
-			err := appendLinked(ctx, tx, &s.Links, TimelineEntry{At: t.Now(), Type: TimelineSendFailed,
-				Summary:       fmt.Sprintf("delivery to %s via %s failed: %s", s.Recipient, s.Channel, d.Reason),
-				RefCollection: sendsCollection, RefID: s.ID})
-			if err != nil {
+			if changed, err := t.applyDelivery(ctx, tx, &s, d.Status, d.Reason); err != nil || !changed {
 				return err
 			}
+			_, err = sends.replace(ctx, tx, s)
+			return err
 		}
-		if next == s.Status {
+		return keepDelivery(ctx, tx, connector, d)
+	})
+}
+
+// earlyDelivery is a delivery update kept until its send is recorded.
+type earlyDelivery struct {
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+}
+
+const earlyDeliveriesCollection = "early_deliveries"
+
+var earlyDeliveryCollection = storage.Collection{Name: earlyDeliveriesCollection}
+
+func earlyDeliveryID(connector, providerID string) string {
+	return inboundID("early-", connector, providerID)
+}
+
+// keepDelivery stores an update for a send not yet recorded, keeping the
+// furthest one when several arrive.
+func keepDelivery(ctx context.Context, tx storage.Tx, connector string, d *plugins.DeliveryUpdate) error {
+	if d.ProviderID == "" {
+		return nil
+	}
+	id := earlyDeliveryID(connector, d.ProviderID)
+	rec, err := tx.Get(ctx, earlyDeliveriesCollection, id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		rec = storage.Record{ID: id}
+	case err != nil:
+		return err
+	default:
+		var cur earlyDelivery
+		if err := json.Unmarshal(rec.Body, &cur); err != nil {
+			return err
+		}
+		if curSt, _ := plugins.ParseDeliveryStatus(cur.Status); !further(d.Status, curSt) {
 			return nil
 		}
-		s.Status = next
-		_, err = sends.replace(ctx, tx, s)
+	}
+	rec.Body, err = json.Marshal(earlyDelivery{Status: d.Status.String(), Reason: d.Reason})
+	if err != nil {
 		return err
-	})
+	}
+	_, err = tx.Put(ctx, earlyDeliveriesCollection, rec)
+	return err
+}
+
+// further reports whether status a is past b: sent < delivered < read,
+// and failed ends it.
+func further(a, b plugins.DeliveryStatus) bool {
+	rank := func(s plugins.DeliveryStatus) int {
+		switch s {
+		case plugins.StatusQueued, plugins.StatusSent:
+			return 1
+		case plugins.StatusDelivered:
+			return 2
+		case plugins.StatusRead:
+			return 3
+		case plugins.StatusFailed:
+			return 4
+		}
+		return 0
+	}
+	return rank(a) > rank(b)
+}
+
+// applyDelivery moves s to what the channel reported, if that is further
+// than where it is: delivered, then read; failed only from sent or
+// delivered (a message read was delivered). It reports whether s changed;
+// a failure goes on the timelines, once.
+func (t *Tenant) applyDelivery(ctx context.Context, tx storage.Tx, s *Send, status plugins.DeliveryStatus, reason string) (bool, error) {
+	var next SendStatus
+	switch status {
+	case plugins.StatusDelivered:
+		next = SendDelivered
+	case plugins.StatusRead:
+		next = SendRead
+	case plugins.StatusFailed:
+		next = SendFailed
+	default:
+		return false, nil
+	}
+	cur := map[SendStatus]int{SendPending: 0, SendSent: 1, SendDelivered: 2, SendRead: 3, SendFailed: 4}
+	switch {
+	case s.Status == SendFailed || cur[next] <= cur[s.Status]:
+		return false, nil
+	case next == SendFailed && s.Status == SendRead:
+		return false, nil
+	}
+	s.Status = next
+	if next == SendFailed {
+		s.LastError = truncate("the channel reported: "+reason, 1000)
+		err := appendLinked(ctx, tx, &s.Links, TimelineEntry{At: t.Now(), Type: TimelineSendFailed,
+			Summary:       fmt.Sprintf("delivery to %s via %s failed: %s", s.Recipient, s.Channel, reason),
+			RefCollection: sendsCollection, RefID: s.ID})
+		if err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

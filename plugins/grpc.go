@@ -101,6 +101,8 @@ func fromStatus(err error) error {
 		return fmt.Errorf("%w: %s", context.Canceled, s.Message())
 	case codes.Unavailable:
 		return fmt.Errorf("%w: %s", errConnection, s.Message())
+	case codes.ResourceExhausted:
+		return fmt.Errorf("%w: too large (%s)", ErrRejected, s.Message())
 	case codes.Unimplemented:
 		return fmt.Errorf("%w: the plugin does not implement this call (%s)", ErrRejected, s.Message())
 	}
@@ -378,8 +380,16 @@ func ServeRenderer(impl Renderer) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{KindRenderer: &rendererPlugin{impl: impl}},
-		GRPCServer:      plugin.DefaultGRPCServer,
+		GRPCServer:      grpcServer,
 	})
+}
+
+// MaxMessageBytes bounds one message between host and plugin (a rendered
+// document, a message with attachments): 64 MiB.
+const MaxMessageBytes = 64 << 20
+
+func grpcServer(opts []grpc.ServerOption) *grpc.Server {
+	return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))...)
 }
 
 // ServeConnector serves a connector as a plugin process, as ServeRenderer
@@ -388,6 +398,6 @@ func ServeConnector(impl Connector) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{KindConnector: &connectorPlugin{impl: impl}},
-		GRPCServer:      plugin.DefaultGRPCServer,
+		GRPCServer:      grpcServer,
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -59,8 +60,10 @@ func (b *Inbox) Post(ev InboundEvent) (string, error) {
 }
 
 // Deliver queues an event and waits until the host has acknowledged it or
-// ctx is done. An event whose wait ended with ctx stays queued and is
-// still delivered.
+// ctx is done. When the wait ends with ctx, the event is taken back unless
+// the host is storing it at that moment (then it is stored, and a sender
+// who retries sends it twice: give events an ID derived from their
+// content or the sender's own id, and the host stores them once).
 func (b *Inbox) Deliver(ctx context.Context, ev InboundEvent) error {
 	it, err := b.add(ev)
 	if err != nil {
@@ -70,8 +73,19 @@ func (b *Inbox) Deliver(ctx context.Context, ev InboundEvent) error {
 	case <-it.done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("plugins: event %s not yet stored by the host: %w", it.ev.ID, ctx.Err())
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-it.done:
+		return nil
+	default:
+	}
+	if !it.inFlight {
+		b.queue = slices.DeleteFunc(b.queue, func(q *inboxItem) bool { return q == it })
+		return fmt.Errorf("plugins: event %s not stored by the host, taken back: %w", it.ev.ID, ctx.Err())
+	}
+	return fmt.Errorf("plugins: event %s not yet stored by the host (being stored): %w", it.ev.ID, ctx.Err())
 }
 
 // Pending returns the number of events not yet acknowledged.

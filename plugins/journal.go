@@ -46,6 +46,7 @@ func OpenJournal(path string) (*Journal, error) {
 	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
+	var last byte = '\n'
 	for sc.Scan() {
 		var e journalEntry
 		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Key == "" {
@@ -57,6 +58,19 @@ func OpenJournal(path string) (*Journal, error) {
 	if err := sc.Err(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("plugins: reading journal %s: %w", path, err)
+	}
+	if st, err := f.Stat(); err == nil && st.Size() > 0 {
+		var b [1]byte
+		if _, err := f.ReadAt(b[:], st.Size()-1); err == nil {
+			last = b[0]
+		}
+	}
+	if last != '\n' {
+		// End the torn line, so that the next record starts on its own.
+		if _, err := f.Write([]byte{'\n'}); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("plugins: journal %s: %w", path, err)
+		}
 	}
 	j.f = f
 	return j, nil

@@ -65,6 +65,25 @@ func TestJournal(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, sent)
 
+	// A torn last line (a crash mid-write) is ended, so that the next
+	// record is readable after the next restart.
+	require.NoError(t, j.Close())
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(`{"key":"k3","provi`)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	j, err = plugins.OpenJournal(path)
+	require.NoError(t, err)
+	_, err = j.Once(ctx, "k4", func() (plugins.Receipt, error) { return plugins.Receipt{ProviderID: "p4"}, nil })
+	require.NoError(t, err)
+	require.NoError(t, j.Close())
+	j, err = plugins.OpenJournal(path)
+	require.NoError(t, err)
+	rc, err = j.Once(ctx, "k4", func() (plugins.Receipt, error) { panic("k4 sent twice") })
+	require.NoError(t, err)
+	assert.Equal(t, "p4", rc.ProviderID)
+
 	_, err = plugins.OpenJournal(filepath.Join(t.TempDir(), "missing", "sent.jsonl"))
 	require.ErrorIs(t, err, os.ErrNotExist)
 }

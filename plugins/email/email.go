@@ -239,7 +239,7 @@ func (c *Connector) build(msg plugins.Message) (*gomail.Msg, error) {
 }
 
 func (c *Connector) deliver(ctx context.Context, m *gomail.Msg) error {
-	opts := []gomail.Option{gomail.WithPort(c.cfg.Port), gomail.WithTimeout(c.cfg.Timeout)}
+	opts := []gomail.Option{gomail.WithTimeout(c.cfg.Timeout)}
 	tlsConf := &tls.Config{ServerName: c.cfg.Host, RootCAs: c.cfg.RootCAs, MinVersion: tls.VersionTLS12}
 	opts = append(opts, gomail.WithTLSConfig(tlsConf))
 	if c.cfg.TLS == TLSImplicit {
@@ -247,6 +247,9 @@ func (c *Connector) deliver(ctx context.Context, m *gomail.Msg) error {
 	} else {
 		opts = append(opts, gomail.WithTLSPortPolicy(c.policy))
 	}
+	// The port goes after the TLS options, which would otherwise move
+	// port 25 to 587 or 465.
+	opts = append(opts, gomail.WithPort(c.cfg.Port))
 	if c.cfg.Username != "" {
 		opts = append(opts, gomail.WithSMTPAuth(gomail.SMTPAuthAutoDiscover),
 			gomail.WithUsername(c.cfg.Username), gomail.WithPassword(c.cfg.Password))

@@ -236,11 +236,9 @@ func (c *Connector) post(ctx context.Context, key string, body []byte) (plugins.
 	default:
 		return plugins.Receipt{}, fmt.Errorf("gateway: %s: %s", resp.Status, snippet(out))
 	}
-	id := gjson.GetBytes(out, c.cfg.IDPath)
-	if !id.Exists() || id.String() == "" {
-		return plugins.Receipt{}, fmt.Errorf("gateway: the answer has no message id at %q: %s", c.cfg.IDPath, snippet(out))
-	}
-	rc := plugins.Receipt{ProviderID: id.String(), Status: plugins.StatusSent}
+	// A 2xx is sent, with or without an id: sending again would send
+	// twice. Without an id, delivery callbacks cannot be matched.
+	rc := plugins.Receipt{ProviderID: gjson.GetBytes(out, c.cfg.IDPath).String(), Status: plugins.StatusSent}
 	if c.cfg.StatusPath != "" {
 		if st, ok := c.status(gjson.GetBytes(out, c.cfg.StatusPath).String()); ok {
 			rc.Status = st

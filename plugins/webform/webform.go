@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/mail"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -43,8 +44,8 @@ type Config struct {
 	// with bursts of up to Burst (default 5).
 	RatePerMinute int `json:"rate_per_minute"`
 	Burst         int `json:"burst"`
-	// TrustProxy takes the client address from X-Forwarded-For (set it
-	// only behind a proxy that writes that header).
+	// TrustProxy takes the client address from the last X-Forwarded-For
+	// entry (set it only behind one proxy that appends to that header).
 	TrustProxy bool `json:"trust_proxy"`
 	// PBXToken, if set, is required as "Authorization: Bearer TOKEN" on
 	// /calls.
@@ -178,7 +179,7 @@ func (c *Connector) form(w http.ResponseWriter, r *http.Request) {
 	if !c.store(w, r, plugins.InboundEvent{Form: sub}) {
 		return
 	}
-	if redirect != "" && strings.HasPrefix(redirect, "/") && !strings.HasPrefix(redirect, "//") {
+	if localPath(redirect) {
 		http.Redirect(w, r, redirect, http.StatusSeeOther)
 		return
 	}
@@ -261,9 +262,13 @@ func (c *Connector) store(w http.ResponseWriter, r *http.Request, ev plugins.Inb
 
 func (c *Connector) clientAddr(r *http.Request) string {
 	if c.cfg.TrustProxy {
+		// The last entry is the one the trusted proxy added; the ones
+		// before it are whatever the client sent.
 		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			first, _, _ := strings.Cut(xff, ",")
-			return strings.TrimSpace(first)
+			parts := strings.Split(xff, ",")
+			if last := strings.TrimSpace(parts[len(parts)-1]); last != "" {
+				return last
+			}
 		}
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
@@ -293,6 +298,17 @@ func (c *Connector) allow(addr string) bool {
 	}
 	cl.seen = now
 	return cl.lim.AllowN(now, 1)
+}
+
+// localPath reports whether a redirect target is a path on this site:
+// "/thanks", not "//evil.example" or "/\\evil.example", which browsers
+// take for another host.
+func localPath(s string) bool {
+	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.ContainsAny(s, "\\\r\n\t") {
+		return false
+	}
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme == "" && u.Host == ""
 }
 
 func first(vals ...string) string {

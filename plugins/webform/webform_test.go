@@ -63,10 +63,12 @@ func TestFormSubmissionBecomesEvent(t *testing.T) {
 	assert.Equal(t, &plugins.FormSubmission{Form: "contact-us", Source: "newsletter", Campaign: "winter-sale",
 		Fields: map[string]string{"name": "Zoë Łukasiewicz", "email": "zoe@example.com", "company": "Gdańsk Robotics"}}, ev.Form)
 
-	code, body = postForm(t, srv.URL+"/forms/contact-us", url.Values{"name": {"Ada"}, "email": {"ada@example.com"}, "redirect": {"https://evil.example/"}})
-	assert.Equal(t, http.StatusOK, code, "no open redirect")
-	assert.Equal(t, "Thank you!\n", body)
-	<-events
+	for _, evil := range []string{"https://evil.example/", "//evil.example/", `/\evil.example/`} {
+		code, body = postForm(t, srv.URL+"/forms/contact-us", url.Values{"name": {"Ada"}, "email": {"ada@example.com"}, "redirect": {evil}})
+		assert.Equal(t, http.StatusOK, code, "no open redirect to %s", evil)
+		assert.Equal(t, "Thank you!\n", body)
+		<-events
+	}
 }
 
 func TestBadSubmissionsAreRefused(t *testing.T) {
@@ -98,8 +100,8 @@ func TestRateLimit(t *testing.T) {
 		require.Equal(t, http.StatusOK, code)
 		<-events
 	}
-	code, _ := postForm(t, srv.URL+"/forms/contact-us", vals, "X-Forwarded-For", "203.0.113.7, 10.0.0.1")
-	assert.Equal(t, http.StatusTooManyRequests, code)
+	code, _ := postForm(t, srv.URL+"/forms/contact-us", vals, "X-Forwarded-For", "10.9.9.9, 203.0.113.7")
+	assert.Equal(t, http.StatusTooManyRequests, code, "what the client puts before the proxy's entry does not count")
 	code, _ = postForm(t, srv.URL+"/forms/contact-us", vals, "X-Forwarded-For", "198.51.100.1")
 	assert.Equal(t, http.StatusOK, code, "another client has its own budget")
 	<-events
