@@ -222,7 +222,7 @@ func TestSendFailures(t *testing.T) {
 	require.NoError(t, err)
 	s = waitSend(t, e, s.ID)
 	assert.Equal(t, crm.SendFailed, s.Status)
-	assert.ErrorContains(t, errors.New(s.LastError), `no connector named "fax"`)
+	assert.Contains(t, s.LastError, `no connector named "fax"`)
 	assert.Empty(t, conn.sent())
 }
 

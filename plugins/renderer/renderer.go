@@ -248,18 +248,15 @@ func compile(name string, src, page []byte) (*compiled, error) {
 	}
 	// Fill it once with sample data: a reference to a field that does
 	// not exist fails here rather than in a customer's document.
-	if _, err := c.fill(sampleView()); err != nil {
+	sample := sampleView()
+	doc, err := c.fill(sample)
+	if err != nil {
 		return nil, err
 	}
-	if err := c.page.Execute(&bytes.Buffer{}, pageData{View: sampleView(), Doc: mustFill(c)}); err != nil {
+	if err := c.page.Execute(&bytes.Buffer{}, pageData{View: sample, Doc: doc}); err != nil {
 		return nil, fmt.Errorf("html page: %w", err)
 	}
 	return c, nil
-}
-
-func mustFill(c *compiled) *filled {
-	f, _ := c.fill(sampleView())
-	return f
 }
 
 // View is what a template sees: the document data, its totals, and
