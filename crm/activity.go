@@ -340,6 +340,9 @@ type Timers struct {
 	Breaches int
 	// Reminders counts activity.due events; Overdue activity.overdue.
 	Reminders, Overdue int
+	// Automations counts the automation runs that schedules, dates and
+	// inactivity started.
+	Automations int
 }
 
 // CheckTimers emits the timed events that are due at the engine clock's
@@ -360,8 +363,16 @@ func (t *Tenant) CheckTimers(ctx context.Context) (Timers, error) {
 		}
 	}
 	var err error
-	out.Reminders, out.Overdue, err = t.Activities().checkTimers(ctx)
-	return out, err
+	if out.Reminders, out.Overdue, err = t.Activities().checkTimers(ctx); err != nil {
+		return out, err
+	}
+	if out.Automations, err = t.fireAlarms(ctx); err != nil {
+		return out, fmt.Errorf("crm: automation alarms: %w", err)
+	}
+	if _, err := t.runPending(ctx); err != nil {
+		return out, fmt.Errorf("crm: automation runs: %w", err)
+	}
+	return out, nil
 }
 
 // CheckTimers runs Tenant.CheckTimers for the default tenant.

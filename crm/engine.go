@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -34,6 +35,11 @@ type Engine struct {
 	// duplicate detection.
 	lookup  *indexer
 	kinds   sync.Map        // connector name → channel kind (Describe)
+	// autoSets caches compiled automation sets by tenant; autoWake
+	// tells the automation runner that runs are waiting.
+	autoSets   sync.Map
+	autoWake   chan struct{}
+	httpClient *http.Client
 	runCtx  context.Context // cancelled by Close; dispatchers run under it
 	stop    context.CancelFunc
 	workers sync.WaitGroup // dispatcher goroutines
@@ -56,6 +62,9 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		log:   opts.Logger,
 		clock: opts.Clock,
 		subs:  map[string]*subscription{},
+
+		autoWake:   make(chan struct{}, 1),
+		httpClient: opts.HTTPClient,
 	}
 	if e.store == nil {
 		s, err := bolt.Open(opts.Path, &bolt.Options{Timeout: opts.LockTimeout})
@@ -70,6 +79,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	e.runCtx, e.stop = context.WithCancel(context.Background())
 	e.lookup = &indexer{e: e, kinds: lookupKinds()}
 	e.workers.Go(e.lookup.run)
+	e.workers.Go(e.runAutomations)
 	if opts.TimerInterval > 0 {
 		e.workers.Add(1)
 		go e.runTimers()

@@ -111,12 +111,12 @@ func newStagedKind[T any, P entity[T]](name string, c storage.Collection,
 // collections returns the collections the engine declares on its store:
 // one per entity kind, plus the engine's own.
 func collections() []storage.Collection {
-	return append(append(lookupCollections(), loyaltyCollections...), contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection,
+	return append(append(append(lookupCollections(), loyaltyCollections...), contactKind.collection, accountKind.collection, leadKind.collection, dealKind.collection,
 		contractKind.collection, caseKind.collection, activityKind.collection, interactionKind.collection,
 		productKind.collection, orderKind.collection, userKind.collection, teamKind.collection, territoryKind.collection,
 		targetKind.collection, campaignKind.collection, surveyKind.collection, priceListKind.collection, sendKind.collection, earlyDeliveryCollection,
 		pipelineCollection, versionCollection, timelineKind, erasureCollection, schemaCollection, noticeCollection, deadLetterCollection,
-		ledgerAccountCollection, ledgerEntryCollection, ledgerLotCollection, segmentMemberCollection)
+		ledgerAccountCollection, ledgerEntryCollection, ledgerLotCollection, segmentMemberCollection), automationCollections...)
 }
 
 // Records reads and writes the entities of one kind in one tenant.
@@ -157,6 +157,11 @@ type Page[T any] struct {
 type eventBody struct {
 	Data    json.RawMessage `json:"data"`
 	Changed []string        `json:"changed,omitempty"`
+	// From is the stage a stage_changed record left.
+	From string `json:"from,omitempty"`
+	// Depth and Run are set on events an automation run wrote.
+	Depth int    `json:"depth,omitempty"`
+	Run   string `json:"run,omitempty"`
 }
 
 // Get returns the record with the given ID, or an error wrapping ErrNotFound.
@@ -551,9 +556,22 @@ const eventOverhead = 16 << 10
 // The body is {"data":<data>,"changed":[...]}, assembled without
 // re-encoding data.
 func (r *Records[T]) appendEvent(ctx context.Context, tx storage.Tx, what, id string, data []byte, changed []string) error {
+	return r.appendEventFrom(ctx, tx, what, id, data, changed, "")
+}
+
+// appendEventFrom is appendEvent for a stage change from stage from.
+func (r *Records[T]) appendEventFrom(ctx context.Context, tx storage.Tx, what, id string, data []byte, changed []string, from string) error {
 	body := make([]byte, 0, len(data)+64)
 	body = append(body, `{"data":`...)
 	body = append(body, data...)
+	if from != "" {
+		f, err := json.Marshal(from)
+		if err != nil {
+			return err
+		}
+		body = append(body, `,"from":`...)
+		body = append(body, f...)
+	}
 	if len(changed) > 0 {
 		ch, err := json.Marshal(changed)
 		if err != nil {

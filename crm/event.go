@@ -29,6 +29,15 @@ type Event struct {
 	Data json.RawMessage
 	// Changed lists the JSON names of the fields an update changed.
 	Changed []string
+	// From is the stage a "<kind>.stage_changed" record left.
+	From string
+	// Segment is the segment of segment.entered and segment.left.
+	Segment string
+	// Depth counts the automation runs that led to this event (0: none,
+	// the change was made by a person or program); Run is the run that
+	// wrote it. See Automations.
+	Depth int
+	Run   string
 }
 
 // Decode unmarshals the event's Data into v, for example a *Contact.
@@ -46,7 +55,14 @@ func eventFromStorage(se storage.Event) (Event, error) {
 		if err := json.Unmarshal(se.Body, &b); err != nil {
 			return ev, fmt.Errorf("crm: event %d: %w", se.Seq, err)
 		}
-		ev.Data, ev.Changed = b.Data, b.Changed
+		ev.Data, ev.Changed, ev.From, ev.Depth, ev.Run = b.Data, b.Changed, b.From, b.Depth, b.Run
+		if strings.HasPrefix(se.Type, "segment.") {
+			var c struct {
+				Segment string `json:"segment"`
+			}
+			_ = json.Unmarshal(se.Body, &c)
+			ev.Segment = c.Segment
+		}
 	}
 	return ev, nil
 }

@@ -361,15 +361,29 @@ func (l *Ledger) State(ctx context.Context, member string) (loyalty.State, error
 	}
 	var st loyalty.State
 	err = l.t.view(ctx, func(tx storage.ReadTx) error {
-		a, err := l.load(ctx, tx, nil, id, member)
-		if err != nil {
-			return err
-		}
-		st = a.state
-		st.Closed = nil // bound to this transaction
-		return nil
+		st, err = l.stateOf(ctx, tx, id, member)
+		return err
 	})
 	return st, err
+}
+
+// stateIn is State in a transaction.
+func (l *Ledger) stateIn(ctx context.Context, tx storage.ReadTx, member string) (loyalty.State, error) {
+	id, err := l.accountID(member)
+	if err != nil {
+		return loyalty.State{}, err
+	}
+	return l.stateOf(ctx, tx, id, member)
+}
+
+func (l *Ledger) stateOf(ctx context.Context, tx storage.ReadTx, id, member string) (loyalty.State, error) {
+	a, err := l.load(ctx, tx, nil, id, member)
+	if err != nil {
+		return loyalty.State{}, err
+	}
+	st := a.state
+	st.Closed = nil // bound to this transaction
+	return st, nil
 }
 
 // Entry returns member's journal entry with idempotency key key.

@@ -3,6 +3,7 @@ package crm
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/nyaruka/phonenumbers"
@@ -98,6 +99,19 @@ type Options struct {
 	// sender's timeline, form submissions leads, delivery updates move
 	// their Send on.
 	Inbound []string
+
+	// MaxAutomationDepth is how long a chain of automation runs may be:
+	// a run triggered by an event that a run of depth N wrote has depth
+	// N+1, and one deeper than this is stopped (see Automations).
+	// Defaults to 5.
+	MaxAutomationDepth int
+	// MaxAutomationAttempts is how often a failing automation run is
+	// tried before it is recorded as failed. Defaults to 5; the waits
+	// between tries are RetryBackoff, doubling up to MaxRetryBackoff.
+	MaxAutomationAttempts int
+	// HTTPClient makes the calls of webhook actions. Defaults to a client
+	// with a 30s timeout.
+	HTTPClient *http.Client
 }
 
 // withDefaults returns a copy of o with every zero field set to its default.
@@ -138,6 +152,15 @@ func (o Options) withDefaults() Options {
 	if o.MaxSendAttempts == 0 {
 		o.MaxSendAttempts = 10
 	}
+	if o.MaxAutomationDepth == 0 {
+		o.MaxAutomationDepth = 5
+	}
+	if o.MaxAutomationAttempts == 0 {
+		o.MaxAutomationAttempts = 5
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
 	if len(o.TimerTenants) == 0 {
 		o.TimerTenants = []string{o.DefaultTenant}
 	}
@@ -151,6 +174,8 @@ func (o Options) validate() error {
 	switch {
 	case o.LockTimeout < 0:
 		return fmt.Errorf("%w: LockTimeout %s is negative", ErrInvalid, o.LockTimeout)
+	case o.MaxAutomationDepth < 0 || o.MaxAutomationAttempts < 0:
+		return fmt.Errorf("%w: MaxAutomationDepth and MaxAutomationAttempts must not be negative", ErrInvalid)
 	case o.MaxSendAttempts < 0:
 		return fmt.Errorf("%w: MaxSendAttempts %d is negative", ErrInvalid, o.MaxSendAttempts)
 	case len(o.Inbound) > 0 && o.Plugins == nil:

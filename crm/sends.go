@@ -152,6 +152,10 @@ func (e *Engine) Sends() *Records[Send] { return e.Default().Sends() }
 
 // DocumentSend asks for a document about a deal to be rendered and sent.
 type DocumentSend struct {
+	// ID is the Send's ID; empty gives a new one. A given ID makes the
+	// request idempotent: one that is stored already fails with
+	// ErrExists and stores nothing.
+	ID string
 	DealID   string
 	Template string
 	// Via is the connector's name.
@@ -198,13 +202,17 @@ func (t *Tenant) SendDocumentWith(ctx context.Context, req DocumentSend) (Send, 
 	if err != nil {
 		return Send{}, fmt.Errorf("crm: send document: %w", err)
 	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return Send{}, fmt.Errorf("crm: send document: generating ID: %w", err)
+	sendID := req.ID
+	if sendID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return Send{}, fmt.Errorf("crm: send document: generating ID: %w", err)
+		}
+		sendID = id.String()
 	}
 	number := req.Number
 	if number == "" { // the day and the end of the send's (random) ID
-		number = strings.ToUpper(t.Now().In(t.Location()).Format("20060102") + "-" + lastN(id.String(), 6))
+		number = strings.ToUpper(t.Now().In(t.Location()).Format("20060102") + "-" + lastN(sendID, 6))
 	}
 	var p problems
 	doc, contact, err := t.documentData(ctx, deal, number, &p)
@@ -214,7 +222,7 @@ func (t *Tenant) SendDocumentWith(ctx context.Context, req DocumentSend) (Send, 
 	s := Send{Channel: req.Via, Recipient: req.Recipient, Subject: req.Subject, Body: req.Body,
 		Renderer: t.e.opts.DocumentRenderer, Template: req.Template, Format: req.Format, Document: doc,
 		Links: Links{DealID: deal.ID, ContactID: deal.ContactID, AccountID: deal.AccountID}}
-	s.ID, s.Owner = id.String(), req.Owner
+	s.ID, s.Owner = sendID, req.Owner
 	if s.Owner == "" {
 		s.Owner = deal.Owner
 	}

@@ -306,7 +306,7 @@ func (s *Staged[T]) relocate(ctx context.Context, tx storage.Tx, cur T, p *pipel
 		changed = append(changed, "stage_due_at")
 	}
 	slices.Sort(changed)
-	if err := s.appendEvent(ctx, tx, "stage_changed", m.ID, body, changed); err != nil {
+	if err := s.appendEventFrom(ctx, tx, "stage_changed", m.ID, body, changed, change.From); err != nil {
 		return zero, err
 	}
 	return next, nil
