@@ -203,7 +203,9 @@ type actionError struct {
 	err  error
 }
 
-func (e *actionError) Error() string { return fmt.Sprintf("action %d (%s): %v", e.step+1, e.kind, e.err) }
+func (e *actionError) Error() string {
+	return fmt.Sprintf("action %d (%s): %v", e.step+1, e.kind, e.err)
+}
 func (e *actionError) Unwrap() error { return e.err }
 
 // permanent reports whether retrying cannot help: the record is gone, the

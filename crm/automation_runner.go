@@ -748,8 +748,10 @@ type readOnlyTx struct{ storage.ReadTx }
 func (readOnlyTx) Put(context.Context, string, storage.Record) (storage.Record, error) {
 	return storage.Record{}, errors.New("read-only")
 }
-func (readOnlyTx) Delete(context.Context, string, string, uint64) error { return errors.New("read-only") }
-func (readOnlyTx) Append(context.Context, ...storage.Event) error       { return errors.New("read-only") }
+func (readOnlyTx) Delete(context.Context, string, string, uint64) error {
+	return errors.New("read-only")
+}
+func (readOnlyTx) Append(context.Context, ...storage.Event) error { return errors.New("read-only") }
 func (readOnlyTx) RedactEvents(context.Context, string, []string, []byte) (int, error) {
 	return 0, errors.New("read-only")
 }

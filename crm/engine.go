@@ -33,16 +33,16 @@ type Engine struct {
 	schemas   sync.Map
 	// lookup indexes contacts, accounts and leads for search and
 	// duplicate detection.
-	lookup  *indexer
-	kinds   sync.Map        // connector name → channel kind (Describe)
+	lookup *indexer
+	kinds  sync.Map // connector name → channel kind (Describe)
 	// autoSets caches compiled automation sets by tenant; autoWake
 	// tells the automation runner that runs are waiting.
 	autoSets   sync.Map
 	autoWake   chan struct{}
 	httpClient *http.Client
-	runCtx  context.Context // cancelled by Close; dispatchers run under it
-	stop    context.CancelFunc
-	workers sync.WaitGroup // dispatcher goroutines
+	runCtx     context.Context // cancelled by Close; dispatchers run under it
+	stop       context.CancelFunc
+	workers    sync.WaitGroup // dispatcher goroutines
 }
 
 // Open opens an engine. With no Options.Store it opens (creating if needed)

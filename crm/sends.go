@@ -155,7 +155,7 @@ type DocumentSend struct {
 	// ID is the Send's ID; empty gives a new one. A given ID makes the
 	// request idempotent: one that is stored already fails with
 	// ErrExists and stores nothing.
-	ID string
+	ID       string
 	DealID   string
 	Template string
 	// Via is the connector's name.
