@@ -3,6 +3,7 @@ package automation
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"regexp"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/rapportcrm/rapport/internal/expression"
 )
@@ -340,6 +342,7 @@ func (s *Set) Get(name string) *Automation {
 // problem at once in a *DefinitionError. Templates are checked by the
 // engine, which knows their data (crm.CheckAutomations).
 func (s *Set) Compile(clock func() time.Time) error {
+	s.compiled = false
 	p := &problems{file: s.file}
 	seen := map[string]bool{}
 	for i := range s.Automations {
@@ -591,6 +594,18 @@ func (d Duration) String() string {
 // MarshalText writes d as String does.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// UnmarshalYAML parses the node as UnmarshalText does, reporting a bad
+// value with its line (UnmarshalText errors reach Load without one).
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a duration such as 24h or 3d", n.Line)}}
+	}
+	if err := d.UnmarshalText([]byte(n.Value)); err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	return nil
+}
+
 // UnmarshalText parses "2d", "-30d", "1w", "36h", "90m".
 func (d *Duration) UnmarshalText(b []byte) error {
 	s := strings.TrimSpace(string(b))
@@ -599,6 +614,9 @@ func (d *Duration) UnmarshalText(b []byte) error {
 			v, err := strconv.ParseInt(n, 10, 32)
 			if err != nil {
 				return fmt.Errorf("duration %q: want a whole number of days or weeks, such as 3d or -30d", s)
+			}
+			if limit := int64(math.MaxInt64 / size); v > limit || v < -limit {
+				return fmt.Errorf("duration %q: too large", s)
 			}
 			*d = Duration(time.Duration(v) * size)
 			return nil

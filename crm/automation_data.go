@@ -17,7 +17,8 @@ import (
 // documents (plugins.Party), the automation's vars and, when the vars name
 // a loyalty program ("program"), the contact's standing in it. Records a
 // run has no link to are zero. Templates are Go text/template:
-// {{.Contact.FirstName}}, {{.Vars.discount}}, {{.Deal.Amount.Amount}}.
+// {{.Contact.FirstName}}, {{.Vars.discount}}, {{.Deal.Amount.Amount}},
+// with the functions upper, lower and last (see templateFuncs).
 type MessageData struct {
 	Contact  Contact
 	Account  Account
@@ -46,6 +47,21 @@ type LoyaltyStanding struct {
 	Program string
 	Points  int64
 	Tier    string
+}
+
+// templateFuncs are the functions templates have besides text/template's
+// own: upper, lower, and last N s (the last N characters of s, all of
+// it when shorter), for codes such as BDAY-{{last 6 .Contact.ID | upper}}.
+var templateFuncs = template.FuncMap{
+	"upper": strings.ToUpper,
+	"lower": strings.ToLower,
+	"last": func(n int, s string) string {
+		r := []rune(s)
+		if n < 0 || n >= len(r) {
+			return s
+		}
+		return string(r[len(r)-n:])
+	},
 }
 
 // actionTemplates are the parsed templates of one action.
@@ -131,7 +147,7 @@ func compileTemplates(set *automation.Set) ([][]*actionTemplates, error) {
 // parseTemplate parses src and executes it on sample data with the
 // automation's vars, so that unknown fields and vars fail here.
 func parseTemplate(a *automation.Automation, name, src string) (*template.Template, [][2]string, error) {
-	tm, err := template.New(a.Name + "/" + name).Option("missingkey=error").Parse(src)
+	tm, err := template.New(a.Name + "/" + name).Option("missingkey=error").Funcs(templateFuncs).Parse(src)
 	if err != nil {
 		return nil, nil, cleanTemplateError(err)
 	}
