@@ -149,7 +149,10 @@ func (d *DateTrigger) Due(date, done, now time.Time, loc *time.Location) (Occurr
 		o.At = now
 		return o, true
 	}
-	for year := now.Year() - 1; year <= now.Year()+2; year++ {
+	// Anniversaries before the date's own year are before the date; a
+	// date years ahead is first due in its own year.
+	first := max(now.Year()-1, date.Year())
+	for year := first; year <= first+3; year++ {
 		day := anniversary(date, year, loc)
 		if day.Before(date) || (!done.IsZero() && !day.After(done)) {
 			continue

@@ -428,7 +428,7 @@ func (t *Tenant) fireAlarm(ctx context.Context, tx storage.Tx, cs *compiledSet, 
 				CreatedAt: now}
 			var record map[string]any
 			if p.sub != nil {
-				run.Collection, run.RecordID, record = p.sub.collection, p.sub.id, p.sub.body
+				run.Collection, run.RecordID, record = p.sub.collection, p.sub.id, p.sub.env()
 			}
 			q, err := t.start(ctx, tx, cs, ai, &run, p.sub, record, m)
 			if err != nil {

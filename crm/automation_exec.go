@@ -23,6 +23,21 @@ type subject struct {
 	collection, id string
 	body           map[string]any // nil for a schedule without a record
 	raw            []byte
+	envBody        map[string]any
+}
+
+// env is the record as conditions see it: its JSON with numbers as
+// float64, as pipeline guards see records.
+func (s *subject) env() map[string]any {
+	if s == nil || s.raw == nil {
+		return nil
+	}
+	if s.envBody == nil {
+		if json.Unmarshal(s.raw, &s.envBody) != nil {
+			s.envBody = map[string]any{}
+		}
+	}
+	return s.envBody
 }
 
 func (s *subject) str(field string) string {
@@ -215,7 +230,8 @@ func permanent(err error) bool {
 	var ve *ValidationError
 	return errors.As(err, &ve) || errors.Is(err, ErrNotFound) || errors.Is(err, pipeline.ErrTransitionNotAllowed) ||
 		errors.Is(err, pipeline.ErrUnknownStage) || errors.Is(err, errNoRecord) || errors.Is(err, plugins.ErrRejected) ||
-		errors.Is(err, plugins.ErrUnknown)
+		errors.Is(err, plugins.ErrUnknown) || errors.Is(err, loyalty.ErrInvalid) || errors.Is(err, loyalty.ErrInsufficientPoints) ||
+		errors.Is(err, loyalty.ErrIdempotencyConflict)
 }
 
 var errNoRecord = errors.New("the action needs a record")
@@ -520,7 +536,11 @@ func (x *runExec) points(ctx context.Context, step int, p *automation.PointsActi
 	if member == "" {
 		return "", fmt.Errorf("%w: the record has no contact to give points to", errNoRecord)
 	}
-	op := loyalty.Op{Key: "automation/" + runChildID(x.run.ID, step), Kind: loyalty.KindEarn, Points: p.Points, At: x.now, Reason: p.Reason}
+	reason := p.Reason
+	if reason == "" {
+		reason = "automation " + x.a.Name
+	}
+	op := loyalty.Op{Key: "automation/" + runChildID(x.run.ID, step), Kind: loyalty.KindEarn, Points: p.Points, At: x.now, Reason: reason}
 	if p.Points < 0 {
 		op.Kind = loyalty.KindAdjust
 	}

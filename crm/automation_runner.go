@@ -281,13 +281,9 @@ func (t *Tenant) automateEvent(ctx context.Context, tx storage.Tx, cs *compiledS
 	}
 	record := map[string]any(nil)
 	if len(body.Data) > 0 && !strings.HasPrefix(se.Type, "segment.") {
-		snap, err := subjectFrom(collection, id, body.Data, 0)
-		if err != nil {
-			return 0, false, err
-		}
-		record = snap.body
+		record = (&subject{raw: body.Data}).env()
 	} else if sub != nil {
-		record = sub.body
+		record = sub.env()
 	}
 	queued := false
 	for n, i := range plans {
@@ -327,14 +323,14 @@ func (t *Tenant) start(ctx context.Context, tx storage.Tx, cs *compiledSet, i in
 	env := automation.Env{Record: record, Event: run.Event, Vars: a.Vars}
 	if sub != nil {
 		if cid := sub.contactID(); cid == sub.id && sub.collection == contactsCollection {
-			env.Contact = sub.body
+			env.Contact = sub.env()
 		} else if cid != "" {
 			c, err := loadSubject(ctx, tx, contactsCollection, cid)
 			if err != nil {
 				return false, err
 			}
 			if c != nil {
-				env.Contact = c.body
+				env.Contact = c.env()
 			}
 		}
 	}
@@ -566,7 +562,7 @@ func (t *Tenant) continueRun(ctx context.Context, id string) error {
 	t.e.resolveKinds(ctx, cs)
 	step0 := run.Step
 	if run.Step < len(a.Do) && isExternal(&a.Do[run.Step]) {
-		if err := t.external(ctx, cs, ai, &run); err != nil {
+		if extErr := t.external(ctx, cs, ai, &run); extErr != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -575,7 +571,7 @@ func (t *Tenant) continueRun(ctx context.Context, id string) error {
 				if err != nil {
 					return err
 				}
-				return t.failRun(ctx, tx, &r, &actionError{step: run.Step, kind: a.Do[run.Step].Kind(), err: err})
+				return t.failRun(ctx, tx, &r, &actionError{step: run.Step, kind: a.Do[run.Step].Kind(), err: extErr})
 			})
 		}
 	}
