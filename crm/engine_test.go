@@ -23,6 +23,13 @@ import (
 var benchDirs []string
 
 func TestMain(m *testing.M) {
+	if path := os.Getenv(automationChildEnv); path != "" {
+		if err := automationChild(path, os.Getenv(automationHookEnv)); err != nil {
+			fmt.Fprintln(os.Stderr, "automation child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
 		for _, dir := range benchDirs {
 			if err := os.RemoveAll(dir); err != nil {
