@@ -387,3 +387,31 @@ automations:
 	}, "Bob is quiet")
 	assert.Len(t, linked(t, e, "contact", ann.ID), 1, "once per quiet spell")
 }
+
+// TestDueDateSurvivesAnUnrelatedUpdate: a birthday that is due but not
+// fired yet when the contact changes (a new title) still fires.
+func TestDueDateSurvivesAnUnrelatedUpdate(t *testing.T) {
+	env := setup(t)
+	e := env.engine
+	ctx := context.Background()
+	rep, _, _ := salesTeam(t, e)
+	saveAutomations(t, e, `
+automations:
+  - name: birthday
+    on: {date: {of: contact, field: custom.birthday, yearly: true, at: "10:00"}}
+    do:
+      - activity: {subject: "Congratulate {{.Contact.FirstName}}"}
+`)
+	ann, err := e.Contacts().Create(ctx, crm.Contact{Meta: crm.Meta{Owner: rep, Custom: map[string]any{"birthday": "1990-03-02"}}, FirstName: "Ann"})
+	require.NoError(t, err)
+	time.Sleep(50 * time.Millisecond) // the runner sees contact.created
+	env.clock.Advance(26 * time.Hour) // 2 March 11:00: due, not fired
+	ann.Title = "Dr"
+	_, err = e.Contacts().Update(ctx, ann)
+	require.NoError(t, err)
+	time.Sleep(50 * time.Millisecond) // the runner sees contact.updated
+	n, err := e.CheckTimers(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n.Automations)
+	require.Len(t, linked(t, e, "contact", ann.ID), 1)
+}

@@ -109,6 +109,14 @@ func (t *Tenant) setDateAlarm(ctx context.Context, tx storage.Tx, a *automation.
 		if done != "" {
 			doneDay, _ = time.ParseInLocation(time.DateOnly, done, t.Location())
 		}
+		if cur != nil && !cur.At.After(now) {
+			// The alarm is due and not fired yet: a change to the record
+			// (its title, say) must not skip the occurrence. It stays
+			// unless the date moved.
+			if o, ok := a.On.Date.Due(date, doneDay, cur.At.Add(-time.Nanosecond), t.Location()); ok && o.Date.Format(time.DateOnly) == cur.Key {
+				return nil
+			}
+		}
 		occ, ok = a.On.Date.Due(date, doneDay, now, t.Location())
 	}
 	if !ok {
