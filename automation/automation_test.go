@@ -828,7 +828,9 @@ func TestHolds(t *testing.T) {
     on: {event: deal.created}
     do: [{tag: {add: [x]}}]
 `)
-	amount := func(n any) map[string]any { return map[string]any{"amount": map[string]any{"amount": n, "currency": "EUR"}} }
+	amount := func(n any) map[string]any {
+		return map[string]any{"amount": map[string]any{"amount": n, "currency": "EUR"}}
+	}
 	won := automation.EventInfo{Type: "deal.stage_changed", From: "contract", To: "won"}
 	cases := []struct {
 		name, auto string
