@@ -20,7 +20,10 @@ type alarmRec struct {
 	Kind       string    `json:"kind"` // schedule, date, inactivity
 	Collection string    `json:"collection,omitempty"`
 	RecordID   string    `json:"record_id,omitempty"`
-	At         time.Time `json:"at"`
+	// At is zero for a date alarm that is spent: its last occurrence
+	// ran (Done) and no other is due; it is kept so that the date does
+	// not run again.
+	At time.Time `json:"at,omitzero"`
 	// Key names the occurrence (a date's day, the end of a quiet
 	// spell); runs are keyed by it.
 	Key string `json:"key,omitempty"`
@@ -109,7 +112,7 @@ func (t *Tenant) setDateAlarm(ctx context.Context, tx storage.Tx, a *automation.
 		if done != "" {
 			doneDay, _ = time.ParseInLocation(time.DateOnly, done, t.Location())
 		}
-		if cur != nil && !cur.At.After(now) {
+		if cur != nil && !cur.At.IsZero() && !cur.At.After(now) {
 			// The alarm is due and not fired yet: a change to the record
 			// (its title, say) must not skip the occurrence. It stays
 			// unless the date moved.
@@ -120,7 +123,14 @@ func (t *Tenant) setDateAlarm(ctx context.Context, tx storage.Tx, a *automation.
 		occ, ok = a.On.Date.Due(date, doneDay, now, t.Location())
 	}
 	if !ok {
-		if cur != nil {
+		switch {
+		case cur != nil && done != "" && sub != nil:
+			if cur.At.IsZero() && cur.Key == "" {
+				return nil
+			}
+			spent := &alarmRec{Automation: a.Name, Kind: "date", Collection: collection, RecordID: id, Done: done, id: aid, version: cur.version}
+			return putAlarm(ctx, tx, spent)
+		case cur != nil:
 			return deleteAlarm(ctx, tx, aid)
 		}
 		return nil
@@ -333,12 +343,14 @@ func (t *Tenant) fireAlarms(ctx context.Context) (int, error) {
 		queued := false
 		err = t.update(ctx, func(tx storage.Tx) error {
 			started, queued = 0, false
+			m := all
+			m.started = &started
 			for _, al := range due {
-				n, q, err := t.fireAlarm(ctx, tx, cs, al, now, all)
+				_, q, err := t.fireAlarm(ctx, tx, cs, al, now, m)
 				if err != nil {
 					return err
 				}
-				started, queued = started+n, queued || q
+				queued = queued || q
 			}
 			return nil
 		})
@@ -346,17 +358,18 @@ func (t *Tenant) fireAlarms(ctx context.Context) (int, error) {
 		if errors.As(err, &ae) {
 			started = 0
 			for _, al := range due {
-				n := 0
 				err = t.isolate(ctx, func(tx storage.Tx, m mode) (int, bool, error) {
-					var q bool
-					var err error
-					n, q, err = t.fireAlarm(ctx, tx, cs, al, now, m)
-					return n, q, err
+					n := 0
+					m.started = &n
+					plans, q, err := t.fireAlarm(ctx, tx, cs, al, now, m)
+					if err == nil {
+						started += n
+					}
+					return plans, q, err
 				})
 				if err != nil {
 					return total, err
 				}
-				started += n
 			}
 		} else if err != nil {
 			return total, err

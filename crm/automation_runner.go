@@ -127,6 +127,8 @@ type mode struct {
 	run  int
 	fail error
 	dry  *[]Simulation
+	// started, if set, counts the runs stored.
+	started *int
 }
 
 var all = mode{run: -1}
@@ -382,6 +384,9 @@ func (t *Tenant) start(ctx context.Context, tx storage.Tx, cs *compiledSet, i in
 		}
 		sim(s)
 		return false, nil
+	}
+	if m.started != nil {
+		*m.started++
 	}
 	return x.external, putRun(ctx, tx, run)
 }

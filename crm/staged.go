@@ -521,6 +521,21 @@ func (r *Records[T]) fireOnce(ctx context.Context, index string, end time.Time, 
 // committed pages. fn may change the records (the cursor stays valid).
 func (r *Records[T]) updatePages(ctx context.Context, q storage.Query,
 	fn func(tx storage.Tx, rec storage.Record, v *T) (counted bool, err error)) (int, error) {
+	// Most calls (timers checked every minute) find nothing: look in a
+	// read transaction first, which costs no commit (and no fsync).
+	peek := q
+	peek.Limit, peek.KeysOnly = 1, true
+	var found bool
+	if err := r.view(ctx, func(tx storage.ReadTx) error {
+		pg, err := tx.Scan(ctx, r.k.collection.Name, peek)
+		found = len(pg.Records) > 0
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, nil
+	}
 	total := 0
 	for {
 		var next string

@@ -10,6 +10,10 @@
 //	crmctl rules check FILE...
 //	crmctl rules eval -rule EXPR [-json FILE] [-now TIME]
 //	crmctl plugins list|check [-dir DIR] [NAME...]
+//	crmctl automations check FILE...
+//	crmctl automations builtin [NAME]
+//	crmctl [-db rapport.db] [-tenant default] automations save FILE
+//	crmctl [-db rapport.db] [-tenant default] automations simulate -event TYPE -collection COLL -id ID [-from STAGE] [-segment NAME] [-changed F,...]
 //	crmctl [-db rapport.db] check
 //	crmctl -db postgres://user@host/db [-schema rapport] migrate
 //
@@ -54,6 +58,10 @@ commands:
                test loyalty fixtures, validate program and segment files, evaluate an expression
   plugins list|check [-dir DIR] [NAME...]
                list the approved plugins of a directory, or start and check them
+  automations check FILE...  |  automations builtin [NAME]  |  automations save FILE
+  automations simulate -event TYPE -collection COLL -id ID [-from STAGE] [-segment NAME] [-changed F,...]
+               validate automation files, list or print the ready-made sets, make a file the
+               tenant's automations, show what they would do for an event (writes nothing)
   check        verify the consistency of the database file
   migrate      apply the PostgreSQL migrations (engines also do on open) and print the version
 exit codes: 0 done, 1 failed, 2 usage, 3 imported with some rows skipped`
@@ -97,6 +105,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = rulesCmd(rest[1:], stdin, stdout, stderr)
 	case "plugins":
 		err = pluginsCmd(ctx, rest[1:], stdout, stderr)
+	case "automations":
+		err = automationsCmd(ctx, d, *tenant, rest[1:], stdout, stderr)
 	default:
 		err = fmt.Errorf("unknown command %q\n%s", rest[0], usage)
 	}
