@@ -148,7 +148,7 @@ func TestBuiltinBirthdayGreeting(t *testing.T) {
 	c.clock.Advance(time.Minute)
 	n, err := c.e.CheckTimers(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, 2, n.Automations, "Ann's and Bob's birthdays are due (Bob's condition is false)")
+	assert.Equal(t, 1, n.Automations, "Ann's and Bob's birthdays are due; Bob has no phone, so his does not run")
 	msgs := waitSent(t, c.sms, 1)
 	require.Len(t, msgs, 1)
 	assert.Equal(t, "+4915112345678", msgs[0].Recipient)

@@ -78,6 +78,8 @@ type actionTemplates struct {
 type compiledSet struct {
 	set     *automation.Set
 	version uint64
+	// fromSeq: events up to it came before the set (setRec.FromSeq).
+	fromSeq uint64
 	// tmpl holds the templates of action j of automation i at [i][j].
 	tmpl [][]*actionTemplates
 }

@@ -229,16 +229,18 @@ func (e *actionError) Unwrap() error { return e.err }
 func permanent(err error) bool {
 	var ve *ValidationError
 	return errors.As(err, &ve) || errors.Is(err, ErrNotFound) || errors.Is(err, pipeline.ErrTransitionNotAllowed) ||
-		errors.Is(err, pipeline.ErrUnknownStage) || errors.Is(err, errNoRecord) || errors.Is(err, plugins.ErrRejected) ||
+		errors.Is(err, pipeline.ErrUnknownStage) || errors.Is(err, errRefused) || errors.Is(err, plugins.ErrRejected) ||
 		errors.Is(err, plugins.ErrUnknown) || errors.Is(err, loyalty.ErrInvalid) || errors.Is(err, loyalty.ErrInsufficientPoints) ||
 		errors.Is(err, loyalty.ErrIdempotencyConflict)
 }
 
-var errNoRecord = errors.New("the action needs a record")
+// errRefused is an action that cannot run on its record as it is
+// (no owner, no contact, the wrong kind of record): retrying cannot help.
+var errRefused = errors.New("automation action refused")
 
 func (x *runExec) needRecord(kind string) error {
 	if x.sub == nil || x.sub.id == "" {
-		return fmt.Errorf("%w: %s needs a record to act on (this trigger has none)", errNoRecord, kind)
+		return fmt.Errorf("%w: %s needs a record to act on (this trigger has none)", errRefused, kind)
 	}
 	return nil
 }
@@ -274,7 +276,7 @@ func (x *runExec) action(ctx context.Context, step int, act *automation.Action) 
 		}
 		ops, ok := subjectKinds[x.sub.collection]
 		if !ok || ops.move == nil {
-			return "", fmt.Errorf("%w: %s records do not move through pipelines", errNoRecord, x.sub.collection)
+			return "", fmt.Errorf("%w: %s records do not move through pipelines", errRefused, x.sub.collection)
 		}
 		err := ops.move(ctx, x.tx, x.t, x.sub.id, act.Move.Stage, MoveOptions{Reason: act.Move.Reason,
 			Actor: pipeline.Actor{ID: "automation:" + x.a.Name, Roles: []string{"automation"}}})
@@ -315,7 +317,14 @@ func (x *runExec) action(ctx context.Context, step int, act *automation.Action) 
 		if err := x.write(ctx); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("tags +%v -%v", act.Tag.Add, act.Tag.Remove), nil
+		var parts []string
+		if len(act.Tag.Add) > 0 {
+			parts = append(parts, "added tags "+strings.Join(act.Tag.Add, ", "))
+		}
+		if len(act.Tag.Remove) > 0 {
+			parts = append(parts, "removed tags "+strings.Join(act.Tag.Remove, ", "))
+		}
+		return strings.Join(parts, "; "), nil
 	case act.Points != nil:
 		return x.points(ctx, step, act.Points)
 	case act.Message != nil:
@@ -349,7 +358,7 @@ func sortedAnyKeys(m map[string]any) []string {
 func (x *runExec) write(ctx context.Context) error {
 	ops, ok := subjectKinds[x.sub.collection]
 	if !ok {
-		return fmt.Errorf("%w: %s records cannot be changed by automations", errNoRecord, x.sub.collection)
+		return fmt.Errorf("%w: %s records cannot be changed by automations", errRefused, x.sub.collection)
 	}
 	body, err := json.Marshal(x.sub.body)
 	if err != nil {
@@ -424,18 +433,18 @@ func (x *runExec) resolve(ctx context.Context, who string) (string, error) {
 		if o := x.sub.str("owner"); o != "" {
 			return o, nil
 		}
-		return "", fmt.Errorf("%w: the record has no owner", errNoRecord)
+		return "", fmt.Errorf("%w: the record has no owner", errRefused)
 	case who == "manager":
 		owner := x.sub.str("owner")
 		if owner == "" {
-			return "", fmt.Errorf("%w: the record has no owner, so no manager", errNoRecord)
+			return "", fmt.Errorf("%w: the record has no owner, so no manager", errRefused)
 		}
 		u, err := (&Records[User]{t: x.t, k: userKind}).get(ctx, x.tx, owner)
 		if err != nil {
 			return "", fmt.Errorf("owner %s: %w", owner, err)
 		}
 		if u.TeamID == "" {
-			return "", fmt.Errorf("%w: the owner %s is in no team", errNoRecord, owner)
+			return "", fmt.Errorf("%w: the owner %s is in no team", errRefused, owner)
 		}
 		team, err := (&Records[Team]{t: x.t, k: teamKind}).get(ctx, x.tx, u.TeamID)
 		if err != nil {
@@ -449,7 +458,7 @@ func (x *runExec) resolve(ctx context.Context, who string) (string, error) {
 				}
 			}
 			if team.ManagerID == "" {
-				return "", fmt.Errorf("%w: team %s has no manager", errNoRecord, team.ID)
+				return "", fmt.Errorf("%w: team %s has no manager", errRefused, team.ID)
 			}
 		}
 		return team.ManagerID, nil
@@ -474,7 +483,7 @@ func (x *runExec) resolve(ctx context.Context, who string) (string, error) {
 			return "", err
 		}
 		if found == "" {
-			return "", fmt.Errorf("%w: no active user has the role %q", errNoRecord, arg)
+			return "", fmt.Errorf("%w: no active user has the role %q", errRefused, arg)
 		}
 		return found, nil
 	case kind == "team":
@@ -501,7 +510,7 @@ func (x *runExec) roundRobin(ctx context.Context, team string) (string, error) {
 		return "", err
 	}
 	if len(members) == 0 {
-		return "", fmt.Errorf("%w: team %s has no active members", errNoRecord, team)
+		return "", fmt.Errorf("%w: team %s has no active members", errRefused, team)
 	}
 	slices.Sort(members)
 	id := "round-robin/" + team
@@ -534,7 +543,7 @@ func (x *runExec) points(ctx context.Context, step int, p *automation.PointsActi
 	}
 	member := x.sub.contactID()
 	if member == "" {
-		return "", fmt.Errorf("%w: the record has no contact to give points to", errNoRecord)
+		return "", fmt.Errorf("%w: the record has no contact to give points to", errRefused)
 	}
 	reason := p.Reason
 	if reason == "" {
@@ -556,7 +565,7 @@ func (x *runExec) points(ctx context.Context, step int, p *automation.PointsActi
 
 func (x *runExec) message(ctx context.Context, step int, m *automation.MessageAction, tm *actionTemplates) (string, error) {
 	if x.t.e.opts.Plugins == nil {
-		return "", fmt.Errorf("%w: messages need Options.Plugins", errNoRecord)
+		return "", fmt.Errorf("%w: messages need Options.Plugins", errRefused)
 	}
 	d, err := x.messageData(ctx)
 	if err != nil {
@@ -575,7 +584,7 @@ func (x *runExec) message(ctx context.Context, step int, m *automation.MessageAc
 		to = d.Customer.Phone
 	}
 	if to == "" {
-		return "", fmt.Errorf("%w: the customer has no address for %s", errNoRecord, m.Via)
+		return "", fmt.Errorf("%w: the customer has no address for %s", errRefused, m.Via)
 	}
 	s := Send{Meta: Meta{ID: runChildID(x.run.ID, step), Owner: x.sub.str("owner")}, Channel: m.Via, Recipient: to, Subject: subj, Body: body}
 	if x.sub != nil && x.sub.id != "" {

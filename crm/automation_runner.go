@@ -249,6 +249,9 @@ func eventInfo(se storage.Event) (automation.EventInfo, eventBody, eventCause) {
 // record has up to date, and executes the runs (see mode). It returns
 // how many runs it planned and whether any waits for the runner.
 func (t *Tenant) automateEvent(ctx context.Context, tx storage.Tx, cs *compiledSet, se storage.Event, m mode) (int, bool, error) {
+	if se.Seq != 0 && se.Seq <= cs.fromSeq {
+		return 0, false, nil // before the set was saved
+	}
 	info, body, cause := eventInfo(se)
 	collection, id := se.Collection, se.RecordID
 	if strings.HasPrefix(se.Type, "segment.") {
@@ -644,7 +647,7 @@ func (t *Tenant) external(ctx context.Context, cs *compiledSet, ai int, run *Aut
 			dealID = sub.str("deal_id")
 		}
 		if dealID == "" {
-			return fmt.Errorf("%w: a document needs a deal, and the run's record has none", errNoRecord)
+			return fmt.Errorf("%w: a document needs a deal, and the run's record has none", errRefused)
 		}
 		s, err := t.SendDocumentWith(ctx, DocumentSend{ID: runChildID(run.ID, run.Step), DealID: dealID,
 			Template: act.Document.Template, Via: act.Document.Via, Format: docFormat(act.Document.Format)})
@@ -719,7 +722,7 @@ func (t *Tenant) callWebhook(ctx context.Context, cs *compiledSet, ai int, run *
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, cmpOr(w.Method, http.MethodPost), w.URL, bytes.NewReader(body))
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", errNoRecord, err)
+		return 0, fmt.Errorf("%w: %v", errRefused, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", t.id+"/"+runChildID(run.ID, run.Step))
@@ -738,7 +741,7 @@ func (t *Tenant) callWebhook(ctx context.Context, cs *compiledSet, ai int, run *
 	}
 	werr := &webhookError{Status: resp.StatusCode, Body: strings.TrimSpace(string(msg))}
 	if resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
-		return 0, fmt.Errorf("%w: %w", errNoRecord, werr) // refused: retrying will not help
+		return 0, fmt.Errorf("%w: %w", errRefused, werr) // refused: retrying will not help
 	}
 	return 0, werr
 }
@@ -810,7 +813,8 @@ var errDryRun = errors.New("dry run")
 
 // SimulateAutomations returns what the tenant's automations would do
 // for ev (Type, Collection and ID; Data defaults to the record as it is
-// now): which triggers take it up, whether their conditions hold, and
+// now, in stage ev.To when set, for a stage change; From, Segment and
+// Changed as the event would have them): which triggers take it up, whether their conditions hold, and
 // what each action would do, found by running them in a transaction that
 // is rolled back, so nothing is written (documents and webhooks are only
 // described). A tenant without automations gives no simulations.
@@ -831,6 +835,19 @@ func (t *Tenant) SimulateAutomations(ctx context.Context, ev Event) ([]Simulatio
 				return fmt.Errorf("%s %s: %w", ev.Collection, ev.ID, err)
 			}
 			data = rec.Body
+		}
+		if ev.To != "" && len(data) > 0 {
+			// "What if it moved to To": the record, in that stage.
+			var m map[string]any
+			dec := json.NewDecoder(bytes.NewReader(data))
+			dec.UseNumber()
+			if err := dec.Decode(&m); err != nil {
+				return err
+			}
+			m["stage"] = ev.To
+			if data, err = json.Marshal(m); err != nil {
+				return err
+			}
 		}
 		body, err := json.Marshal(struct {
 			Data    json.RawMessage `json:"data,omitempty"`

@@ -184,3 +184,49 @@ automations:
 	require.Len(t, stopped, 1)
 	assert.True(t, strings.Contains(stopped[0], "depth 6"), stopped[0])
 }
+
+// TestFirstSetStartsNow: events committed before a tenant's first set
+// trigger nothing; a new version of the set loses no event.
+func TestFirstSetStartsNow(t *testing.T) {
+	env := setup(t)
+	e := env.engine
+	ctx := context.Background()
+	before, err := e.Contacts().Create(ctx, crm.Contact{FirstName: "Before"})
+	require.NoError(t, err)
+	saveAutomations(t, e, `
+automations:
+  - name: tag-new
+    on: {event: contact.created}
+    do:
+      - tag: {add: [v1]}
+`)
+	after, err := e.Contacts().Create(ctx, crm.Contact{FirstName: "After"})
+	require.NoError(t, err)
+	tags := func(id string) []string {
+		c, err := e.Contacts().Get(ctx, id)
+		require.NoError(t, err)
+		return c.Tags
+	}
+	eventually(t, func() bool { return len(tags(after.ID)) == 1 }, "After not tagged")
+	assert.Empty(t, tags(before.ID))
+
+	// A simulation of a stage change to a stage the record is not in.
+	rep, _, _ := salesTeam(t, e)
+	d := b2bDeal(t, e, rep)
+	saveAutomations(t, e, `
+automations:
+  - name: tag-new
+    on: {event: contact.created}
+    do:
+      - tag: {add: [v2]}
+  - name: won
+    on: {event: deal.stage_changed, to: won}
+    do:
+      - tag: {add: [celebrate]}
+`)
+	sims, err := e.SimulateAutomations(ctx, crm.Event{Type: "deal.stage_changed", Collection: "deals", ID: d.ID, To: "won"})
+	require.NoError(t, err)
+	require.Len(t, sims, 1)
+	assert.True(t, sims[0].Ran)
+	assert.Equal(t, []string{"added tags celebrate"}, sims[0].Actions)
+}

@@ -142,11 +142,16 @@ type setRec struct {
 	File    string    `json:"file,omitempty"`
 	Source  string    `json:"source"`
 	SavedAt time.Time `json:"saved_at"`
+	// FromSeq is the outbox position when the set was saved: events up
+	// to it happened before the set and trigger nothing.
+	FromSeq uint64 `json:"from_seq,omitempty"`
 }
 
 // Save checks the set (conditions, schedules, templates against
 // MessageData) and makes it the tenant's automations, replacing the
-// previous set. It (re)builds the alarms of schedule, date and
+// previous set. A tenant's first set takes up the events committed after
+// it is saved; a new version takes up those the previous one had not
+// handled yet. It (re)builds the alarms of schedule, date and
 // inactivity triggers from the records as they are, in the same
 // transaction; that reads every record of the entities those triggers
 // are about. A set with message or document actions needs
@@ -168,7 +173,7 @@ func (a *Automations) Save(ctx context.Context, set *automation.Set) error {
 		for _, x := range set.Automations {
 			for _, act := range x.Do {
 				if act.Message != nil || act.Document != nil {
-					return fmt.Errorf("crm: save automations: %w: automation %s sends a %s, which needs Options.Plugins", ErrInvalid, x.Name, act.Kind())
+					return fmt.Errorf("crm: save automations: %w: automation %s sends a %s, but the engine has no plugins (Options.Plugins) to send it with", ErrInvalid, x.Name, act.Kind())
 				}
 			}
 		}
@@ -183,17 +188,28 @@ func (a *Automations) Save(ctx context.Context, set *automation.Set) error {
 		return fmt.Errorf("crm: save automations: %w", err)
 	}
 	now := a.t.Now()
-	body, err := json.Marshal(setRec{File: set.File(), Source: string(src), SavedAt: now})
+	head, err := a.t.e.store.OutboxHead(ctx)
 	if err != nil {
 		return fmt.Errorf("crm: save automations: %w", err)
 	}
+	sr := setRec{File: set.File(), Source: string(src), SavedAt: now, FromSeq: head}
 	err = a.t.update(ctx, func(tx storage.Tx) error {
 		cur, err := tx.Get(ctx, automationSetsCollection, automationSetID)
 		var version uint64
 		switch {
 		case err == nil:
-			version = cur.Version
+			// A new version of the set takes up the events the previous
+			// one had not handled yet: none is dropped.
+			var prev setRec
+			if err := json.Unmarshal(cur.Body, &prev); err != nil {
+				return fmt.Errorf("automation set: %w", err)
+			}
+			version, sr.FromSeq = cur.Version, prev.FromSeq
 		case !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+		body, err := json.Marshal(sr)
+		if err != nil {
 			return err
 		}
 		if _, err := tx.Put(ctx, automationSetsCollection, storage.Record{ID: automationSetID, Version: version, Body: body}); err != nil {
@@ -357,6 +373,7 @@ func (t *Tenant) compiledSet(ctx context.Context, tx storage.ReadTx) (*compiledS
 	if err != nil {
 		return nil, err
 	}
+	cs.fromSeq = sr.FromSeq
 	t.e.autoSets.Store(t.id, cs)
 	return cs, nil
 }

@@ -29,8 +29,9 @@ type Event struct {
 	Data json.RawMessage
 	// Changed lists the JSON names of the fields an update changed.
 	Changed []string
-	// From is the stage a "<kind>.stage_changed" record left.
-	From string
+	// From and To are the stages a "<kind>.stage_changed" record left
+	// and entered.
+	From, To string
 	// Segment is the segment of segment.entered and segment.left.
 	Segment string
 	// Depth counts the automation runs that led to this event (0: none,
@@ -56,6 +57,13 @@ func eventFromStorage(se storage.Event) (Event, error) {
 			return ev, fmt.Errorf("crm: event %d: %w", se.Seq, err)
 		}
 		ev.Data, ev.Changed, ev.From, ev.Depth, ev.Run = b.Data, b.Changed, b.From, b.Depth, b.Run
+		if strings.HasSuffix(se.Type, ".stage_changed") {
+			var st struct {
+				Stage string `json:"stage"`
+			}
+			_ = json.Unmarshal(b.Data, &st)
+			ev.To = st.Stage
+		}
 		if strings.HasPrefix(se.Type, "segment.") {
 			var c struct {
 				Segment string `json:"segment"`

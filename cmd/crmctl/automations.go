@@ -25,7 +25,7 @@ const automationsUsage = `usage:
                                      crmctl has no plugins, so message and document actions
                                      are refused
   crmctl [-db DB] [-tenant T] automations simulate -event TYPE -collection COLL -id ID
-         [-from STAGE] [-segment NAME] [-changed FIELD,...]
+         [-from STAGE] [-to STAGE] [-segment NAME] [-changed FIELD,...]
                                      show what the tenant's automations would do for the
                                      event about the record as it is now; writes nothing
 COLL is the record's collection: contacts, deals, leads, accounts, contracts, cases, orders.`
@@ -183,7 +183,8 @@ func automationsSimulate(ctx context.Context, db database, tenant string, args [
 	fs.StringVar(&ev.Type, "event", "", "event type, such as contact.created or deal.stage_changed")
 	fs.StringVar(&ev.Collection, "collection", "", "collection of the record: contacts, deals, leads, ...")
 	fs.StringVar(&ev.ID, "id", "", "ID of the record (the contact, for segment.entered and segment.left)")
-	fs.StringVar(&ev.From, "from", "", "stage the record left, for *.stage_changed (the stage it entered is its stage now)")
+	fs.StringVar(&ev.From, "from", "", "stage the record left, for *.stage_changed")
+	fs.StringVar(&ev.To, "to", "", "stage the record enters, for *.stage_changed (default: its stage now)")
 	fs.StringVar(&ev.Segment, "segment", "", "segment, for segment.entered and segment.left")
 	fs.StringVar(&changed, "changed", "", "comma-separated fields an update changed (event.changed)")
 	if err := fs.Parse(args); err != nil {
@@ -195,6 +196,11 @@ func automationsSimulate(ctx context.Context, db database, tenant string, args [
 	}
 	if changed != "" {
 		ev.Changed = strings.Split(changed, ",")
+	}
+	// "deal" for "deals": the singular is what triggers call entities.
+	if plural, ok := map[string]string{"contact": "contacts", "account": "accounts", "lead": "leads", "deal": "deals",
+		"contract": "contracts", "case": "cases", "order": "orders", "activity": "activities"}[ev.Collection]; ok {
+		ev.Collection = plural
 	}
 	if err := db.mustExist(); err != nil {
 		return err

@@ -133,7 +133,7 @@ func TestAutomationsSaveAndSimulate(t *testing.T) {
 	}
 	code, out, stderr = simulate("-event", "contact.created", "-collection", "contacts", "-id", ada.ID)
 	require.Equal(t, 0, code, stderr)
-	assert.Equal(t, "welcome: would run\n  tags +[welcomed] -[]\n"+
+	assert.Equal(t, "welcome: would run\n  added tags welcomed\n"+
 		"vip-call: would not run: the condition is false\n", out)
 
 	// Nothing was written.
@@ -165,7 +165,7 @@ func TestAutomationsSaveAndSimulate(t *testing.T) {
 `)
 	code, _, stderr = crmctl(t, "-db", db, "automations", "save", sends)
 	assert.Equal(t, 1, code)
-	assert.Contains(t, stderr, "automation hello sends a message, which needs Options.Plugins")
+	assert.Contains(t, stderr, "automation hello sends a message, but the engine has no plugins")
 
 	bad := writeFile(t, dir, "bad.yaml", "automations:\n  - name: x\n    on: {event: contact.created}\n    do: []\n")
 	code, _, stderr = crmctl(t, "-db", db, "automations", "save", bad)
@@ -192,7 +192,7 @@ func TestAutomationsSimulateFailingAction(t *testing.T) {
 	// The condition holds, but the call is for the owner and Vic has none.
 	code, out, stderr = crmctl(t, "-db", db, "automations", "simulate", "-event", "contact.created", "-collection", "contacts", "-id", vic.ID)
 	require.Equal(t, 0, code, stderr)
-	assert.Contains(t, out, "welcome: would run\n  tags +[welcomed] -[]\n")
+	assert.Contains(t, out, "welcome: would run\n  added tags welcomed\n")
 	assert.Regexp(t, `(?m)^vip-call: would fail: action 1 \(activity\): .*no owner`, out)
 }
 

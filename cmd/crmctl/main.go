@@ -13,7 +13,7 @@
 //	crmctl automations check FILE...
 //	crmctl automations builtin [NAME]
 //	crmctl [-db rapport.db] [-tenant default] automations save FILE
-//	crmctl [-db rapport.db] [-tenant default] automations simulate -event TYPE -collection COLL -id ID [-from STAGE] [-segment NAME] [-changed F,...]
+//	crmctl [-db rapport.db] [-tenant default] automations simulate -event TYPE -collection COLL -id ID [-from STAGE] [-to STAGE] [-segment NAME] [-changed F,...]
 //	crmctl [-db rapport.db] check
 //	crmctl -db postgres://user@host/db [-schema rapport] migrate
 //
@@ -59,7 +59,7 @@ commands:
   plugins list|check [-dir DIR] [NAME...]
                list the approved plugins of a directory, or start and check them
   automations check FILE...  |  automations builtin [NAME]  |  automations save FILE
-  automations simulate -event TYPE -collection COLL -id ID [-from STAGE] [-segment NAME] [-changed F,...]
+  automations simulate -event TYPE -collection COLL -id ID [-from STAGE] [-to STAGE] [-segment NAME] [-changed F,...]
                validate automation files, list or print the ready-made sets, make a file the
                tenant's automations, show what they would do for an event (writes nothing)
   check        verify the consistency of the database file
