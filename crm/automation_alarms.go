@@ -16,10 +16,10 @@ import (
 // one per schedule, and one per automation and record for dates and
 // inactivity. Alarms are fired by CheckTimers.
 type alarmRec struct {
-	Automation string    `json:"automation"`
-	Kind       string    `json:"kind"` // schedule, date, inactivity
-	Collection string    `json:"collection,omitempty"`
-	RecordID   string    `json:"record_id,omitempty"`
+	Automation string `json:"automation"`
+	Kind       string `json:"kind"` // schedule, date, inactivity
+	Collection string `json:"collection,omitempty"`
+	RecordID   string `json:"record_id,omitempty"`
 	// At is zero for a date alarm that is spent: its last occurrence
 	// ran (Done) and no other is due; it is kept so that the date does
 	// not run again.
