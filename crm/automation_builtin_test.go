@@ -289,3 +289,35 @@ func TestBuiltinWinBack(t *testing.T) {
 	assert.Equal(t, "Win-back call: Ann", acts[0].Subject)
 	assert.Equal(t, c.clock.Now().Add(7*24*time.Hour), acts[0].DueAt)
 }
+
+// TestLoopThroughSendsIsStopped: a message that records an interaction
+// that triggers another message is a loop through the sender; the depth
+// goes along with the send, so it is stopped like any other.
+func TestLoopThroughSendsIsStopped(t *testing.T) {
+	c := openChannels(t)
+	ctx := c.background
+	saveAutomations(t, c.e, `
+automations:
+  - name: echo
+    on: {event: interaction.created}
+    do:
+      - message: {via: email, subject: "Re: {{.Contact.FirstName}}", body: "We heard you."}
+`)
+	ann, err := c.e.Contacts().Create(ctx, crm.Contact{FirstName: "Ann", Email: "ann@example.com"})
+	require.NoError(t, err)
+	_, err = c.tenant.Interactions().Create(ctx, crm.Interaction{Channel: "phone", Summary: "Hello", Links: crm.Links{ContactID: ann.ID}})
+	require.NoError(t, err)
+	eventually(t, func() bool {
+		stopped := 0
+		require.NoError(t, c.e.Automations().AllRuns(ctx, func(r crm.AutomationRun) error {
+			if r.Status == crm.RunStopped {
+				stopped++
+				assert.Equal(t, 6, r.Event.Depth)
+			}
+			return nil
+		}))
+		return stopped == 1
+	}, "the loop through sends was not stopped")
+	assert.Len(t, c.mail.sent(), 5, "depths 1 to 5 sent; the sixth was stopped")
+}
+

@@ -471,6 +471,15 @@ type causedTx struct {
 	run   string
 }
 
+// causedBy is tx writing events as consequences of ev: with its depth
+// and run, when an automation run caused it.
+func causedBy(tx storage.Tx, ev Event) storage.Tx {
+	if ev.Depth == 0 {
+		return tx
+	}
+	return causedTx{Tx: tx, depth: ev.Depth, run: ev.Run}
+}
+
 func (c causedTx) Append(ctx context.Context, events ...storage.Event) error {
 	out := make([]storage.Event, len(events))
 	for i, ev := range events {

@@ -53,13 +53,13 @@ func (e *Engine) handleSend(ctx context.Context, ev Event) error {
 	for s.Status == SendPending {
 		rc, doc, err := e.trySend(ctx, t, s)
 		if err == nil {
-			return t.recordSent(ctx, s.ID, rc, doc)
+			return t.recordSent(ctx, s.ID, rc, doc, ev)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		permanent := errors.Is(err, plugins.ErrRejected) || errors.Is(err, plugins.ErrUnknown)
-		if s, err = t.recordAttempt(ctx, s.ID, err, permanent, e.opts.MaxSendAttempts); err != nil {
+		if s, err = t.recordAttempt(ctx, s.ID, err, permanent, e.opts.MaxSendAttempts, ev); err != nil {
 			return err
 		}
 		if s.Status == SendPending && !e.sleep(ctx, e.backoff(s.Attempts)) {
@@ -121,9 +121,12 @@ func (e *Engine) channelKind(ctx context.Context, name string, c plugins.Connect
 
 // recordSent marks the send sent and puts an outbound interaction on the
 // linked timelines, in one transaction.
-func (t *Tenant) recordSent(ctx context.Context, id string, rc receipt, doc plugins.Document) error {
+// The events it writes carry the automation depth of created, the
+// send's event, so that a loop through sends is caught like any other.
+func (t *Tenant) recordSent(ctx context.Context, id string, rc receipt, doc plugins.Document, created Event) error {
 	sends := t.Sends()
 	return sends.update(ctx, func(tx storage.Tx) error {
+		tx = causedBy(tx, created)
 		s, err := sends.get(ctx, tx, id)
 		if err != nil {
 			return err
@@ -174,10 +177,11 @@ func (t *Tenant) recordSent(ctx context.Context, id string, rc receipt, doc plug
 
 // recordAttempt counts a failed try; a permanent failure, or the last
 // allowed try, marks the send failed and says why on its timelines.
-func (t *Tenant) recordAttempt(ctx context.Context, id string, cause error, permanent bool, maxAttempts int) (Send, error) {
+func (t *Tenant) recordAttempt(ctx context.Context, id string, cause error, permanent bool, maxAttempts int, created Event) (Send, error) {
 	sends := t.Sends()
 	var out Send
 	err := sends.update(ctx, func(tx storage.Tx) error {
+		tx = causedBy(tx, created)
 		s, err := sends.get(ctx, tx, id)
 		if err != nil {
 			return err
