@@ -320,4 +320,3 @@ automations:
 	}, "the loop through sends was not stopped")
 	assert.Len(t, c.mail.sent(), 5, "depths 1 to 5 sent; the sixth was stopped")
 }
-
