@@ -31,6 +31,16 @@
 // [Engine.Subscribe] delivers events to a handler at least once, in commit
 // order, resuming after a restart where the subscription left off.
 //
+// # Automations
+//
+// A tenant's automations (package automation: triggers, conditions,
+// actions, as YAML) are stored with [Automations.Save] and run by the
+// engine itself: from the outbox for event triggers, from stored alarms
+// fired by [Tenant.CheckTimers] for schedules, dates and inactivity. Runs
+// are exactly once for their store actions, retried and then recorded as
+// failed, stopped when they loop; [Tenant.SimulateAutomations] is a dry
+// run. See [Automations] for the guarantees.
+//
 // # Errors
 //
 // Errors are values: test them with errors.Is against [ErrNotFound],
