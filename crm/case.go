@@ -123,7 +123,7 @@ const (
 // Indexes for ListOptions.By: "owner", "tag", "account", "contact",
 // "contract", "priority", "stage" (values "<pipeline>/<stage>").
 //
-// Events: case.created, case.updated, case.deleted, case.stage_changed,
+// Events: case.opened, case.updated, case.deleted, case.stage_changed,
 // sla.breached.
 type Case struct {
 	Meta
@@ -151,7 +151,7 @@ func (c *Case) stageRef() stageRef {
 
 const casesCollection = "cases"
 
-var caseKind = newStagedKind[Case]("case",
+var caseKind = eventsAs(newStagedKind[Case]("case",
 	storage.Collection{Name: casesCollection, Indexes: []storage.Index{
 		{Name: "owner", Field: "owner"},
 		{Name: "tag", Field: "tags"},
@@ -160,7 +160,7 @@ var caseKind = newStagedKind[Case]("case",
 		{Name: "contract", Field: "contract_id"},
 		{Name: "priority", Field: "priority"},
 	}},
-	checkCase, nil, &staging[Case]{kind: pipeline.KindCase, ref: (*Case).stageRef, sla: caseSLA})
+	checkCase, nil, &staging[Case]{kind: pipeline.KindCase, ref: (*Case).stageRef, sla: caseSLA}), "", "opened")
 
 func checkCase(ctx context.Context, tx storage.ReadTx, c, prev *Case, p *problems) error {
 	var was Case

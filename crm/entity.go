@@ -75,8 +75,12 @@ type kind[T any] struct {
 	// for E.164 normalisation.
 	phones func(*T) map[string]*string
 	// createdVerb names the create event, "<name>.<createdVerb>"; it
-	// defaults to "created" (orders are "placed").
+	// defaults to "created" (orders are "placed", cases "opened",
+	// survey responses "received").
 	createdVerb string
+	// event is the prefix of the kind's event types when it is not name
+	// ("survey" for survey responses).
+	event string
 	// staging is set for kinds that move through pipelines.
 	staging *staging[T]
 	// afterCreate, if set, writes what goes with a new record (timeline
@@ -95,6 +99,13 @@ func newKind[T any, P entity[T]](name string, c storage.Collection,
 	c.Indexes = append(c.Indexes, storage.Index{Name: "archived", Extract: sortableTime("archived_at")},
 		storage.Index{Name: "custom", Extract: customIndex})
 	return &kind[T]{name: name, collection: c, meta: func(t *T) *Meta { return P(t).meta() }, check: check, beforeDelete: beforeDelete}
+}
+
+// eventsAs names a kind's events: "<prefix>.<what>", with createdVerb
+// for creation; empty arguments keep the defaults.
+func eventsAs[T any](k *kind[T], prefix, createdVerb string) *kind[T] {
+	k.event, k.createdVerb = prefix, createdVerb
+	return k
 }
 
 // newStagedKind is newKind for a kind that moves through pipelines: it adds
@@ -582,7 +593,7 @@ func (r *Records[T]) appendEventFrom(ctx context.Context, tx storage.Tx, what, i
 	}
 	body = append(body, '}')
 	err := tx.Append(ctx, storage.Event{
-		Type:       r.k.name + "." + what,
+		Type:       cmpOr(r.k.event, r.k.name) + "." + what,
 		Collection: r.k.collection.Name,
 		RecordID:   id,
 		Time:       r.now(),

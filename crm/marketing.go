@@ -101,8 +101,7 @@ type SurveyItem struct {
 //
 // Indexes for ListOptions.By: "contact", "survey", "answered_at".
 //
-// Events: survey_response.created, survey_response.updated,
-// survey_response.deleted.
+// Events: survey.received, survey.updated, survey.deleted.
 type SurveyResponse struct {
 	Meta
 	// Survey names the survey; required.
@@ -120,7 +119,7 @@ type SurveyResponse struct {
 
 const surveysCollection = "survey_responses"
 
-var surveyKind = newKind[SurveyResponse]("survey_response",
+var surveyKind = eventsAs(newKind[SurveyResponse]("survey_response",
 	storage.Collection{Name: surveysCollection, Indexes: []storage.Index{
 		{Name: "contact", Field: "contact_id"},
 		{Name: "survey", Field: "survey"},
@@ -170,7 +169,7 @@ var surveyKind = newKind[SurveyResponse]("survey_response",
 		}
 		checkLongText(p, "comment", s.Comment)
 		return checkRef(ctx, tx, p, "contact_id", contactsCollection, "contact", &s.ContactID, was.ContactID)
-	}, nil)
+	}, nil), "survey", "received")
 
 // SurveyResponses returns the tenant's survey responses.
 func (t *Tenant) SurveyResponses() *Records[SurveyResponse] {
