@@ -169,7 +169,8 @@ type ActivityAction struct {
 	Notes   string `yaml:"notes,omitempty" json:"notes,omitempty"`
 	// Due is how long after the run the activity is due ("24h", "2d").
 	Due Duration `yaml:"due,omitempty" json:"due,omitempty"`
-	// For says who gets it: "owner" (the record's owner, the default),
+	// For says who gets it: "owner" (the record's owner, the default;
+	// for a record without one, such as an order, its contact's),
 	// "user:ID", "role:NAME" (the first active user with the role) or
 	// "team:ID" (round-robin over the team's active members). "manager"
 	// is the manager of the owner's team.

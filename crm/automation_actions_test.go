@@ -3,6 +3,7 @@ package crm_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -414,4 +415,55 @@ automations:
 	require.NoError(t, err)
 	assert.Equal(t, 1, n.Automations)
 	require.Len(t, linked(t, e, "contact", ann.ID), 1)
+}
+
+// TestCaseAndSurveyTriggers: a case opened goes round-robin to the
+// support team; a detractor's survey answer gets a call from the
+// contact's owner.
+func TestCaseAndSurveyTriggers(t *testing.T) {
+	env := setup(t)
+	e := env.engine
+	ctx := context.Background()
+	rep1, rep2, lead := salesTeam(t, e)
+	u, err := e.Default().Users().Get(ctx, rep1)
+	require.NoError(t, err)
+	saveAutomations(t, e, `
+automations:
+  - name: triage
+    on: {event: case.opened}
+    do:
+      - assign: {to: "team:`+u.TeamID+`"}
+  - name: detractor
+    on: {event: survey.received}
+    when: record.nps != nil && record.nps <= 6
+    do:
+      - activity: {type: call, subject: "Detractor ({{.Event.Type}}): call {{.Contact.FirstName}}", for: owner}
+`)
+	ann, err := e.Contacts().Create(ctx, crm.Contact{Meta: crm.Meta{Owner: rep2}, FirstName: "Ann"})
+	require.NoError(t, err)
+	var owners []string
+	for i := range 3 {
+		c, err := e.Default().Cases().Create(ctx, crm.Case{Subject: fmt.Sprintf("Broken %d", i), ContactID: ann.ID})
+		require.NoError(t, err)
+		eventually(t, func() bool {
+			got, err := e.Default().Cases().Get(ctx, c.ID)
+			require.NoError(t, err)
+			if got.Owner != "" {
+				owners = append(owners, got.Owner)
+			}
+			return got.Owner != ""
+		}, "case %d not assigned", i)
+	}
+	assert.ElementsMatch(t, []string{rep1, rep2, lead}, owners, "one each, in turn")
+
+	low, high := 3, 9
+	_, err = e.Default().SurveyResponses().Create(ctx, crm.SurveyResponse{Survey: "nps", ContactID: ann.ID, NPS: &high})
+	require.NoError(t, err)
+	r, err := e.Default().SurveyResponses().Create(ctx, crm.SurveyResponse{Survey: "nps", ContactID: ann.ID, NPS: &low})
+	require.NoError(t, err)
+	eventually(t, func() bool { return len(linked(t, e, "contact", ann.ID)) == 1 }, "no call for the detractor")
+	a := linked(t, e, "contact", ann.ID)[0]
+	assert.Equal(t, "Detractor (survey.received): call Ann", a.Subject)
+	assert.Equal(t, rep2, a.Assignee, "the response has no owner: its contact's")
+	assert.Equal(t, r.ContactID, a.ContactID)
 }

@@ -430,12 +430,15 @@ func (x *runExec) resolve(ctx context.Context, who string) (string, error) {
 	kind, arg, _ := strings.Cut(who, ":")
 	switch {
 	case who == "" || who == "owner":
-		if o := x.sub.str("owner"); o != "" {
-			return o, nil
+		if o, err := x.owner(ctx); err != nil || o != "" {
+			return o, err
 		}
-		return "", fmt.Errorf("%w: the record has no owner", errRefused)
+		return "", fmt.Errorf("%w: the record has no owner, nor has its contact", errRefused)
 	case who == "manager":
-		owner := x.sub.str("owner")
+		owner, err := x.owner(ctx)
+		if err != nil {
+			return "", err
+		}
 		if owner == "" {
 			return "", fmt.Errorf("%w: the record has no owner, so no manager", errRefused)
 		}
@@ -490,6 +493,23 @@ func (x *runExec) resolve(ctx context.Context, who string) (string, error) {
 		return x.roundRobin(ctx, arg)
 	}
 	return "", fmt.Errorf("%w: who %q", ErrInvalid, who)
+}
+
+// owner is the record's owner or, for a record without one (an order, a
+// survey response), its contact's.
+func (x *runExec) owner(ctx context.Context) (string, error) {
+	if o := x.sub.str("owner"); o != "" {
+		return o, nil
+	}
+	cid := x.sub.contactID()
+	if cid == "" || cid == x.sub.id {
+		return "", nil
+	}
+	c, err := loadSubject(ctx, x.tx, contactsCollection, cid)
+	if err != nil || c == nil {
+		return "", err
+	}
+	return c.str("owner"), nil
 }
 
 // roundRobin gives the team's active members work in turn; the turn is
