@@ -80,6 +80,11 @@ type compiledSet struct {
 	version uint64
 	// fromSeq: events up to it came before the set (setRec.FromSeq).
 	fromSeq uint64
+	// raw is the stored record's body, which identifies this version.
+	raw []byte
+	// defs identify each automation's definition (a hash), so that a
+	// run begun under one is not continued under another.
+	defs []string
 	// tmpl holds the templates of action j of automation i at [i][j].
 	tmpl [][]*actionTemplates
 }

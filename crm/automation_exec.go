@@ -51,6 +51,9 @@ func (s *subject) str(field string) string {
 // contactID is the subject's contact: itself for a contact, else its
 // contact_id.
 func (s *subject) contactID() string {
+	if s == nil || s.id == "" {
+		return ""
+	}
 	if s.collection == contactsCollection {
 		return s.id
 	}
@@ -60,6 +63,9 @@ func (s *subject) contactID() string {
 // links are the subject and the records it names, for a new activity or
 // send.
 func (s *subject) links() Links {
+	if s == nil {
+		return Links{}
+	}
 	l := Links{ContactID: s.str("contact_id"), AccountID: s.str("account_id"), LeadID: s.str("lead_id"),
 		DealID: s.str("deal_id"), CaseID: s.str("case_id")}
 	switch s.collection {
@@ -219,6 +225,9 @@ type actionError struct {
 }
 
 func (e *actionError) Error() string {
+	if e.step < 0 {
+		return fmt.Sprintf("%s: %v", e.kind, e.err)
+	}
 	return fmt.Sprintf("action %d (%s): %v", e.step+1, e.kind, e.err)
 }
 func (e *actionError) Unwrap() error { return e.err }
@@ -231,7 +240,7 @@ func permanent(err error) bool {
 	return errors.As(err, &ve) || errors.Is(err, ErrNotFound) || errors.Is(err, pipeline.ErrTransitionNotAllowed) ||
 		errors.Is(err, pipeline.ErrUnknownStage) || errors.Is(err, errRefused) || errors.Is(err, plugins.ErrRejected) ||
 		errors.Is(err, plugins.ErrUnknown) || errors.Is(err, loyalty.ErrInvalid) || errors.Is(err, loyalty.ErrInsufficientPoints) ||
-		errors.Is(err, loyalty.ErrIdempotencyConflict)
+		errors.Is(err, loyalty.ErrIdempotencyConflict) || errors.Is(err, ErrInvalid) || errors.As(err, new(*storage.UniqueError))
 }
 
 // errRefused is an action that cannot run on its record as it is
@@ -502,7 +511,7 @@ func (x *runExec) owner(ctx context.Context) (string, error) {
 		return o, nil
 	}
 	cid := x.sub.contactID()
-	if cid == "" || cid == x.sub.id {
+	if cid == "" || x.sub.collection == contactsCollection {
 		return "", nil
 	}
 	c, err := loadSubject(ctx, x.tx, contactsCollection, cid)

@@ -298,7 +298,18 @@ func (t *Tenant) automateEvent(ctx context.Context, tx storage.Tx, cs *compiledS
 		run := AutomationRun{ID: noticeID("event", cs.set.Automations[i].Name, strconv.FormatUint(se.Seq, 10)),
 			Automation: cs.set.Automations[i].Name, Trigger: "event", Collection: collection, RecordID: id,
 			Event: info, EventSeq: se.Seq, CreatedAt: now}
-		q, err := t.start(ctx, tx, cs, i, &run, sub, record, m)
+		s := sub
+		if n > 0 && sub != nil && sub.id != "" {
+			// An earlier run may have changed the record: read it again.
+			fresh, err := loadSubject(ctx, tx, collection, id)
+			if err != nil {
+				return len(plans), false, err
+			}
+			if fresh != nil {
+				s = fresh
+			}
+		}
+		q, err := t.start(ctx, tx, cs, i, &run, s, record, m)
 		if err != nil {
 			return len(plans), false, err
 		}
@@ -343,7 +354,9 @@ func (t *Tenant) start(ctx context.Context, tx storage.Tx, cs *compiledSet, i in
 	if err != nil {
 		// A condition that cannot be evaluated on this record is the
 		// automation's problem, not the store's: record it.
-		err = &actionError{step: -1, kind: "when", err: err}
+		// Retrying cannot make it evaluable, and a retry would run the
+		// actions without it: it fails for good.
+		err = &actionError{step: -1, kind: "when", err: fmt.Errorf("%w: the condition cannot be evaluated on this record: %w", errRefused, err)}
 		if m.dry != nil {
 			sim(Simulation{Automation: a.Name, Matched: true, Reason: err.Error()})
 			return false, nil
@@ -367,6 +380,7 @@ func (t *Tenant) start(ctx context.Context, tx storage.Tx, cs *compiledSet, i in
 	if m.fail != nil {
 		return false, t.failRun(ctx, tx, run, m.fail)
 	}
+	run.Def = cs.defs[i]
 	x := &runExec{t: t, tx: causedTx{Tx: tx, depth: run.Event.Depth, run: run.ID}, cs: cs, ai: i, a: a, run: run, sub: sub, now: t.Now()}
 	if err := x.local(ctx); err != nil {
 		if m.dry != nil {
@@ -565,14 +579,20 @@ func (t *Tenant) continueRun(ctx context.Context, id string) error {
 	if cs != nil {
 		ai = slices.IndexFunc(cs.set.Automations, func(a automation.Automation) bool { return a.Name == run.Automation })
 	}
-	if ai < 0 {
+	if ai < 0 || (run.Def != "" && cs.defs[ai] != run.Def) {
+		why := fmt.Errorf("%w: automation %s is no longer in the tenant's set", ErrNotFound, run.Automation)
+		if ai >= 0 {
+			why = fmt.Errorf("%w: automation %s was changed after this run began; its remaining actions are not run", errRefused, run.Automation)
+		}
 		return t.update(ctx, func(tx storage.Tx) error {
 			r, err := getRun(ctx, tx, id)
 			if err != nil {
 				return err
 			}
-			r.Attempts = t.e.opts.MaxAutomationAttempts
-			return t.failRun(ctx, tx, &r, fmt.Errorf("%w: automation %s is no longer in the tenant's set", ErrNotFound, run.Automation))
+			if r.Status != RunWaiting && r.Status != RunRetrying {
+				return nil
+			}
+			return t.failRun(ctx, tx, &r, why)
 		})
 	}
 	a := &cs.set.Automations[ai]

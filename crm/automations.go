@@ -1,6 +1,7 @@
 package crm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -115,6 +116,8 @@ type AutomationRun struct {
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	// Done says what each action that ran did.
 	Done []string `json:"done,omitempty"`
+	// Def identifies the automation's definition the run began under.
+	Def string `json:"def,omitempty"`
 
 	version uint64
 }
@@ -362,7 +365,9 @@ func (t *Tenant) compiledSet(ctx context.Context, tx storage.ReadTx) (*compiledS
 	if err != nil {
 		return nil, err
 	}
-	if c, ok := t.e.autoSets.Load(t.id); ok && c.(*compiledSet).version == rec.Version {
+	// The whole stored body, not the version: a set deleted and saved
+	// again starts at version 1 again.
+	if c, ok := t.e.autoSets.Load(t.id); ok && bytes.Equal(c.(*compiledSet).raw, rec.Body) {
 		return c.(*compiledSet), nil
 	}
 	var sr setRec
@@ -373,7 +378,7 @@ func (t *Tenant) compiledSet(ctx context.Context, tx storage.ReadTx) (*compiledS
 	if err != nil {
 		return nil, err
 	}
-	cs.fromSeq = sr.FromSeq
+	cs.fromSeq, cs.raw = sr.FromSeq, rec.Body
 	t.e.autoSets.Store(t.id, cs)
 	return cs, nil
 }
@@ -387,5 +392,13 @@ func (e *Engine) compileSet(file string, src []byte, version uint64) (*compiledS
 	if err != nil {
 		return nil, err
 	}
-	return &compiledSet{set: set, version: version, tmpl: tmpl}, nil
+	defs := make([]string, len(set.Automations))
+	for i := range set.Automations {
+		b, err := json.Marshal(&set.Automations[i])
+		if err != nil {
+			return nil, err
+		}
+		defs[i] = noticeID(string(b))
+	}
+	return &compiledSet{set: set, version: version, tmpl: tmpl, defs: defs}, nil
 }
