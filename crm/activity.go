@@ -369,9 +369,9 @@ func (t *Tenant) CheckTimers(ctx context.Context) (Timers, error) {
 	if out.Automations, err = t.fireAlarms(ctx); err != nil {
 		return out, fmt.Errorf("crm: automation alarms: %w", err)
 	}
-	if _, err := t.runPending(ctx); err != nil {
-		return out, fmt.Errorf("crm: automation runs: %w", err)
-	}
+	// Runs that wait or retry are the runner's: tell it to look.
+	t.e.autoTenants.Store(t.id, true)
+	t.e.wakeAutomations()
 	return out, nil
 }
 

@@ -34,6 +34,9 @@ const automationBatch = 200
 func (e *Engine) runAutomations() {
 	ctx := e.runCtx
 	log := e.log.With("subscription", "rapport-automations")
+	if err := e.loadRegistry(ctx); err != nil && ctx.Err() == nil {
+		log.Error("automations: reading the tenants with automations; their pending runs wait for their next event", "err", err)
+	}
 	failures := 0
 	for ctx.Err() == nil {
 		signal := e.store.OutboxSignal()
@@ -90,12 +93,14 @@ func (e *Engine) wakeAutomations() {
 // looks at: the timer tenants and every tenant it has seen a set of.
 func (e *Engine) automationTenants() []string {
 	out := slices.Clone(e.opts.TimerTenants)
-	e.autoSets.Range(func(k, _ any) bool {
+	add := func(k, _ any) bool {
 		if id := k.(string); !slices.Contains(out, id) {
 			out = append(out, id)
 		}
 		return true
-	})
+	}
+	e.autoSets.Range(add)
+	e.autoTenants.Range(add)
 	return out
 }
 
@@ -516,64 +521,122 @@ func (c causedTx) Append(ctx context.Context, events ...storage.Event) error {
 	return c.Tx.Append(ctx, out...)
 }
 
-// runPending continues the tenant's runs that are due (waiting for an
-// external action, or retrying) and returns when the next one is due
-// (zero: none pending).
+// runLease is how long a claimed run is left to the engine that claimed
+// it (see claimRun): if that engine dies, another takes the run up after
+// it. It is longer than any external call (HTTPClient's timeout).
+const runLease = 2 * time.Minute
+
+// runWorkers is how many runs an engine continues at once; each may be
+// waiting for a webhook, so that a slow endpoint holds one worker, not
+// the runner.
+const runWorkers = 4
+
+// runPending hands the tenant's runs that are due (waiting for an
+// external action, or retrying) to the engine's workers, as many as are
+// free, claiming each first; it returns when the next one is due (zero:
+// none pending, or none due that a free worker could take).
 func (t *Tenant) runPending(ctx context.Context) (time.Time, error) {
-	for {
-		now := t.Now()
-		var ids []string
-		var next time.Time
-		err := t.view(ctx, func(tx storage.ReadTx) error {
-			pg, err := tx.Scan(ctx, automationRunsCollection, storage.Query{Index: "pending", Limit: 100})
+	now := t.Now()
+	var ids []string
+	var next time.Time
+	err := t.view(ctx, func(tx storage.ReadTx) error {
+		pg, err := tx.Scan(ctx, automationRunsCollection, storage.Query{Index: "pending", Limit: 100})
+		if err != nil {
+			return err
+		}
+		for i, rec := range pg.Records {
+			due, err := time.Parse(sortableTimeLayout, pg.Keys[i])
 			if err != nil {
 				return err
 			}
-			for i, rec := range pg.Records {
-				due, err := time.Parse(sortableTimeLayout, pg.Keys[i])
-				if err != nil {
-					return err
-				}
-				if due.After(now) {
-					next = due
-					break
-				}
-				ids = append(ids, rec.ID)
+			if due.After(now) {
+				next = due
+				break
 			}
-			return nil
-		})
-		if err != nil || len(ids) == 0 {
-			return next, err
+			ids = append(ids, rec.ID)
 		}
-		for _, id := range ids {
-			if err := t.continueRun(ctx, id); err != nil {
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, id := range ids {
+		select {
+		case t.e.autoSlots <- struct{}{}:
+		default:
+			return time.Time{}, nil // every worker is busy; one wakes the runner when done
+		}
+		run, ok, err := t.claimRun(ctx, id, now)
+		if err != nil || !ok {
+			<-t.e.autoSlots
+			if err != nil {
 				return time.Time{}, err
 			}
+			continue
 		}
+		t.e.workers.Go(func() {
+			defer func() {
+				<-t.e.autoSlots
+				t.e.wakeAutomations()
+			}()
+			if err := t.continueRun(t.e.runCtx, run); err != nil && t.e.runCtx.Err() == nil {
+				t.e.log.Error("automations: continuing a run", "tenant", t.id, "run", run.ID, "err", err)
+			}
+		})
 	}
+	return next, nil
 }
 
-// continueRun takes a waiting or retrying run one step further: its
-// external action, or its store actions up to the next external one.
-func (t *Tenant) continueRun(ctx context.Context, id string) error {
+// claimRun takes a due run for this engine: it moves the run's NextAt a
+// lease ahead, so that no other worker or engine takes it up meanwhile.
+func (t *Tenant) claimRun(ctx context.Context, id string, now time.Time) (AutomationRun, bool, error) {
 	var run AutomationRun
+	ok := false
+	err := t.update(ctx, func(tx storage.Tx) error {
+		ok = false
+		r, err := getRun(ctx, tx, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if (r.Status != RunWaiting && r.Status != RunRetrying) || r.NextAt.After(now) {
+			return nil
+		}
+		r.NextAt = now.Add(runLease)
+		if err := putRun(ctx, tx, &r); err != nil {
+			return err
+		}
+		run, ok = r, true
+		return nil
+	})
+	return run, ok, err
+}
+
+// continueRun takes a claimed run one step further: its external action,
+// or its store actions up to the next external one. Every write checks
+// that the run is still where the claim found it.
+func (t *Tenant) continueRun(ctx context.Context, run AutomationRun) error {
+	id := run.ID
 	var cs *compiledSet
 	err := t.view(ctx, func(tx storage.ReadTx) error {
 		var err error
-		if run, err = getRun(ctx, tx, id); err != nil {
-			return err
-		}
 		cs, err = t.compiledSet(ctx, tx)
 		return err
 	})
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}
-	if run.Status != RunWaiting && run.Status != RunRetrying {
-		return nil
+	step0 := run.Step
+	// same re-reads the run in tx and reports whether it is still as
+	// claimed.
+	same := func(tx storage.Tx) (AutomationRun, bool, error) {
+		r, err := getRun(ctx, tx, id)
+		if err != nil {
+			return r, false, err
+		}
+		return r, r.Step == step0 && (r.Status == RunWaiting || r.Status == RunRetrying), nil
 	}
 	ai := -1
 	if cs != nil {
@@ -585,27 +648,23 @@ func (t *Tenant) continueRun(ctx context.Context, id string) error {
 			why = fmt.Errorf("%w: automation %s was changed after this run began; its remaining actions are not run", errRefused, run.Automation)
 		}
 		return t.update(ctx, func(tx storage.Tx) error {
-			r, err := getRun(ctx, tx, id)
-			if err != nil {
+			r, ok, err := same(tx)
+			if err != nil || !ok {
 				return err
-			}
-			if r.Status != RunWaiting && r.Status != RunRetrying {
-				return nil
 			}
 			return t.failRun(ctx, tx, &r, why)
 		})
 	}
 	a := &cs.set.Automations[ai]
 	t.e.resolveKinds(ctx, cs)
-	step0 := run.Step
 	if run.Step < len(a.Do) && isExternal(&a.Do[run.Step]) {
 		if extErr := t.external(ctx, cs, ai, &run); extErr != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return t.update(ctx, func(tx storage.Tx) error {
-				r, err := getRun(ctx, tx, id)
-				if err != nil {
+				r, ok, err := same(tx)
+				if err != nil || !ok {
 					return err
 				}
 				return t.failRun(ctx, tx, &r, &actionError{step: run.Step, kind: a.Do[run.Step].Kind(), err: extErr})
@@ -614,12 +673,9 @@ func (t *Tenant) continueRun(ctx context.Context, id string) error {
 	}
 	var failed error
 	err = t.update(ctx, func(tx storage.Tx) error {
-		r, err := getRun(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		if r.Step != step0 || (r.Status != RunWaiting && r.Status != RunRetrying) {
-			return nil // another engine moved it on
+		r, ok, err := same(tx)
+		if err != nil || !ok {
+			return err // or another engine moved it on
 		}
 		r.Step, r.Done = run.Step, run.Done
 		sub, err := loadSubject(ctx, tx, r.Collection, r.RecordID)
@@ -643,8 +699,8 @@ func (t *Tenant) continueRun(ctx context.Context, id string) error {
 	})
 	if failed != nil {
 		return t.update(ctx, func(tx storage.Tx) error {
-			r, err := getRun(ctx, tx, id)
-			if err != nil {
+			r, ok, err := same(tx)
+			if err != nil || !ok {
 				return err
 			}
 			r.Step, r.Done = run.Step, run.Done

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rapportcrm/rapport/automation"
@@ -196,6 +197,9 @@ func (a *Automations) Save(ctx context.Context, set *automation.Set) error {
 		return fmt.Errorf("crm: save automations: %w", err)
 	}
 	sr := setRec{File: set.File(), Source: string(src), SavedAt: now, FromSeq: head}
+	if err := a.t.register(ctx); err != nil {
+		return fmt.Errorf("crm: save automations: %w", err)
+	}
 	err = a.t.update(ctx, func(tx storage.Tx) error {
 		cur, err := tx.Get(ctx, automationSetsCollection, automationSetID)
 		var version uint64
@@ -401,4 +405,33 @@ func (e *Engine) compileSet(file string, src []byte, version uint64) (*compiledS
 		defs[i] = noticeID(string(b))
 	}
 	return &compiledSet{set: set, version: version, tmpl: tmpl, defs: defs}, nil
+}
+
+// registryTenant holds, in the store, the tenants that have automations,
+// so that a new engine resumes their pending runs before any event of
+// theirs arrives.
+const registryTenant = "_rapport"
+
+// register records the tenant in the registry (its own transaction: the
+// registry is another tenant).
+func (t *Tenant) register(ctx context.Context) error {
+	t.e.autoTenants.Store(t.id, true)
+	return t.e.store.Update(ctx, registryTenant, func(tx storage.Tx) error {
+		_, err := tx.Put(ctx, automationStateCollection, storage.Record{ID: "tenant/" + t.id, Body: []byte(`{}`)})
+		if errors.Is(err, storage.ErrExists) {
+			return nil
+		}
+		return err
+	})
+}
+
+// loadRegistry adds the tenants of the registry to those the runner
+// looks at.
+func (e *Engine) loadRegistry(ctx context.Context) error {
+	return e.store.View(ctx, registryTenant, func(tx storage.ReadTx) error {
+		return scanAll(ctx, tx, automationStateCollection, storage.Query{Prefix: "tenant/", KeysOnly: true}, func(rec storage.Record) error {
+			e.autoTenants.Store(strings.TrimPrefix(rec.ID, "tenant/"), true)
+			return nil
+		})
+	})
 }

@@ -39,6 +39,10 @@ type Engine struct {
 	// tells the automation runner that runs are waiting.
 	autoSets   sync.Map
 	autoWake   chan struct{}
+	// autoSlots bounds the runs continued at once; autoTenants are the
+	// tenants whose pending runs the runner looks at.
+	autoSlots   chan struct{}
+	autoTenants sync.Map
 	httpClient *http.Client
 	runCtx     context.Context // cancelled by Close; dispatchers run under it
 	stop       context.CancelFunc
@@ -64,6 +68,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		subs:  map[string]*subscription{},
 
 		autoWake:   make(chan struct{}, 1),
+		autoSlots:  make(chan struct{}, runWorkers),
 		httpClient: opts.HTTPClient,
 	}
 	if e.store == nil {
