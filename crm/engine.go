@@ -37,16 +37,16 @@ type Engine struct {
 	kinds  sync.Map // connector name → channel kind (Describe)
 	// autoSets caches compiled automation sets by tenant; autoWake
 	// tells the automation runner that runs are waiting.
-	autoSets   sync.Map
-	autoWake   chan struct{}
+	autoSets sync.Map
+	autoWake chan struct{}
 	// autoSlots bounds the runs continued at once; autoTenants are the
 	// tenants whose pending runs the runner looks at.
 	autoSlots   chan struct{}
 	autoTenants sync.Map
-	httpClient *http.Client
-	runCtx     context.Context // cancelled by Close; dispatchers run under it
-	stop       context.CancelFunc
-	workers    sync.WaitGroup // dispatcher goroutines
+	httpClient  *http.Client
+	runCtx      context.Context // cancelled by Close; dispatchers run under it
+	stop        context.CancelFunc
+	workers     sync.WaitGroup // dispatcher goroutines
 }
 
 // Open opens an engine. With no Options.Store it opens (creating if needed)
