@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -225,10 +226,18 @@ func (t *Tenant) alarmsFor(ctx context.Context, tx storage.Tx, cs *compiledSet, 
 // records as they are; dates that already ran stay done.
 func (t *Tenant) rebuildAlarms(ctx context.Context, tx storage.Tx, cs *compiledSet, now time.Time) error {
 	keep := map[string]string{}
+	var due []alarmRec // due and not fired: they stay due
 	err := scanAll(ctx, tx, automationAlarmsCollection, storage.Query{}, func(rec storage.Record) error {
 		var a alarmRec
-		if err := json.Unmarshal(rec.Body, &a); err == nil && a.Done != "" {
+		if err := json.Unmarshal(rec.Body, &a); err != nil {
+			return nil
+		}
+		if a.Done != "" {
 			keep[rec.ID] = a.Done
+		}
+		if !a.At.IsZero() && !a.At.After(now) {
+			a.id = rec.ID
+			due = append(due, a)
 		}
 		return nil
 	})
@@ -302,14 +311,51 @@ func (t *Tenant) rebuildAlarms(ctx context.Context, tx storage.Tx, cs *compiledS
 			}
 		}
 	}
+	// What was due when the set was saved again fires still (the engine
+	// may have been down): the alarms of automations that are still
+	// there, with the same kind of trigger, keep their due occurrence.
+	for _, old := range due {
+		a := cs.set.Get(old.Automation)
+		if a == nil || a.Disabled || old.Kind != triggerKind(a) {
+			continue
+		}
+		cur, err := getAlarm(ctx, tx, old.id)
+		if err != nil {
+			return err
+		}
+		if cur == nil && old.Kind != "schedule" {
+			continue // the record no longer qualifies
+		}
+		if cur != nil {
+			old.version = cur.version
+		}
+		if err := putAlarm(ctx, tx, &old); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// triggerKind names the kind of alarm an automation's trigger keeps.
+func triggerKind(a *automation.Automation) string {
+	switch {
+	case a.On.Schedule != "":
+		return "schedule"
+	case a.On.Date != nil:
+		return "date"
+	case a.On.Inactivity != nil:
+		return "inactivity"
+	}
+	return ""
 }
 
 // alarmPage is how many due alarms CheckTimers fires per transaction.
 const alarmPage = 200
 
 // fireAlarms fires the tenant's alarms that are due at the clock's now
-// and returns how many runs they started.
+// and returns how many runs they started. A page of alarms is fired in
+// one transaction; when an action fails there, each alarm of the page
+// is fired run by run instead (see fireIsolated).
 func (t *Tenant) fireAlarms(ctx context.Context) (int, error) {
 	total := 0
 	for {
@@ -346,7 +392,7 @@ func (t *Tenant) fireAlarms(ctx context.Context) (int, error) {
 			m := all
 			m.started = &started
 			for _, al := range due {
-				_, q, err := t.fireAlarm(ctx, tx, cs, al, now, m)
+				q, err := t.fireAlarm(ctx, tx, cs, al, now, m)
 				if err != nil {
 					return err
 				}
@@ -356,20 +402,13 @@ func (t *Tenant) fireAlarms(ctx context.Context) (int, error) {
 		})
 		var ae *actionError
 		if errors.As(err, &ae) {
-			started = 0
+			started, queued = 0, false
 			for _, al := range due {
-				err = t.isolate(ctx, func(tx storage.Tx, m mode) (int, bool, error) {
-					n := 0
-					m.started = &n
-					plans, q, err := t.fireAlarm(ctx, tx, cs, al, now, m)
-					if err == nil {
-						started += n
-					}
-					return plans, q, err
-				})
+				n, q, err := t.fireIsolated(ctx, cs, al, now)
 				if err != nil {
 					return total, err
 				}
+				started, queued = started+n, queued || q
 			}
 		} else if err != nil {
 			return total, err
@@ -381,111 +420,154 @@ func (t *Tenant) fireAlarms(ctx context.Context) (int, error) {
 	}
 }
 
-// fireAlarm starts the runs of one due alarm (see mode) and moves the
-// alarm on: a schedule to its next time, a date to its next occurrence;
-// an inactivity alarm is done. It returns how many runs it planned.
-func (t *Tenant) fireAlarm(ctx context.Context, tx storage.Tx, cs *compiledSet, al *alarmRec, now time.Time, m mode) (int, bool, error) {
-	if m.run < 0 {
-		cur, err := getAlarm(ctx, tx, al.id)
-		if err != nil {
-			return 0, false, err
-		}
-		if cur == nil || cur.version != al.version {
-			return 0, false, nil // fired by another engine
-		}
-	}
-	ai := -1
-	for i := range cs.set.Automations {
-		if cs.set.Automations[i].Name == al.Automation {
-			ai = i
-		}
-	}
+// alarmPlan is one run an alarm fires: for a record, or none.
+type alarmPlan struct {
+	id, collection, recordID string
+}
+
+// alarmPlans lists the runs a due alarm fires, and the index of its
+// automation (-1: the automation is gone or disabled).
+func (t *Tenant) alarmPlans(ctx context.Context, tx storage.ReadTx, cs *compiledSet, al *alarmRec) (int, []alarmPlan, error) {
+	ai := slices.IndexFunc(cs.set.Automations, func(a automation.Automation) bool { return a.Name == al.Automation })
 	if ai < 0 || cs.set.Automations[ai].Disabled {
-		return 0, false, deleteAlarm(ctx, tx, al.id)
+		return -1, nil, nil
 	}
 	a := &cs.set.Automations[ai]
-	type plan struct {
-		id  string
-		sub *subject
-	}
-	var plans []plan
+	var plans []alarmPlan
 	switch al.Kind {
 	case "schedule":
 		if a.On.For == "" {
-			plans = append(plans, plan{id: noticeID("schedule", a.Name, dueString(al.At))})
-			break
+			return ai, []alarmPlan{{id: noticeID("schedule", a.Name, dueString(al.At))}}, nil
 		}
 		coll := entityCollections[a.On.For]
 		err := scanAll(ctx, tx, coll, storage.Query{}, func(rec storage.Record) error {
-			sub, err := subjectFrom(coll, rec.ID, rec.Body, rec.Version)
-			if err != nil {
-				return err
-			}
-			if sub.str("archived_at") != "" {
+			if gjsonString(rec.Body, "archived_at") != "" {
 				return nil
 			}
-			plans = append(plans, plan{id: noticeID("schedule", a.Name, dueString(al.At), rec.ID), sub: sub})
+			plans = append(plans, alarmPlan{id: noticeID("schedule", a.Name, dueString(al.At), rec.ID), collection: coll, recordID: rec.ID})
 			return nil
 		})
-		if err != nil {
-			return 0, false, err
-		}
+		return ai, plans, err
 	default:
-		sub, err := loadSubject(ctx, tx, al.Collection, al.RecordID)
-		if err != nil {
-			return 0, false, err
-		}
-		if sub != nil {
-			plans = append(plans, plan{id: noticeID(al.Kind, a.Name, al.RecordID, al.Key), sub: sub})
-		}
+		return ai, []alarmPlan{{id: noticeID(al.Kind, a.Name, al.RecordID, al.Key), collection: al.Collection, recordID: al.RecordID}}, nil
+	}
+}
+
+// fireAlarm fires one due alarm in tx: its runs, then the alarm moved on.
+// It returns whether a run waits for the runner.
+func (t *Tenant) fireAlarm(ctx context.Context, tx storage.Tx, cs *compiledSet, al *alarmRec, now time.Time, m mode) (bool, error) {
+	cur, err := getAlarm(ctx, tx, al.id)
+	if err != nil || cur == nil || cur.version != al.version || cur.At.IsZero() || cur.At.After(now) {
+		return false, err // fired by another engine, or changed
+	}
+	ai, plans, err := t.alarmPlans(ctx, tx, cs, al)
+	if err != nil {
+		return false, err
+	}
+	if ai < 0 {
+		return false, deleteAlarm(ctx, tx, al.id)
 	}
 	queued := false
-	if m.run != -2 {
-		for n, p := range plans {
-			if m.run >= 0 && n != m.run {
-				continue
-			}
-			run := AutomationRun{ID: p.id, Automation: a.Name, Trigger: al.Kind, Event: automation.EventInfo{Type: al.Kind, Time: al.At},
-				CreatedAt: now}
-			var record map[string]any
-			if p.sub != nil {
-				run.Collection, run.RecordID, record = p.sub.collection, p.sub.id, p.sub.env()
-			}
-			q, err := t.start(ctx, tx, cs, ai, &run, p.sub, record, m)
-			if err != nil {
-				return len(plans), false, err
-			}
-			queued = queued || q
+	for _, p := range plans {
+		q, err := t.runAlarmPlan(ctx, tx, cs, ai, al, p, now, m)
+		if err != nil {
+			return false, err
 		}
+		queued = queued || q
 	}
-	if m.run >= 0 {
-		return len(plans), queued, nil
+	return queued, t.advanceAlarm(ctx, tx, cs, ai, al)
+}
+
+// fireIsolated fires one due alarm run by run, each in a transaction of
+// its own, recording a run whose action fails as failing; the alarm moves
+// on only after all its runs are stored, so none is lost (a run stored
+// before a crash is not repeated: its ID names the occurrence). The
+// records it runs for are listed once, before the first run.
+func (t *Tenant) fireIsolated(ctx context.Context, cs *compiledSet, al *alarmRec, now time.Time) (int, bool, error) {
+	var ai int
+	var plans []alarmPlan
+	err := t.view(ctx, func(tx storage.ReadTx) error {
+		cur, err := getAlarm(ctx, tx, al.id)
+		if err != nil || cur == nil || cur.version != al.version {
+			ai = -2
+			return err
+		}
+		ai, plans, err = t.alarmPlans(ctx, tx, cs, al)
+		return err
+	})
+	if err != nil || ai == -2 {
+		return 0, false, err
 	}
-	// Move the alarm on.
+	started, queued := 0, false
+	for _, p := range plans {
+		n := 0
+		err := t.update(ctx, func(tx storage.Tx) error {
+			n = 0
+			q, err := t.runAlarmPlan(ctx, tx, cs, ai, al, p, now, mode{run: -1, started: &n})
+			queued = queued || q
+			return err
+		})
+		var ae *actionError
+		if errors.As(err, &ae) {
+			err = t.update(ctx, func(tx storage.Tx) error {
+				_, err := t.runAlarmPlan(ctx, tx, cs, ai, al, p, now, mode{run: -1, fail: ae})
+				return err
+			})
+		}
+		if err != nil {
+			return started, queued, err
+		}
+		started += n
+	}
+	err = t.update(ctx, func(tx storage.Tx) error {
+		cur, err := getAlarm(ctx, tx, al.id)
+		if err != nil || cur == nil || cur.version != al.version {
+			return err
+		}
+		if ai < 0 {
+			return deleteAlarm(ctx, tx, al.id)
+		}
+		return t.advanceAlarm(ctx, tx, cs, ai, al)
+	})
+	return started, queued, err
+}
+
+// runAlarmPlan starts one run of an alarm (see mode; run is ignored).
+func (t *Tenant) runAlarmPlan(ctx context.Context, tx storage.Tx, cs *compiledSet, ai int, al *alarmRec, p alarmPlan, now time.Time, m mode) (bool, error) {
+	sub, err := loadSubject(ctx, tx, p.collection, p.recordID)
+	if err != nil || sub == nil {
+		return false, err // the record is gone
+	}
+	run := AutomationRun{ID: p.id, Automation: cs.set.Automations[ai].Name, Trigger: al.Kind,
+		Event: automation.EventInfo{Type: al.Kind, Time: al.At}, CreatedAt: now}
+	var record map[string]any
+	if p.recordID != "" {
+		run.Collection, run.RecordID, record = p.collection, p.recordID, sub.env()
+	}
+	return t.start(ctx, tx, cs, ai, &run, sub, record, m)
+}
+
+// advanceAlarm moves a fired alarm on: a schedule to its next time, a
+// date to its next occurrence (or spent); an inactivity alarm is done.
+func (t *Tenant) advanceAlarm(ctx context.Context, tx storage.Tx, cs *compiledSet, ai int, al *alarmRec) error {
+	a := &cs.set.Automations[ai]
 	switch al.Kind {
 	case "schedule":
 		next := *al
 		next.At = a.On.Next(al.At, t.Location()).UTC()
-		if err := putAlarm(ctx, tx, &next); err != nil {
-			return len(plans), queued, err
-		}
+		return putAlarm(ctx, tx, &next)
 	case "date":
 		next := *al
 		next.Done = al.Key
 		if err := putAlarm(ctx, tx, &next); err != nil {
-			return len(plans), queued, err
+			return err
 		}
-		var sub *subject
-		if len(plans) > 0 {
-			sub = plans[0].sub
+		sub, err := loadSubject(ctx, tx, al.Collection, al.RecordID)
+		if err != nil {
+			return err
 		}
-		if err := t.setDateAlarm(ctx, tx, a, al.Collection, al.RecordID, sub, al.At.Add(time.Second), nil); err != nil {
-			return len(plans), queued, err
-		}
+		return t.setDateAlarm(ctx, tx, a, al.Collection, al.RecordID, sub, al.At.Add(time.Second), nil)
 	default:
-		if err := deleteAlarm(ctx, tx, al.id); err != nil {
-			return len(plans), queued, err
-		}
+		return deleteAlarm(ctx, tx, al.id)
 	}
-	return len(plans), queued, nil
 }

@@ -734,8 +734,16 @@ func (t *Tenant) external(ctx context.Context, cs *compiledSet, ai int, run *Aut
 		if dealID == "" {
 			return fmt.Errorf("%w: a document needs a deal, and the run's record has none", errRefused)
 		}
-		s, err := t.SendDocumentWith(ctx, DocumentSend{ID: runChildID(run.ID, run.Step), DealID: dealID,
-			Template: act.Document.Template, Via: act.Document.Via, Format: docFormat(act.Document.Format)})
+		sendID := runChildID(run.ID, run.Step)
+		if _, err := t.Sends().Get(ctx, sendID); err == nil {
+			// Queued by an earlier try; the deal may have changed since.
+			run.Done = append(run.Done, "document "+act.Document.Template+" (queued before)")
+			run.Step++
+			return nil
+		}
+		s, err := t.SendDocumentWith(ctx, DocumentSend{ID: sendID, DealID: dealID,
+			Template: act.Document.Template, Via: act.Document.Via, Format: docFormat(act.Document.Format),
+			cause: Event{Depth: run.Event.Depth, Run: run.ID}})
 		switch {
 		case errors.Is(err, ErrExists):
 			run.Done = append(run.Done, "document "+act.Document.Template+" (queued before)")

@@ -68,10 +68,16 @@ func (s *SegmentSet) Refresh(ctx context.Context, contact string) ([]loyalty.Cha
 	if err := storage.ValidateID("segment membership", s.name+"/"+contact); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	return s.refresh(ctx, contact, Event{})
+}
+
+// refresh is Refresh writing its events as consequences of cause (with
+// its automation depth).
+func (s *SegmentSet) refresh(ctx context.Context, contact string, cause Event) ([]loyalty.Change, error) {
 	var changes []loyalty.Change
 	err := s.t.updateRetrying(ctx, func(tx storage.Tx) error {
 		var err error
-		changes, err = s.refreshIn(ctx, tx, contact)
+		changes, err = s.refreshIn(ctx, causedBy(tx, cause), contact)
 		return err
 	})
 	return changes, err
@@ -266,7 +272,16 @@ func (e *Engine) WatchSegments(name string, s *loyalty.Segments, currency string
 				return nil
 			}
 		}
-		_, err := t.SegmentSet(name, s, currency).WithMember(enrich).Refresh(ctx, contact)
+		set := t.SegmentSet(name, s, currency).WithMember(enrich)
+		if err := set.validName(); err != nil {
+			return err
+		}
+		if err := storage.ValidateID("segment membership", name+"/"+contact); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		// The segment events follow from ev: an automation's change
+		// that moves a contact into a segment is a step of its chain.
+		_, err := set.refresh(ctx, contact, ev)
 		return err
 	}})
 }

@@ -171,6 +171,9 @@ type DocumentSend struct {
 	Number string
 	// Owner is the send's owner; it defaults to the deal's.
 	Owner string
+
+	// cause is the event (of an automation run) the send follows from.
+	cause Event
 }
 
 // SendDocument renders a document about a deal (for example "proposal",
@@ -248,7 +251,19 @@ func (t *Tenant) SendDocumentWith(ctx context.Context, req DocumentSend) (Send, 
 	if err := p.err("send", ""); err != nil {
 		return Send{}, err
 	}
-	return t.Sends().Create(ctx, s)
+	return t.createSend(ctx, s, req.cause)
+}
+
+// createSend stores a new send, its events caused by cause.
+func (t *Tenant) createSend(ctx context.Context, s Send, cause Event) (Send, error) {
+	sends := t.Sends()
+	var out Send
+	err := sends.update(ctx, func(tx storage.Tx) error {
+		var err error
+		out, err = sends.create(ctx, causedBy(tx, cause), s, sends.now())
+		return err
+	})
+	return out, err
 }
 
 func titleCase(s string) string {
