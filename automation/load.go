@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/rapportcrm/rapport/internal/yamlerr"
 )
 
 // Load reads a set from YAML or JSON ({automations: [...]}) and compiles
@@ -47,21 +49,9 @@ func (s *Set) Marshal() ([]byte, error) {
 
 // yamlProblems turns a yaml error ("yaml: line 3: ...") into problems.
 func yamlProblems(file string, err error) []Problem {
-	var te *yaml.TypeError
-	msgs := []string{err.Error()}
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	}
-	out := make([]Problem, 0, len(msgs))
-	for _, m := range msgs {
-		m = strings.TrimPrefix(m, "yaml: ")
-		p := Problem{File: file, Message: m}
-		var line int
-		if n, _ := fmt.Sscanf(m, "line %d:", &line); n == 1 {
-			p.Line = line
-			p.Message = strings.TrimSpace(m[strings.Index(m, ":")+1:])
-		}
-		out = append(out, p)
+	var out []Problem
+	for _, p := range yamlerr.Problems(err) {
+		out = append(out, Problem{File: file, Line: p.Line, Message: p.Message})
 	}
 	return out
 }

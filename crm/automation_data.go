@@ -3,6 +3,7 @@ package crm
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"text/template"
 	"text/template/parse"
@@ -120,6 +121,11 @@ func compileTemplates(set *automation.Set) ([][]*actionTemplates, error) {
 						name, src string
 						dst       **template.Template
 					}{name, src, dst})
+				}
+			}
+			if x.Update != nil {
+				for _, msg := range checkUpdateFields(a, x.Update) {
+					problems = append(problems, automation.Problem{File: set.File(), Line: x.Line(), Automation: a.Name, Message: "update: " + msg})
 				}
 			}
 			switch {
@@ -310,4 +316,78 @@ func render(tm *template.Template, custom [][2]string, d *MessageData) (string, 
 		return "", fmt.Errorf("template %s: %w", tm.Name(), cleanTemplateError(err))
 	}
 	return b.String(), nil
+}
+
+// updatable are the record types update actions can change, by entity.
+var updatable = map[string]reflect.Type{
+	"contact": reflect.TypeFor[Contact](), "account": reflect.TypeFor[Account](), "lead": reflect.TypeFor[Lead](),
+	"deal": reflect.TypeFor[Deal](), "contract": reflect.TypeFor[Contract](), "case": reflect.TypeFor[Case](),
+	"order": reflect.TypeFor[Order](),
+}
+
+// subjectEntity is the entity an automation's runs are about, when its
+// trigger says ("" for any event type and schedules without for).
+func subjectEntity(a *automation.Automation) string {
+	switch {
+	case a.On.Date != nil:
+		return a.On.Date.Of
+	case a.On.Schedule != "":
+		return a.On.For
+	case a.On.Inactivity != nil:
+		return "contact"
+	case strings.HasPrefix(a.On.Event, "segment."):
+		return "contact"
+	}
+	entity, _, _ := strings.Cut(a.On.Event, ".")
+	return entity
+}
+
+// checkUpdateFields checks that the fields an update sets exist on the
+// record it updates (when the trigger says which), and turns YAML dates
+// into the strings records store.
+func checkUpdateFields(a *automation.Automation, u *automation.UpdateAction) []string {
+	var out []string
+	for k, v := range u.Set {
+		if tv, ok := v.(time.Time); ok {
+			if tv.Equal(time.Date(tv.Year(), tv.Month(), tv.Day(), 0, 0, 0, 0, time.UTC)) {
+				u.Set[k] = tv.Format(time.DateOnly)
+			} else {
+				u.Set[k] = tv.Format(time.RFC3339)
+			}
+		}
+	}
+	typ, ok := updatable[subjectEntity(a)]
+	if !ok {
+		return nil
+	}
+	fields := jsonFields(typ)
+	for _, k := range sortedAnyKeys(u.Set) {
+		if strings.HasPrefix(k, "custom.") {
+			continue
+		}
+		if !fields[k] {
+			out = append(out, fmt.Sprintf("a %s has no field %q", subjectEntity(a), k))
+		}
+	}
+	return out
+}
+
+// jsonFields lists the JSON names of a struct's fields, embedded ones
+// included.
+func jsonFields(t reflect.Type) map[string]bool {
+	out := map[string]bool{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			for k := range jsonFields(f.Type) {
+				out[k] = true
+			}
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			out[name] = true
+		}
+	}
+	return out
 }

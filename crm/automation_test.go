@@ -230,3 +230,19 @@ automations:
 	assert.True(t, sims[0].Ran)
 	assert.Equal(t, []string{"added tags celebrate"}, sims[0].Actions)
 }
+
+func TestSaveRefusesUnknownUpdateFields(t *testing.T) {
+	env := setup(t)
+	set, err := automation.Load("u.yaml", []byte(`
+automations:
+  - name: x
+    on: {event: deal.created}
+    do:
+      - update: {set: {titel: Big, expected_close: 2027-01-31, custom.ok: 1}}
+`), nil)
+	require.NoError(t, err)
+	err = env.engine.Automations().Save(context.Background(), set)
+	require.ErrorIs(t, err, automation.ErrInvalid)
+	assert.Contains(t, err.Error(), `u.yaml:6: automation x: update: a deal has no field "titel"`)
+	assert.NotContains(t, err.Error(), "expected_close")
+}

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/rapportcrm/rapport/internal/yamlerr"
 )
 
 // Problem is one thing wrong with a definition.
@@ -77,21 +79,9 @@ func Load(file string, data []byte) (*Definition, error) {
 
 // yamlProblems turns a yaml error ("yaml: line 3: ...") into problems.
 func yamlProblems(file string, err error) []Problem {
-	var te *yaml.TypeError
-	msgs := []string{err.Error()}
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	}
-	out := make([]Problem, 0, len(msgs))
-	for _, m := range msgs {
-		m = strings.TrimPrefix(m, "yaml: ")
-		p := Problem{File: file, Message: m}
-		var line int
-		if n, _ := fmt.Sscanf(m, "line %d:", &line); n == 1 {
-			p.Line = line
-			p.Message = strings.TrimSpace(m[strings.Index(m, ":")+1:])
-		}
-		out = append(out, p)
+	var out []Problem
+	for _, p := range yamlerr.Problems(err) {
+		out = append(out, Problem{File: file, Line: p.Line, Message: p.Message})
 	}
 	return out
 }
