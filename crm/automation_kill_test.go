@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -47,7 +48,8 @@ automations:
 // it is killed. Its runner works on them meanwhile.
 func automationChild(path, hook string) error {
 	ctx := context.Background()
-	e, err := crm.Open(ctx, crm.Options{Path: path, PollInterval: 5 * time.Millisecond, RetryBackoff: 5 * time.Millisecond})
+	e, err := crm.Open(ctx, crm.Options{Path: path, PollInterval: 5 * time.Millisecond, RetryBackoff: 5 * time.Millisecond,
+		HTTPClient: &http.Client{Timeout: time.Second}})
 	if err != nil {
 		return err
 	}
@@ -103,7 +105,10 @@ func TestAutomationsSurviveKill(t *testing.T) {
 		require.GreaterOrEqual(t, n, want, "the child stopped early")
 	}
 	ctx := context.Background()
-	e, err := crm.Open(ctx, crm.Options{Path: path, PollInterval: 5 * time.Millisecond, RetryBackoff: time.Millisecond})
+	// A run the killed engine had claimed waits out its lease (twice the
+	// HTTP timeout) before this engine takes it up.
+	e, err := crm.Open(ctx, crm.Options{Path: path, PollInterval: 5 * time.Millisecond, RetryBackoff: time.Millisecond,
+		HTTPClient: &http.Client{Timeout: time.Second}})
 	require.NoError(t, err)
 	defer e.Close()
 	var contacts []crm.Contact

@@ -521,10 +521,20 @@ func (c causedTx) Append(ctx context.Context, events ...storage.Event) error {
 	return c.Tx.Append(ctx, out...)
 }
 
+// callTimeout bounds an external call of a run: HTTPClient's timeout,
+// at most (and by default) 30s.
+func (e *Engine) callTimeout() time.Duration {
+	d := e.httpClient.Timeout
+	if d <= 0 || d > 30*time.Second {
+		d = 30 * time.Second
+	}
+	return d
+}
+
 // runLease is how long a claimed run is left to the engine that claimed
 // it (see claimRun): if that engine dies, another takes the run up after
-// it. It is longer than any external call (HTTPClient's timeout).
-const runLease = 2 * time.Minute
+// it. It is twice the longest external call.
+func (e *Engine) runLease() time.Duration { return 2 * e.callTimeout() }
 
 // runWorkers is how many runs an engine continues at once; each may be
 // waiting for a webhook, so that a slow endpoint holds one worker, not
@@ -604,7 +614,7 @@ func (t *Tenant) claimRun(ctx context.Context, id string, now time.Time) (Automa
 		if (r.Status != RunWaiting && r.Status != RunRetrying) || r.NextAt.After(now) {
 			return nil
 		}
-		r.NextAt = now.Add(runLease)
+		r.NextAt = now.Add(t.e.runLease())
 		if err := putRun(ctx, tx, &r); err != nil {
 			return err
 		}
@@ -811,7 +821,7 @@ func (t *Tenant) callWebhook(ctx context.Context, cs *compiledSet, ai int, run *
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, t.e.callTimeout())
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, cmpOr(w.Method, http.MethodPost), w.URL, bytes.NewReader(body))
 	if err != nil {

@@ -110,7 +110,9 @@ type Options struct {
 	// between tries are RetryBackoff, doubling up to MaxRetryBackoff.
 	MaxAutomationAttempts int
 	// HTTPClient makes the calls of webhook actions. Defaults to a client
-	// with a 30s timeout.
+	// with a 30s timeout. Its timeout (at most 30s) bounds each call, and
+	// twice it is how long a run whose engine died mid-call waits before
+	// another engine takes it up.
 	HTTPClient *http.Client
 }
 
