@@ -89,8 +89,11 @@ type ledgerAccount struct {
 }
 
 // maxLedgerRetries bounds the retries of a transaction that lost a race
-// to another engine process (storage.ErrConflict or ErrExists).
-const maxLedgerRetries = 20
+// to another engine process (storage.ErrConflict or ErrExists). With the
+// waits of updateRetrying that is up to about 2 s of trying: 20 was
+// exhausted once by two processes spending from one account on a loaded
+// machine (make test, -race).
+const maxLedgerRetries = 50
 
 // Apply applies op to member's account and returns its journal entry. An
 // op whose key is in the journal returns the first entry, if it has the
