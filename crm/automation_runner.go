@@ -125,9 +125,10 @@ func (e *Engine) automateBatch(ctx context.Context, evs []storage.Event) error {
 	return nil
 }
 
-// mode says what automateEvent and fireAlarm do: everything (run -1),
-// or only one run (its index among those planned), which is executed or,
-// with fail set, recorded as failed with it.
+// mode says what automateEvent and start do: everything (run -1), only
+// the alarms an event updates (-2), or only one run (its index among
+// those planned), which is executed or, with fail set, recorded as failed
+// with it; dry collects simulations instead of writing runs.
 type mode struct {
 	run  int
 	fail error
@@ -155,8 +156,7 @@ func (t *Tenant) automateEvents(ctx context.Context, evs []storage.Event) error 
 	err := t.update(ctx, func(tx storage.Tx) error {
 		queued = false
 		for _, se := range evs {
-			n, q, err := t.automateEvent(ctx, tx, cs, se, all)
-			_ = n
+			_, q, err := t.automateEvent(ctx, tx, cs, se, all)
 			queued = queued || q
 			if err != nil {
 				return err
@@ -181,9 +181,9 @@ func (t *Tenant) automateEvents(ctx context.Context, evs []storage.Event) error 
 	return nil
 }
 
-// isolate does the work of fn (an event or an alarm) in one transaction,
-// or, when an action fails, the alarms and each run in a transaction of
-// its own, recording the failing runs.
+// isolate does the work of fn (one event) in one transaction, or, when an
+// action fails, the alarms it updates and each of its runs in a
+// transaction of its own, recording the failing runs.
 func (t *Tenant) isolate(ctx context.Context, fn func(storage.Tx, mode) (int, bool, error)) error {
 	n, queued := 0, false
 	err := t.update(ctx, func(tx storage.Tx) error {
