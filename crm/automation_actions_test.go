@@ -467,3 +467,39 @@ automations:
 	assert.Equal(t, rep2, a.Assignee, "the response has no owner: its contact's")
 	assert.Equal(t, r.ContactID, a.ContactID)
 }
+
+// TestInactivityRechecksWhenDue: a contact who talked after the runner
+// last looked is not quiet when the alarm falls due; the alarm moves to
+// the end of the new spell.
+func TestInactivityRechecksWhenDue(t *testing.T) {
+	env := setup(t)
+	e := env.engine
+	ctx := context.Background()
+	rep, _, _ := salesTeam(t, e)
+	saveAutomations(t, e, `
+automations:
+  - name: quiet
+    on: {inactivity: {after: 30d}}
+    do:
+      - activity: {subject: "{{.Contact.FirstName}} is quiet"}
+`)
+	ann, err := e.Contacts().Create(ctx, crm.Contact{Meta: crm.Meta{Owner: rep}, FirstName: "Ann"})
+	require.NoError(t, err)
+	time.Sleep(50 * time.Millisecond) // the runner sets the alarm
+	env.clock.Advance(31 * 24 * time.Hour)
+	// An interaction of day 20, entered now: CheckTimers runs before the
+	// runner can see it.
+	_, err = e.Default().Interactions().Create(ctx, crm.Interaction{Channel: "phone", Summary: "Chat",
+		OccurredAt: env.clock.Now().Add(-11 * 24 * time.Hour), Links: crm.Links{ContactID: ann.ID}})
+	require.NoError(t, err)
+	n, err := e.CheckTimers(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, n.Automations)
+	assert.Empty(t, linked(t, e, "contact", ann.ID))
+	env.clock.Advance(20 * 24 * time.Hour) // day 51: 31 days after the chat
+	eventually(t, func() bool {
+		_, err := e.CheckTimers(ctx)
+		require.NoError(t, err)
+		return len(linked(t, e, "contact", ann.ID)) == 1
+	}, "quiet after the new spell")
+}

@@ -448,9 +448,39 @@ func (t *Tenant) alarmPlans(ctx context.Context, tx storage.ReadTx, cs *compiled
 			return nil
 		})
 		return ai, plans, err
-	default:
-		return ai, []alarmPlan{{id: noticeID(al.Kind, a.Name, al.RecordID, al.Key), collection: al.Collection, recordID: al.RecordID}}, nil
+	case "inactivity":
+		// The runner may not have seen the contact's latest interaction
+		// yet: a contact who talked since is not quiet.
+		end, err := quietEnd(ctx, tx, a, al.RecordID)
+		if err != nil || end > al.Key {
+			return ai, nil, err
+		}
 	}
+	return ai, []alarmPlan{{id: noticeID(al.Kind, a.Name, al.RecordID, al.Key), collection: al.Collection, recordID: al.RecordID}}, nil
+}
+
+// quietEnd is when a contact's quiet spell ends by its interactions as
+// stored (a sortable time; "" with none).
+func quietEnd(ctx context.Context, tx storage.ReadTx, a *automation.Automation, contact string) (string, error) {
+	var last time.Time
+	err := scanAll(ctx, tx, interactionsCollection, storage.Query{Index: "contact", Equal: contact}, func(rec storage.Record) error {
+		var in Interaction
+		if err := json.Unmarshal(rec.Body, &in); err != nil {
+			return err
+		}
+		at := in.OccurredAt
+		if at.IsZero() {
+			at = in.CreatedAt
+		}
+		if at.After(last) {
+			last = at
+		}
+		return nil
+	})
+	if err != nil || last.IsZero() {
+		return "", err
+	}
+	return last.Add(time.Duration(a.On.Inactivity.After)).UTC().Format(sortableTimeLayout), nil
 }
 
 // fireAlarm fires one due alarm in tx: its runs, then the alarm moved on.
@@ -568,6 +598,18 @@ func (t *Tenant) advanceAlarm(ctx context.Context, tx storage.Tx, cs *compiledSe
 		}
 		return t.setDateAlarm(ctx, tx, a, al.Collection, al.RecordID, sub, al.At.Add(time.Second), nil)
 	default:
-		return deleteAlarm(ctx, tx, al.id)
+		if err := deleteAlarm(ctx, tx, al.id); err != nil {
+			return err
+		}
+		// A contact who talked since gets the alarm of the new spell.
+		end, err := quietEnd(ctx, tx, a, al.RecordID)
+		if err != nil || end <= al.Key {
+			return err
+		}
+		last, err := time.Parse(sortableTimeLayout, end)
+		if err != nil {
+			return err
+		}
+		return t.setQuietAlarm(ctx, tx, a, al.RecordID, last.Add(-time.Duration(a.On.Inactivity.After)), al.At)
 	}
 }
