@@ -25,14 +25,17 @@ import (
 //   - Schedules, dates and inactivity are alarms stored per automation
 //     and record, kept up to date from the outbox and fired by
 //     CheckTimers (Options.TimerInterval runs it by itself). A fired
-//     alarm's runs and its next time commit together; each run's ID
+//     alarm's runs are stored before the alarm moves on; each run's ID
 //     names its occurrence, so none is lost or repeated.
 //   - A run's store actions (activities, updates, moves, owners, tags,
 //     points, messages and events) commit in one transaction with the
 //     run's record: all or nothing. Messages are Sends, delivered by the
 //     sender with their idempotency key. Documents and webhooks happen
-//     outside the transaction, each once per run (the document's Send ID
-//     and the webhook's Idempotency-Key header come from the run).
+//     outside the transaction, by a pool of workers, after the run is
+//     claimed for twice the HTTP timeout (so no two engines do it at
+//     once); the document's Send ID and the webhook's Idempotency-Key
+//     header come from the run, so a call repeated after a crash is
+//     recognisable.
 //   - A run that fails is retried with backoff (Options.RetryBackoff) up
 //     to Options.MaxAutomationAttempts times, then recorded as failed
 //     with the reason on the record's timeline and an automation.failed
