@@ -477,27 +477,14 @@ func (x *runExec) resolve(ctx context.Context, who string) (string, error) {
 	case kind == "user":
 		return arg, nil
 	case kind == "role":
-		var found string
-		err := scanAll(ctx, x.tx, usersCollection, storage.Query{}, func(rec storage.Record) error {
-			if found != "" {
-				return nil
-			}
-			var u User
-			if err := json.Unmarshal(rec.Body, &u); err != nil {
-				return err
-			}
-			if !u.Inactive && slices.Contains(u.Roles, arg) {
-				found = u.ID
-			}
-			return nil
-		})
+		users, err := activeUsers(ctx, x.tx, storage.Query{}, func(u *User) bool { return slices.Contains(u.Roles, arg) })
 		if err != nil {
 			return "", err
 		}
-		if found == "" {
+		if len(users) == 0 {
 			return "", fmt.Errorf("%w: no active user has the role %q", errRefused, arg)
 		}
-		return found, nil
+		return users[0], nil
 	case kind == "team":
 		return x.roundRobin(ctx, arg)
 	}
@@ -521,27 +508,34 @@ func (x *runExec) owner(ctx context.Context) (string, error) {
 	return c.str("owner"), nil
 }
 
-// roundRobin gives the team's active members work in turn; the turn is
-// stored with the run, so it survives restarts.
-func (x *runExec) roundRobin(ctx context.Context, team string) (string, error) {
-	var members []string
-	err := scanAll(ctx, x.tx, usersCollection, storage.Query{Index: "team", Equal: team}, func(rec storage.Record) error {
+// activeUsers lists, in ID order, the IDs of the active users q selects
+// for which keep (nil: all) holds.
+func activeUsers(ctx context.Context, tx storage.ReadTx, q storage.Query, keep func(*User) bool) ([]string, error) {
+	var out []string
+	err := scanAll(ctx, tx, usersCollection, q, func(rec storage.Record) error {
 		var u User
 		if err := json.Unmarshal(rec.Body, &u); err != nil {
 			return err
 		}
-		if !u.Inactive {
-			members = append(members, u.ID)
+		if !u.Inactive && (keep == nil || keep(&u)) {
+			out = append(out, rec.ID)
 		}
 		return nil
 	})
+	slices.Sort(out)
+	return out, err
+}
+
+// roundRobin gives the team's active members work in turn; the turn is
+// stored with the run, so it survives restarts.
+func (x *runExec) roundRobin(ctx context.Context, team string) (string, error) {
+	members, err := activeUsers(ctx, x.tx, storage.Query{Index: "team", Equal: team}, nil)
 	if err != nil {
 		return "", err
 	}
 	if len(members) == 0 {
 		return "", fmt.Errorf("%w: team %s has no active members", errRefused, team)
 	}
-	slices.Sort(members)
 	id := "round-robin/" + team
 	var turn struct {
 		Next int `json:"next"`
