@@ -38,15 +38,33 @@ func (e *Engine) runAutomations() {
 		log.Error("automations: reading the tenants with automations; their pending runs wait for their next event", "err", err)
 	}
 	failures := 0
+	// Pending runs are looked at when a run was queued, when the earliest
+	// is due and at least every PollInterval, not on every event: an
+	// event that starts no run costs no look.
+	lookedAt, lookIn := time.Time{}, time.Duration(0)
+	// noSet holds the tenants the runner found without a set, so that
+	// their events cost no read. A tenant leaves it when its
+	// automation.saved event comes by, which precedes the events its set
+	// takes up. Another process may have handled events (and so seen that
+	// event) while holding the subscription: when the events read do not
+	// follow those acknowledged here, noSet starts over.
+	noSet := map[string]bool{}
+	var acked uint64
 	for ctx.Err() == nil {
 		signal := e.store.OutboxSignal()
 		evs, err := e.store.ReadOutbox(ctx, automationConsumer, automationBatch)
 		if err == nil && len(evs) > 0 {
-			err = e.automateBatch(ctx, evs)
+			if evs[0].Seq != acked+1 {
+				clear(noSet)
+			}
+			err = e.automateBatch(ctx, evs, noSet)
 			if err == nil {
 				ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 				err = e.store.AckOutbox(ackCtx, automationConsumer, evs[len(evs)-1].Seq)
 				cancel()
+			}
+			if err == nil {
+				acked = evs[len(evs)-1].Seq
 			}
 		}
 		if err != nil {
@@ -59,24 +77,35 @@ func (e *Engine) runAutomations() {
 			continue
 		}
 		failures = 0
-		wait := e.opts.PollInterval
-		for _, id := range e.automationTenants() {
-			next, err := e.Tenant(id).runPending(ctx)
-			if err != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
-				log.Error("automations: pending runs", "tenant", id, "err", err)
-			}
-			if !next.IsZero() {
-				wait = min(wait, max(next.Sub(e.clock.Now()), time.Millisecond))
+		woken := false
+		select {
+		case <-e.autoWake:
+			woken = true
+		default:
+		}
+		if woken || time.Since(lookedAt) >= lookIn {
+			lookedAt, lookIn = time.Now(), e.opts.PollInterval
+			for _, id := range e.automationTenants() {
+				next, err := e.Tenant(id).runPending(ctx)
+				if err != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+					log.Error("automations: pending runs", "tenant", id, "err", err)
+				}
+				if !next.IsZero() {
+					lookIn = min(lookIn, max(next.Sub(e.clock.Now()), time.Millisecond))
+				}
 			}
 		}
-		if len(evs) > 0 {
-			continue
+		if len(evs) == automationBatch {
+			continue // more may be waiting
 		}
+		// Everything committed before the read was read; a later commit
+		// has fired signal.
 		select {
 		case <-signal:
 		case <-e.autoWake:
+			lookIn = 0
 		case <-ctx.Done():
-		case <-time.After(wait):
+		case <-time.After(lookIn - time.Since(lookedAt)):
 		}
 	}
 }
@@ -104,12 +133,18 @@ func (e *Engine) automationTenants() []string {
 	return out
 }
 
-// automateBatch runs what a batch of events triggers, tenant by tenant.
-func (e *Engine) automateBatch(ctx context.Context, evs []storage.Event) error {
+// automateBatch runs what a batch of events triggers, tenant by tenant,
+// skipping the tenants of noSet (which it keeps up to date).
+func (e *Engine) automateBatch(ctx context.Context, evs []storage.Event, noSet map[string]bool) error {
 	var order []string
 	byTenant := map[string][]storage.Event{}
 	for _, se := range evs {
-		if strings.HasPrefix(se.Type, "automation.") {
+		if se.Type == "automation.saved" {
+			delete(noSet, se.Tenant)
+		}
+	}
+	for _, se := range evs {
+		if strings.HasPrefix(se.Type, "automation.") || noSet[se.Tenant] {
 			continue
 		}
 		if _, ok := byTenant[se.Tenant]; !ok {
@@ -118,8 +153,12 @@ func (e *Engine) automateBatch(ctx context.Context, evs []storage.Event) error {
 		byTenant[se.Tenant] = append(byTenant[se.Tenant], se)
 	}
 	for _, id := range order {
-		if err := e.Tenant(id).automateEvents(ctx, byTenant[id]); err != nil {
+		found, err := e.Tenant(id).automateEvents(ctx, byTenant[id])
+		if err != nil {
 			return err
+		}
+		if !found {
+			noSet[id] = true
 		}
 	}
 	return nil
@@ -141,15 +180,16 @@ var all = mode{run: -1}
 
 // automateEvents runs what events trigger: in one transaction when no
 // action fails, else event by event and run by run, so that a failing
-// run is recorded (and retried) and the others are done.
-func (t *Tenant) automateEvents(ctx context.Context, evs []storage.Event) error {
+// run is recorded (and retried) and the others are done. It reports
+// whether the tenant has a set.
+func (t *Tenant) automateEvents(ctx context.Context, evs []storage.Event) (bool, error) {
 	var cs *compiledSet
 	if err := t.view(ctx, func(tx storage.ReadTx) error {
 		var err error
 		cs, err = t.compiledSet(ctx, tx)
 		return err
 	}); err != nil || cs == nil {
-		return err
+		return cs != nil, err
 	}
 	t.e.resolveKinds(ctx, cs)
 	queued := false
@@ -169,16 +209,16 @@ func (t *Tenant) automateEvents(ctx context.Context, evs []storage.Event) error 
 		if queued {
 			t.e.wakeAutomations()
 		}
-		return err
+		return true, err
 	}
 	for _, se := range evs {
 		if err := t.isolate(ctx, func(tx storage.Tx, m mode) (int, bool, error) {
 			return t.automateEvent(ctx, tx, cs, se, m)
 		}); err != nil {
-			return err
+			return true, err
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // isolate does the work of fn (one event) in one transaction, or, when an

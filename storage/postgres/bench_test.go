@@ -55,12 +55,15 @@ func benchStore(b *testing.B) (*postgres.Store, *pgxpool.Pool) {
 // BenchmarkWrite compares writes of the benchmark records (~300 bytes,
 // fsync and synchronous_commit on) through the store and the engine
 // with raw pgx on a plain table (id, body) of the same data:
-//   - insert: one record per transaction: raw autocommit INSERT, store
-//     Put (record, three indexes, one unique), engine contact create
-//     (validation, record, indexes, lookup terms, outbox event);
-//   - bulk: 10,000 records per transaction: raw COPY, store Puts, the
-//     store's CreateMany (storage.BulkCreator), engine CreateMany and
-//     CreateEach (the import path), which use it.
+//   - insert: one record per transaction: raw autocommit INSERT, the
+//     store's rows written raw (one batch: BEGIN, the record, its four
+//     index entries and one unique value, COMMIT), store Put (the same
+//     rows), engine contact create (validation, record, indexes, lookup
+//     terms, outbox event);
+//   - bulk: 10,000 records per transaction: raw COPY, the store's rows
+//     written raw with COPY, store Puts, the store's CreateMany
+//     (storage.BulkCreator), engine CreateMany and CreateEach (the import
+//     path), which use it.
 func BenchmarkWrite(b *testing.B) {
 	ctx := context.Background()
 	b.Run("insert/raw-pgx", func(b *testing.B) {
@@ -69,6 +72,34 @@ func BenchmarkWrite(b *testing.B) {
 		for b.Loop() {
 			r := storagetest.BenchRecord(i)
 			if _, err := pool.Exec(ctx, "INSERT INTO raw (id, body) VALUES ($1, $2)", []byte(r.ID), []byte(r.Body)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "records/s")
+	})
+	// The same rows the store writes for a Put (the record, its index
+	// entries and unique value), in one transaction sent as one batch:
+	// the floor of a transaction of these rows.
+	b.Run("insert/raw-same-rows", func(b *testing.B) {
+		st, pool := benchStore(b)
+		if err := st.Declare(ctx, storagetest.Collections()...); err != nil {
+			b.Fatal(err)
+		}
+		i := 0
+		for b.Loop() {
+			rec, entries, uniques := benchRows(b, i)
+			bt := &pgx.Batch{}
+			bt.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ")
+			bt.Queue("INSERT INTO records (tenant, coll, id, version, body) VALUES ($1, $2, $3, $4, $5)", rec...)
+			for _, e := range entries {
+				bt.Queue("INSERT INTO entries (tenant, coll, idx, value, id) VALUES ($1, $2, $3, $4, $5)", e...)
+			}
+			for _, u := range uniques {
+				bt.Queue("INSERT INTO uniques (tenant, coll, idx, value, id) VALUES ($1, $2, $3, $4, $5)", u...)
+			}
+			bt.Queue("COMMIT")
+			if err := pool.SendBatch(ctx, bt).Close(); err != nil {
 				b.Fatal(err)
 			}
 			i++
@@ -120,6 +151,44 @@ func BenchmarkWrite(b *testing.B) {
 				rows[i] = []any{[]byte(r.ID), []byte(r.Body)}
 			}
 			if _, err := pool.CopyFrom(ctx, pgx.Identifier{"raw"}, []string{"id", "body"}, pgx.CopyFromRows(rows)); err != nil {
+				b.Fatal(err)
+			}
+			next += batch
+		}
+		b.ReportMetric(float64(next)/b.Elapsed().Seconds(), "records/s")
+	})
+	// The same rows the store writes (records, index entries, unique
+	// values), each table with one COPY, in one transaction.
+	b.Run("bulk/raw-copy-same-rows", func(b *testing.B) {
+		st, pool := benchStore(b)
+		if err := st.Declare(ctx, storagetest.Collections()...); err != nil {
+			b.Fatal(err)
+		}
+		next := 0
+		for b.Loop() {
+			var recs, entries, uniques [][]any
+			for i := range batch {
+				r, e, u := benchRows(b, next+i)
+				recs, entries, uniques = append(recs, r), append(entries, e...), append(uniques, u...)
+			}
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, w := range []struct {
+				table string
+				cols  []string
+				rows  [][]any
+			}{
+				{"records", []string{"tenant", "coll", "id", "version", "body"}, recs},
+				{"entries", []string{"tenant", "coll", "idx", "value", "id"}, entries},
+				{"uniques", []string{"tenant", "coll", "idx", "value", "id"}, uniques},
+			} {
+				if _, err := tx.CopyFrom(ctx, pgx.Identifier{w.table}, w.cols, pgx.CopyFromRows(w.rows)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := tx.Commit(ctx); err != nil {
 				b.Fatal(err)
 			}
 			next += batch
@@ -191,6 +260,28 @@ func BenchmarkWrite(b *testing.B) {
 			b.ReportMetric(float64(next)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
+}
+
+// benchRows returns the rows the store writes for the i-th benchmark
+// record: the record, its index entries and its unique values.
+func benchRows(b *testing.B, i int) (rec []any, entries, uniques [][]any) {
+	r := storagetest.BenchRecord(i)
+	c := storagetest.Collections()[0]
+	vals, err := c.IndexValues(r.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tenant, id := []byte(storagetest.BenchTenant), []byte(r.ID)
+	for k, ix := range c.Indexes {
+		for _, v := range vals[k] {
+			e := []any{tenant, c.Name, ix.Name, []byte(v), id}
+			entries = append(entries, e)
+			if ix.Unique {
+				uniques = append(uniques, e)
+			}
+		}
+	}
+	return []any{tenant, c.Name, id, int64(1), []byte(r.Body)}, entries, uniques
 }
 
 func benchContact(i int) crm.Contact {

@@ -19,9 +19,7 @@ func (t *tx) CreateMany(ctx context.Context, collection string, recs []storage.R
 	if err := t.check(ctx, true); err != nil {
 		return nil, err
 	}
-	if err := t.writing(ctx); err != nil {
-		return nil, err
-	}
+	t.writing()
 	c, err := t.s.collection(collection)
 	if err != nil {
 		return nil, err
@@ -78,7 +76,7 @@ func (t *tx) CreateMany(ctx context.Context, collection string, recs []storage.R
 	// the table lets the planner, with statistics from when the table
 	// was small, compare every pair). The first record in recs that
 	// clashes is reported.
-	b := &pgx.Batch{}
+	b := t.queue()
 	first := -1
 	var firstErr error
 	clash := func(i int, err error) {
@@ -110,8 +108,12 @@ func (t *tx) CreateMany(ctx context.Context, collection string, recs []storage.R
 			return rows.Err()
 		})
 	}
-	if err := t.pg.SendBatch(ctx, b).Close(); err != nil {
-		return nil, t.fail(err)
+	if err := t.send(ctx); err != nil {
+		return nil, err
+	}
+	if t.stale() {
+		// A Declare switched the definitions before the lock was granted.
+		return t.CreateMany(ctx, collection, recs)
 	}
 	if first >= 0 {
 		return nil, bad(first, firstErr)
@@ -124,7 +126,7 @@ func (t *tx) CreateMany(ctx context.Context, collection string, recs []storage.R
 	for i, r := range recs {
 		rows[i] = []any{tenant, collection, ids[i], int64(1), []byte(r.Body)}
 	}
-	if err := copyRows(ctx, t.pg, t.s.rls, "records", []string{"tenant", "coll", "id", "version", "body"}, rows); err != nil {
+	if err := copyRows(ctx, t.conn, t.s.rls, "records", []string{"tenant", "coll", "id", "version", "body"}, rows); err != nil {
 		return nil, t.fail(err)
 	}
 	for k, ix := range c.Indexes {
@@ -151,7 +153,7 @@ func (t *tx) CreateMany(ctx context.Context, collection string, recs []storage.R
 			rows  [][]any
 		}{{"entries", entries}, {"uniques", uniques}} {
 			if len(w.rows) > 0 {
-				if err := copyRows(ctx, t.pg, t.s.rls, w.table, cols, w.rows); err != nil {
+				if err := copyRows(ctx, t.conn, t.s.rls, w.table, cols, w.rows); err != nil {
 					return nil, t.fail(err)
 				}
 			}
@@ -161,7 +163,7 @@ func (t *tx) CreateMany(ctx context.Context, collection string, recs []storage.R
 			for _, col := range ix.Columns {
 				names = append(names, "c_"+col.Name)
 			}
-			if err := copyRows(ctx, t.pg, t.s.rls, storage.ColumnsTable(collection, ix.Name), names, typed); err != nil {
+			if err := copyRows(ctx, t.conn, t.s.rls, storage.ColumnsTable(collection, ix.Name), names, typed); err != nil {
 				return nil, t.fail(err)
 			}
 		}

@@ -104,8 +104,10 @@ type Store struct {
 	// lockKey namespaces the advisory locks of this schema.
 	lockKey int64
 
-	mu       sync.Mutex
-	colls    map[string]storage.Collection
+	mu    sync.Mutex
+	colls map[string]storage.Collection
+	// gen counts the switches of colls, starting at 1.
+	gen      uint64
 	closed   bool
 	inflight sync.WaitGroup
 	signal   broadcast.Signal
@@ -153,7 +155,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	h := fnv.New64a()
 	h.Write([]byte("rapport\x00" + o.Schema))
 	s := &Store{pool: pool, schema: o.Schema, log: o.Logger, lease: o.Lease, rls: o.RowLevelSecurity, instance: []byte(rand.Text()),
-		lockKey: int64(h.Sum64() >> 1), colls: map[string]storage.Collection{}}
+		lockKey: int64(h.Sum64() >> 1), colls: map[string]storage.Collection{}, gen: 1}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -375,6 +377,14 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// generation returns the generation of the definitions, which changes
+// whenever Declare switches them.
+func (s *Store) generation() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen
+}
+
 func (s *Store) collection(name string) (storage.Collection, error) {
 	s.mu.Lock()
 	c, ok := s.colls[name]
@@ -391,18 +401,12 @@ func (s *Store) View(ctx context.Context, tenant string, fn func(storage.ReadTx)
 		return err
 	}
 	defer s.leave()
-	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", mapErr(err))
 	}
-	t := &tx{s: s, pg: ptx, tenant: tenant}
-	defer func() {
-		t.done = true
-		_ = ptx.Rollback(context.WithoutCancel(ctx))
-	}()
-	if err := s.setTenant(ctx, ptx, tenant); err != nil {
-		return err
-	}
+	t := &tx{s: s, conn: conn, tenant: tenant, begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"}
+	defer t.end(ctx)
 	return fn(t)
 }
 
@@ -412,21 +416,12 @@ func (s *Store) Update(ctx context.Context, tenant string, fn func(storage.Tx) e
 		return err
 	}
 	defer s.leave()
-	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", mapErr(err))
 	}
-	t := &tx{s: s, pg: ptx, tenant: tenant, writable: true}
-	committed := false
-	defer func() {
-		t.done = true
-		if !committed {
-			_ = ptx.Rollback(context.WithoutCancel(ctx))
-		}
-	}()
-	if err := s.setTenant(ctx, ptx, tenant); err != nil {
-		return err
-	}
+	t := &tx{s: s, conn: conn, tenant: tenant, writable: true, begin: "BEGIN ISOLATION LEVEL REPEATABLE READ"}
+	defer t.end(ctx)
 	if err := fn(t); err != nil {
 		return err
 	}
@@ -436,13 +431,9 @@ func (s *Store) Update(ctx context.Context, tenant string, fn func(storage.Tx) e
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("postgres: transaction rolled back: %w", err)
 	}
-	if err := t.flushEvents(ctx); err != nil {
-		return fmt.Errorf("postgres: transaction rolled back: %w", mapErr(err))
+	if err := t.commit(ctx); err != nil {
+		return fmt.Errorf("postgres: commit: %w", err)
 	}
-	if err := ptx.Commit(ctx); err != nil {
-		return fmt.Errorf("postgres: commit: %w", mapErr(err))
-	}
-	committed = true
 	if len(t.events) > 0 {
 		s.signal.Fire()
 	}
@@ -457,6 +448,10 @@ func mapErr(err error) error {
 		switch {
 		case pe.Code == "40001", pe.Code == "40P01":
 			return fmt.Errorf("%w: %s (%s)", storage.ErrConflict, pe.Message, pe.Code)
+		case pe.Code == "23505" && pe.TableName == "uniques":
+			// A write's unique value, free when Put checked it, was taken
+			// by a concurrent transaction before the write reached it.
+			return fmt.Errorf("%w: a unique value was taken by a concurrent transaction: %s", storage.ErrConflict, pe.Message)
 		case pe.Code == "23505":
 			return fmt.Errorf("%w: %s", storage.ErrExists, pe.Message)
 		case strings.HasPrefix(pe.Code, "08"), pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03":
@@ -513,10 +508,12 @@ func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) 
 	}
 	s.mu.Lock()
 	s.colls = colls
+	s.gen++
 	s.mu.Unlock()
 	if err := ptx.Commit(ctx); err != nil {
 		s.mu.Lock()
 		s.colls = old
+		s.gen++
 		s.mu.Unlock()
 		return fmt.Errorf("postgres: declare: %w", mapErr(err))
 	}
@@ -650,9 +647,15 @@ func rebuildIndex(ctx context.Context, ptx pgx.Tx, c storage.Collection, i int, 
 	return copyRows(ctx, ptx, rls, storage.ColumnsTable(c.Name, ix.Name), cols, columns)
 }
 
+// copier is a transaction or a connection in one.
+type copier interface {
+	CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error)
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
 // copyRows writes rows into table: with COPY, or, under row-level
 // security (which refuses COPY FROM), with multi-row INSERTs.
-func copyRows(ctx context.Context, ptx pgx.Tx, rls bool, table string, cols []string, rows [][]any) error {
+func copyRows(ctx context.Context, ptx copier, rls bool, table string, cols []string, rows [][]any) error {
 	if !rls {
 		_, err := ptx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
 		return err
@@ -721,30 +724,58 @@ func (s *Store) ReadOutbox(ctx context.Context, consumer string, limit int) ([]s
 	}
 	defer s.leave()
 	// Take or renew the lease in the same statement; while another
-	// process holds it, c is empty and so is the result.
-	rows, err := s.pool.Query(ctx, `WITH c AS (
+	// process holds it, c is empty and so is the result. The lease is a
+	// write, committed without waiting for the disk (see asyncCommit).
+	var out []storage.Event
+	b := asyncCommit()
+	b.Queue(`WITH c AS (
 			INSERT INTO consumers AS k (name, acked, owner, lease_until) VALUES ($1, 0, $3, now() + $4 * interval '1 microsecond')
 			ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
 				WHERE k.owner IS NULL OR k.owner = EXCLUDED.owner OR k.lease_until < now()
 			RETURNING acked)
 		SELECT seq, tenant, type, coll, record_id, time, body FROM outbox
-		WHERE seq > (SELECT acked FROM c) ORDER BY seq LIMIT $2`, []byte(consumer), limit, s.instance, s.lease.Microseconds())
-	if err != nil {
-		return nil, fmt.Errorf("postgres: read outbox: %w", mapErr(err))
-	}
-	defer rows.Close()
-	var out []storage.Event
-	for rows.Next() {
-		ev, err := scanEvent(rows)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: read outbox: %w", err)
+		WHERE seq > (SELECT acked FROM c) ORDER BY seq LIMIT $2`, []byte(consumer), limit, s.instance, s.lease.Microseconds()).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			ev, err := scanEvent(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, ev)
 		}
-		out = append(out, ev)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: read outbox: %w", mapErr(err))
+		return rows.Err()
+	})
+	b.Queue("COMMIT")
+	if err := s.sendAlone(ctx, b); err != nil {
+		return nil, fmt.Errorf("postgres: read outbox: %w", err)
 	}
 	return out, nil
+}
+
+// asyncCommit returns a batch that begins a transaction whose commit does
+// not wait for the disk (synchronous_commit off). The outbox consumers'
+// leases and positions are written so: a server crash may forget the last
+// of them, and the events after the position it remembers are delivered
+// again, as after a process crash between handling and acknowledging,
+// which consumers must bear anyway. Each costs one round trip instead of
+// one round trip and a disk flush, which the engines' writes then have to
+// themselves.
+func asyncCommit() *pgx.Batch {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SET LOCAL synchronous_commit TO OFF")
+	return b
+}
+
+// sendAlone sends a batch that holds a whole transaction on a connection
+// of the pool, and rolls back what a failed statement left open.
+func (s *Store) sendAlone(ctx context.Context, b *pgx.Batch) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return mapErr(err)
+	}
+	t := &tx{s: s, conn: conn}
+	defer t.end(ctx)
+	return mapErr(conn.SendBatch(ctx, b).Close())
 }
 
 func scanEvent(rows pgx.Rows) (storage.Event, error) {
@@ -779,21 +810,28 @@ func (s *Store) AckOutbox(ctx context.Context, consumer string, seq uint64) erro
 		return err
 	}
 	defer s.leave()
-	var last int64
-	if err := s.pool.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM outbox").Scan(&last); err != nil {
-		return fmt.Errorf("postgres: ack outbox: %w", mapErr(err))
+	// One round trip: the end of the outbox, and the position moved if
+	// seq is within it (committed without waiting for the disk: see
+	// asyncCommit).
+	var last, moved int64
+	b := asyncCommit()
+	b.Queue("SELECT coalesce(max(seq), 0) FROM outbox").QueryRow(func(row pgx.Row) error { return row.Scan(&last) })
+	b.Queue(`INSERT INTO consumers AS k (name, acked, owner, lease_until)
+		SELECT $1, $2, $3, now() + $4 * interval '1 microsecond' WHERE $2 <= (SELECT coalesce(max(seq), 0) FROM outbox)
+		ON CONFLICT (name) DO UPDATE SET acked = greatest(k.acked, EXCLUDED.acked), owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
+			WHERE k.owner IS NULL OR k.owner = EXCLUDED.owner OR k.lease_until < now()`,
+		[]byte(consumer), int64(seq), s.instance, s.lease.Microseconds()).Exec(func(ct pgconn.CommandTag) error {
+		moved = ct.RowsAffected()
+		return nil
+	})
+	b.Queue("COMMIT")
+	if err := s.sendAlone(ctx, b); err != nil {
+		return fmt.Errorf("postgres: ack outbox: %w", err)
 	}
 	if seq > uint64(last) {
 		return fmt.Errorf("postgres: ack outbox: %w: acknowledging event %d, but the outbox ends at %d", storage.ErrInvalid, seq, last)
 	}
-	ct, err := s.pool.Exec(ctx, `INSERT INTO consumers AS k (name, acked, owner, lease_until) VALUES ($1, $2, $3, now() + $4 * interval '1 microsecond')
-		ON CONFLICT (name) DO UPDATE SET acked = greatest(k.acked, EXCLUDED.acked), owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
-			WHERE k.owner IS NULL OR k.owner = EXCLUDED.owner OR k.lease_until < now()`,
-		[]byte(consumer), int64(seq), s.instance, s.lease.Microseconds())
-	if err != nil {
-		return fmt.Errorf("postgres: ack outbox: %w", mapErr(err))
-	}
-	if ct.RowsAffected() == 0 {
+	if moved == 0 {
 		return fmt.Errorf("postgres: ack outbox: %w: consumer %q is leased by another process", storage.ErrConflict, consumer)
 	}
 	return nil

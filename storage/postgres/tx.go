@@ -10,22 +10,42 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rapportcrm/rapport/storage"
 )
 
-// tx is a storage.Tx over one PostgreSQL transaction.
+// tx is a storage.Tx (or ReadTx) over one PostgreSQL transaction, on a
+// connection of its own for the transaction's life.
+//
+// Its statements go in batches, one round trip each. BEGIN goes with the
+// first statement; the writes of Put and Delete, once their checks have
+// answered, wait to go with the transaction's next statement or with the
+// COMMIT. So a transaction that reads a record, creates one with an event
+// and commits takes three round trips, not seven. A write that fails in
+// the database after its Put returned (a unique value a concurrent
+// transaction took meanwhile) fails the transaction at its next statement
+// or at its commit, with an error wrapping storage.ErrConflict.
 type tx struct {
 	s        *Store
-	pg       pgx.Tx
+	conn     *pgxpool.Conn
+	begin    string // the BEGIN statement
+	begun    bool   // BEGIN is sent or queued
 	tenant   string
 	writable bool
 	done     bool
-	// shared is set once the transaction holds the declare lock shared.
-	shared bool
+	// next holds the statements for the next round trip: the writes of
+	// Put and Delete wait here.
+	next *pgx.Batch
+	// shared is set once the transaction holds (or has queued) the
+	// declare lock shared; lockGen is the generation of the definitions
+	// when it was queued.
+	shared  bool
+	lockGen uint64
 	// failed is the error of a write that may have left the transaction
 	// half-done; the transaction cannot commit.
 	failed error
@@ -46,18 +66,61 @@ func (t *tx) check(ctx context.Context, write bool) error {
 	return ctx.Err()
 }
 
-// writing takes the declare lock shared before the first write, so that a
-// Declare (which holds it exclusively) never rebuilds an index under a
-// write that maintains it by the old definition.
-func (t *tx) writing(ctx context.Context) error {
-	if t.shared {
+// queue returns the batch of the next round trip, which starts with BEGIN
+// (and the tenant, under row-level security) if the transaction has not
+// begun.
+func (t *tx) queue() *pgx.Batch {
+	if t.next == nil {
+		t.next = &pgx.Batch{}
+	}
+	if !t.begun {
+		t.begun = true
+		t.next.Queue(t.begin)
+		if t.s.rls {
+			t.next.Queue("SELECT set_config('rapport.tenant', $1, true)", t.tenant)
+		}
+	}
+	return t.next
+}
+
+// send sends the queued statements in one round trip and runs their
+// callbacks. Any error leaves the transaction failed: PostgreSQL aborts a
+// transaction at its first failed statement.
+func (t *tx) send(ctx context.Context) error {
+	b := t.next
+	t.next = nil
+	if b == nil || b.Len() == 0 {
 		return nil
 	}
-	if _, err := t.pg.Exec(ctx, "SELECT pg_advisory_xact_lock_shared($1)", t.s.lock(lockDeclare)); err != nil {
+	if err := t.conn.SendBatch(ctx, b).Close(); err != nil {
 		return t.fail(err)
 	}
-	t.shared = true
 	return nil
+}
+
+// writing queues the declare lock, shared, before the transaction's first
+// write, so that a Declare (which holds it exclusively) never rebuilds an
+// index under a write that maintains it by the old definition. The
+// definitions are read before the lock is granted; stale reports whether
+// a Declare switched them meanwhile, in which case the write starts over.
+func (t *tx) writing() {
+	if t.shared {
+		return
+	}
+	t.queue().Queue("SELECT pg_advisory_xact_lock_shared($1)", t.s.lock(lockDeclare))
+	t.shared, t.lockGen = true, t.s.generation()
+}
+
+// stale reports whether the definitions changed since the declare lock
+// was queued. Called after the lock is granted (the first send after
+// writing), when they can no longer change.
+func (t *tx) stale() bool {
+	if t.lockGen == 0 {
+		return false
+	}
+	g := t.lockGen
+	t.lockGen = 0
+	return g != t.s.generation()
 }
 
 // fail records err as the transaction's failure and returns it mapped.
@@ -65,6 +128,42 @@ func (t *tx) fail(err error) error {
 	err = mapErr(err)
 	t.failed = err
 	return err
+}
+
+// end ends the transaction if it is still open on the connection (rolling
+// back a failed or abandoned one) and hands the connection back.
+func (t *tx) end(ctx context.Context) {
+	t.done = true
+	t.next = nil
+	c := t.conn.Conn()
+	if !c.IsClosed() && c.PgConn().TxStatus() != 'I' {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if _, err := c.Exec(rctx, "ROLLBACK"); err != nil {
+			_ = c.Close(rctx) // the pool drops a closed connection
+		}
+		cancel()
+	}
+	t.conn.Release()
+}
+
+// commit sends what is queued, the events and COMMIT, in one round trip.
+// A statement that fails there skips the rest, COMMIT included, and end
+// rolls the transaction back. A transaction that sent nothing and has no
+// events has nothing to commit.
+func (t *tx) commit(ctx context.Context) error {
+	if !t.begun && len(t.events) == 0 {
+		return nil
+	}
+	b := t.queue()
+	t.next = nil
+	if err := t.queueEvents(b); err != nil {
+		return err
+	}
+	b.Queue("COMMIT")
+	if err := t.conn.SendBatch(ctx, b).Close(); err != nil {
+		return mapErr(err)
+	}
+	return nil
 }
 
 // Tenant implements storage.ReadTx.
@@ -87,24 +186,23 @@ func (t *tx) Get(ctx context.Context, collection, id string) (storage.Record, er
 	}
 	var ver int64
 	var body []byte
-	err := t.pg.QueryRow(ctx, "SELECT version, body FROM records WHERE tenant = $1 AND coll = $2 AND id = $3",
-		[]byte(t.tenant), collection, []byte(id)).Scan(&ver, &body)
-	if errors.Is(err, pgx.ErrNoRows) {
+	found := true
+	t.queue().Queue("SELECT version, body FROM records WHERE tenant = $1 AND coll = $2 AND id = $3",
+		[]byte(t.tenant), collection, []byte(id)).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&ver, &body)
+		if errors.Is(err, pgx.ErrNoRows) {
+			found = false
+			return nil
+		}
+		return err
+	})
+	if err := t.send(ctx); err != nil {
+		return storage.Record{}, err
+	}
+	if !found {
 		return storage.Record{}, notFound(collection, id)
 	}
-	if err != nil {
-		return storage.Record{}, t.readErr(err)
-	}
 	return storage.Record{ID: id, Version: uint64(ver), Body: body}, nil
-}
-
-// readErr maps the error of a read. A failed statement aborts a PostgreSQL
-// transaction, so a write transaction cannot go on after it.
-func (t *tx) readErr(err error) error {
-	if t.writable {
-		return t.fail(err)
-	}
-	return mapErr(err)
 }
 
 // Put implements storage.Tx.
@@ -112,11 +210,7 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 	if err := t.check(ctx, true); err != nil {
 		return storage.Record{}, err
 	}
-	// The lock first, then the definitions: a Declare that held the lock
-	// has switched them by the time it is released.
-	if err := t.writing(ctx); err != nil {
-		return storage.Record{}, err
-	}
+	t.writing()
 	c, err := t.s.collection(collection)
 	if err != nil {
 		return storage.Record{}, err
@@ -144,7 +238,7 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 			}
 		}
 	}
-	b := &pgx.Batch{}
+	b := t.queue()
 	var oldVer int64
 	var oldBody []byte
 	found := true
@@ -188,8 +282,12 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 			return err
 		})
 	}
-	if err := t.pg.SendBatch(ctx, b).Close(); err != nil {
-		return storage.Record{}, t.fail(err)
+	if err := t.send(ctx); err != nil {
+		return storage.Record{}, err
+	}
+	if t.stale() {
+		// A Declare switched the definitions before the lock was granted.
+		return t.Put(ctx, collection, rec)
 	}
 	switch {
 	case rec.Version == 0 && found:
@@ -211,8 +309,9 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 	if clash != nil {
 		return storage.Record{}, clash
 	}
+	// The writes go with the transaction's next round trip.
 	ver := oldVer + 1
-	w := &pgx.Batch{}
+	w := t.queue()
 	if found {
 		w.Queue("UPDATE records SET version = $4, body = $5 WHERE tenant = $1 AND coll = $2 AND id = $3",
 			tenant, collection, id, ver, []byte(rec.Body))
@@ -220,7 +319,6 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 		w.Queue("INSERT INTO records (tenant, coll, id, version, body) VALUES ($1, $2, $3, $4, $5)",
 			tenant, collection, id, ver, []byte(rec.Body))
 	}
-	var wantUnique int64
 	for i, ix := range c.Indexes {
 		var was []string
 		if oldVals != nil {
@@ -244,22 +342,12 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 			w.Queue("INSERT INTO entries (tenant, coll, idx, value, id) SELECT $1, $2, $3, v, $4 FROM unnest($5::bytea[]) AS v",
 				tenant, collection, ix.Name, id, added)
 			if ix.Unique {
-				// ON CONFLICT keeps the transaction usable; a row not
-				// inserted means another transaction took the value after
-				// the check above.
-				w.Queue(`INSERT INTO uniques (tenant, coll, idx, value, id) SELECT $1, $2, $3, v, $4 FROM unnest($5::bytea[]) AS v
-					ON CONFLICT DO NOTHING`, tenant, collection, ix.Name, id, added).Exec(func(ct pgconn.CommandTag) error {
-					wantUnique += int64(len(added)) - ct.RowsAffected()
-					return nil
-				})
+				// A value another transaction took after the check above
+				// is a unique violation, which mapErr makes a conflict.
+				w.Queue(`INSERT INTO uniques (tenant, coll, idx, value, id) SELECT $1, $2, $3, v, $4 FROM unnest($5::bytea[]) AS v`,
+					tenant, collection, ix.Name, id, added)
 			}
 		}
-	}
-	if err := t.pg.SendBatch(ctx, w).Close(); err != nil {
-		return storage.Record{}, t.fail(err)
-	}
-	if wantUnique != 0 {
-		return storage.Record{}, t.fail(fmt.Errorf("%w: %s %q: a unique value was taken by a concurrent transaction", storage.ErrConflict, collection, rec.ID))
 	}
 	return storage.Record{ID: rec.ID, Version: uint64(ver), Body: bytes.Clone(rec.Body)}, nil
 }
@@ -284,26 +372,37 @@ func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) 
 	if err := t.check(ctx, true); err != nil {
 		return err
 	}
-	if err := t.writing(ctx); err != nil {
-		return err
-	}
-	c, err := t.s.collection(collection)
-	if err != nil {
+	if _, err := t.s.collection(collection); err != nil {
 		return err
 	}
 	if err := storage.ValidateID("record ID", id); err != nil {
 		return err
 	}
+	t.writing()
 	tenant := []byte(t.tenant)
 	var oldVer int64
 	var oldBody []byte
-	err = t.pg.QueryRow(ctx, "SELECT version, body FROM records WHERE tenant = $1 AND coll = $2 AND id = $3 FOR UPDATE",
-		tenant, collection, []byte(id)).Scan(&oldVer, &oldBody)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return notFound(collection, id)
+	found := true
+	t.queue().Queue("SELECT version, body FROM records WHERE tenant = $1 AND coll = $2 AND id = $3 FOR UPDATE",
+		tenant, collection, []byte(id)).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&oldVer, &oldBody)
+		if errors.Is(err, pgx.ErrNoRows) {
+			found = false
+			return nil
+		}
+		return err
+	})
+	if err := t.send(ctx); err != nil {
+		return err
 	}
+	// The definitions, read now that the lock is held.
+	c, err := t.s.collection(collection)
 	if err != nil {
-		return t.fail(err)
+		return err
+	}
+	t.stale()
+	if !found {
+		return notFound(collection, id)
 	}
 	if version != 0 && version != uint64(oldVer) {
 		return fmt.Errorf("%w: %s %q is at version %d, the delete expected %d",
@@ -313,7 +412,8 @@ func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) 
 	if err != nil {
 		return fmt.Errorf("%s %q: stored body: %w", collection, id, err)
 	}
-	b := &pgx.Batch{}
+	// The deletes go with the transaction's next round trip.
+	b := t.queue()
 	b.Queue("DELETE FROM records WHERE tenant = $1 AND coll = $2 AND id = $3", tenant, collection, []byte(id))
 	for i, ix := range c.Indexes {
 		gone, _ := diffValues(oldVals[i], nil)
@@ -331,9 +431,6 @@ func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) 
 			b.Queue("DELETE FROM uniques WHERE tenant = $1 AND coll = $2 AND idx = $3 AND id = $4 AND value = ANY($5)",
 				tenant, collection, ix.Name, []byte(id), gone)
 		}
-	}
-	if err := t.pg.SendBatch(ctx, b).Close(); err != nil {
-		return t.fail(err)
 	}
 	return nil
 }
@@ -357,15 +454,14 @@ func (t *tx) Append(ctx context.Context, events ...storage.Event) error {
 	return nil
 }
 
-// flushEvents writes the appended events with their sequence numbers,
-// under the outbox lock, which is held until the transaction ends: so
-// events commit in sequence order and a reader never sees a later event
-// before an earlier one.
-func (t *tx) flushEvents(ctx context.Context) error {
+// queueEvents queues the appended events' inserts, with their sequence
+// numbers, under the outbox lock, which is held until the transaction
+// ends: so events commit in sequence order and a reader never sees a later
+// event before an earlier one.
+func (t *tx) queueEvents(b *pgx.Batch) error {
 	if len(t.events) == 0 {
 		return nil
 	}
-	b := &pgx.Batch{}
 	b.Queue("SELECT pg_advisory_xact_lock($1)", t.s.lock(lockOutbox))
 	for _, ev := range t.events {
 		at, err := json.Marshal(ev.Time)
@@ -380,7 +476,7 @@ func (t *tx) flushEvents(ctx context.Context) error {
 			[]byte(ev.Tenant), []byte(ev.Type), []byte(ev.Collection), []byte(ev.RecordID), strings.Trim(string(at), `"`), body)
 	}
 	b.Queue("SELECT pg_notify($1, $2)", notifyChannel, t.s.schema)
-	return t.pg.SendBatch(ctx, b).Close()
+	return nil
 }
 
 // RedactEvents implements storage.Tx.
@@ -403,9 +499,7 @@ func (t *tx) RedactEvents(ctx context.Context, collection string, ids []string, 
 	} else {
 		body = nil
 	}
-	if err := t.writing(ctx); err != nil {
-		return 0, err
-	}
+	t.writing()
 	n := 0
 	for i, ev := range t.events {
 		if ev.Collection == collection && set[ev.RecordID] {
@@ -416,12 +510,16 @@ func (t *tx) RedactEvents(ctx context.Context, collection string, ids []string, 
 	if len(keys) == 0 {
 		return n, nil
 	}
-	ct, err := t.pg.Exec(ctx, "UPDATE outbox SET body = $4 WHERE tenant = $1 AND coll = $2 AND record_id = ANY($3)",
-		[]byte(t.tenant), []byte(collection), keys, body)
-	if err != nil {
-		return 0, t.fail(err)
+	t.queue().Queue("UPDATE outbox SET body = $4 WHERE tenant = $1 AND coll = $2 AND record_id = ANY($3)",
+		[]byte(t.tenant), []byte(collection), keys, body).Exec(func(ct pgconn.CommandTag) error {
+		n += int(ct.RowsAffected())
+		return nil
+	})
+	if err := t.send(ctx); err != nil {
+		return 0, err
 	}
-	return n + int(ct.RowsAffected()), nil
+	t.stale() // the definitions play no part here
+	return n, nil
 }
 
 // Scan implements storage.ReadTx.
@@ -505,33 +603,31 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 		sql.WriteString(" ORDER BY e.value " + dir + ", e.id " + dir)
 	}
 	sql.WriteString(" LIMIT " + arg(limit+1))
-	rows, err := t.pg.Query(ctx, sql.String(), args...)
-	if err != nil {
-		return storage.Page{}, t.readErr(err)
-	}
-	defer rows.Close()
 	page := storage.Page{Records: make([]storage.Record, 0, min(limit, 1024))}
-	var lastKey []byte
-	for rows.Next() {
-		var id, body, val []byte
-		var ver int64
-		if err := rows.Scan(&id, &ver, &body, &val); err != nil {
-			return storage.Page{}, t.readErr(err)
+	t.queue().Queue(sql.String(), args...).Query(func(rows pgx.Rows) error {
+		var lastKey []byte
+		for rows.Next() {
+			var id, body, val []byte
+			var ver int64
+			if err := rows.Scan(&id, &ver, &body, &val); err != nil {
+				return err
+			}
+			if len(page.Records) == limit {
+				page.Next = base64.RawURLEncoding.EncodeToString(lastKey)
+				break
+			}
+			page.Records = append(page.Records, storage.Record{ID: string(id), Version: uint64(ver), Body: body})
+			if q.Index == "" {
+				lastKey = id
+			} else {
+				page.Keys = append(page.Keys, string(val))
+				lastKey = append(append(append(lastKey[:0:0], val...), 0), id...)
+			}
 		}
-		if len(page.Records) == limit {
-			page.Next = base64.RawURLEncoding.EncodeToString(lastKey)
-			break
-		}
-		page.Records = append(page.Records, storage.Record{ID: string(id), Version: uint64(ver), Body: body})
-		if q.Index == "" {
-			lastKey = id
-		} else {
-			page.Keys = append(page.Keys, string(val))
-			lastKey = append(append(append(lastKey[:0:0], val...), 0), id...)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return storage.Page{}, t.readErr(err)
+		return rows.Err()
+	})
+	if err := t.send(ctx); err != nil {
+		return storage.Page{}, err
 	}
 	return page, nil
 }

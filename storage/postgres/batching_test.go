@@ -1,0 +1,123 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rapportcrm/rapport/storage"
+	"github.com/rapportcrm/rapport/storage/postgres"
+	"github.com/rapportcrm/rapport/storage/postgres/pgtest"
+	"github.com/rapportcrm/rapport/storage/storagetest"
+)
+
+// A Put's writes go with the transaction's next round trip. When a
+// concurrent transaction takes the unique value between the Put's check
+// and its writes, the transaction fails at commit with a conflict and
+// writes nothing.
+func TestDeferredWriteLosesUniqueValue(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	st := open(t)
+	require.NoError(t, st.Declare(ctx, storagetest.Collections()...))
+	person := func(id string) storage.Record {
+		return storage.Record{ID: id, Body: []byte(`{"email":"same@x","tags":["a"],"address":{"city":"Oslo"}}`)}
+	}
+
+	checked := make(chan struct{})
+	committed := make(chan error, 1)
+	go func() {
+		<-checked
+		committed <- st.Update(ctx, "t", func(tx storage.Tx) error {
+			_, err := tx.Put(ctx, "people", person("first"))
+			return err
+		})
+	}()
+	err := st.Update(ctx, "t", func(tx storage.Tx) error {
+		if _, err := tx.Put(ctx, "people", person("second")); err != nil {
+			return err // the value was free when checked
+		}
+		close(checked)
+		require.NoError(t, <-committed) // "first" now holds the value
+		return tx.Append(ctx, storage.Event{Type: "person.created", Collection: "people", RecordID: "second", Time: time.Now()})
+	})
+	require.ErrorIs(t, err, storage.ErrConflict)
+	assert.Contains(t, err.Error(), "taken by a concurrent transaction")
+
+	// Nothing of the losing transaction was written.
+	require.NoError(t, st.View(ctx, "t", func(tx storage.ReadTx) error {
+		_, err := tx.Get(ctx, "people", "second")
+		require.ErrorIs(t, err, storage.ErrNotFound)
+		pg, err := tx.Scan(ctx, "people", storage.Query{Index: "tags", Equal: "a"})
+		require.NoError(t, err)
+		require.Len(t, pg.Records, 1)
+		assert.Equal(t, "first", pg.Records[0].ID)
+		return nil
+	}))
+	head, err := st.OutboxHead(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, head, "the losing transaction's event was not written")
+
+	// Retried, the write gets the UniqueError it would have had.
+	err = st.Update(ctx, "t", func(tx storage.Tx) error {
+		_, err := tx.Put(ctx, "people", person("second"))
+		return err
+	})
+	var ue *storage.UniqueError
+	require.ErrorAs(t, err, &ue)
+	assert.Equal(t, "first", ue.ExistingID)
+}
+
+// A Put reads the definitions before its batch takes the declare lock; a
+// Declare that switched them meanwhile makes it start over, so that it
+// maintains the indexes as declared now.
+func TestWriteWaitingForDeclare(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	st := open(t)
+	old := storage.Collection{Name: "people", Indexes: []storage.Index{{Name: "email", Field: "email", Unique: true}}}
+	require.NoError(t, st.Declare(ctx, old))
+	// Enough records that rebuilding an index takes a while.
+	const n = 30_000
+	recs := make([]storage.Record, n)
+	for i := range recs {
+		recs[i] = storagetest.BenchRecord(i)
+	}
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+		_, err := tx.(storage.BulkCreator).CreateMany(ctx, "people", recs)
+		return err
+	}))
+	declared := make(chan error, 1)
+	go func() { declared <- st.Declare(ctx, storagetest.Collections()[0]) }() // adds tags and city
+	// Wait until the Declare holds its lock (a write then waits for it).
+	conn, err := pgx.Connect(ctx, server.URL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	require.Eventually(t, func() bool {
+		var held bool
+		err := conn.QueryRow(ctx, `SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ExclusiveLock' AND granted
+			AND ((classid::bigint << 32) | objid::bigint) = $1`, postgres.DeclareLock(st)).Scan(&held)
+		return err == nil && held
+	}, 10*time.Second, time.Millisecond)
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+		_, err := tx.Put(ctx, "people", storagetest.BenchRecord(n))
+		return err
+	}))
+	require.NoError(t, <-declared)
+
+	require.NoError(t, st.View(ctx, "t", func(tx storage.ReadTx) error {
+		want := storagetest.BenchRecord(n)
+		pg, err := tx.Scan(ctx, "people", storage.Query{Index: "city", Equal: fmt.Sprintf("City %02d", n%50), Limit: storage.MaxScanLimit})
+		require.NoError(t, err)
+		found := slices.ContainsFunc(pg.Records, func(r storage.Record) bool { return r.ID == want.ID })
+		assert.True(t, found, "the write made while the index was rebuilt is in it")
+		assert.Equal(t, n/50+1, len(pg.Records))
+		return nil
+	}))
+}
