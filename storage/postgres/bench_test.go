@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,6 +141,24 @@ func BenchmarkWrite(b *testing.B) {
 		}
 		b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "records/s")
 	})
+	// The rows engine creates wrote (records, index entries, unique
+	// values, events), each contact's in one transaction sent as one
+	// batch, into a schema of the same tables.
+	b.Run("insert/raw-engine-rows", func(b *testing.B) {
+		rows := engineRows(b, b.N, 1)
+		pool := engineTables(b)
+		b.ResetTimer()
+		for i := range b.N {
+			bt := &pgx.Batch{}
+			bt.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ")
+			rows[i].queue(bt)
+			bt.Queue("COMMIT")
+			if err := pool.SendBatch(ctx, bt).Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	})
 	const batch = 10_000
 	b.Run("bulk/raw-copy", func(b *testing.B) {
 		_, pool := benchStore(b)
@@ -194,6 +213,30 @@ func BenchmarkWrite(b *testing.B) {
 			next += batch
 		}
 		b.ReportMetric(float64(next)/b.Elapsed().Seconds(), "records/s")
+	})
+	// The rows the engine's CreateMany wrote, each table with one COPY
+	// per batch, into a schema of the same tables.
+	b.Run("bulk/raw-copy-engine-rows", func(b *testing.B) {
+		rows := engineRows(b, b.N*batch, batch)
+		pool := engineTables(b)
+		b.ResetTimer()
+		for n := range b.N {
+			var all tableRows
+			for _, r := range rows[n*batch : (n+1)*batch] {
+				all.add(r)
+			}
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := all.copy(ctx, tx); err != nil {
+				b.Fatal(err)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
 	})
 	b.Run("bulk/store", func(b *testing.B) {
 		st, _ := benchStore(b)
@@ -282,6 +325,142 @@ func benchRows(b *testing.B, i int) (rec []any, entries, uniques [][]any) {
 		}
 	}
 	return []any{tenant, c.Name, id, int64(1), []byte(r.Body)}, entries, uniques
+}
+
+// tableRows are rows of the store's tables, as pgx values.
+type tableRows struct{ records, entries, uniques, outbox [][]any }
+
+var (
+	recordCols = []string{"tenant", "coll", "id", "version", "body"}
+	entryCols  = []string{"tenant", "coll", "idx", "value", "id"}
+	outboxCols = []string{"seq", "tenant", "type", "coll", "record_id", "time", "body"}
+)
+
+func (r *tableRows) add(o tableRows) {
+	r.records = append(r.records, o.records...)
+	r.entries = append(r.entries, o.entries...)
+	r.uniques = append(r.uniques, o.uniques...)
+	r.outbox = append(r.outbox, o.outbox...)
+}
+
+func insertSQL(table string, cols []string) string {
+	ph := make([]string, len(cols))
+	for i := range cols {
+		ph[i] = fmt.Sprintf("$%d", i+1)
+	}
+	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES (" + strings.Join(ph, ", ") + ")"
+}
+
+// queue queues the rows' INSERTs.
+func (r tableRows) queue(b *pgx.Batch) {
+	for _, w := range []struct {
+		sql  string
+		rows [][]any
+	}{{insertSQL("records", recordCols), r.records}, {insertSQL("entries", entryCols), r.entries},
+		{insertSQL("uniques", entryCols), r.uniques}, {insertSQL("outbox", outboxCols), r.outbox}} {
+		for _, row := range w.rows {
+			b.Queue(w.sql, row...)
+		}
+	}
+}
+
+// copy writes the rows with one COPY per table.
+func (r tableRows) copy(ctx context.Context, tx pgx.Tx) error {
+	for _, w := range []struct {
+		table string
+		cols  []string
+		rows  [][]any
+	}{{"records", recordCols, r.records}, {"entries", entryCols, r.entries}, {"uniques", entryCols, r.uniques}, {"outbox", outboxCols, r.outbox}} {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{w.table}, w.cols, pgx.CopyFromRows(w.rows)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// engineRows creates n contacts through an engine, per transactions of
+// per (CreateMany when per > 1), and returns the rows each one wrote, in
+// order of creation.
+func engineRows(b *testing.B, n, per int) []tableRows {
+	b.Helper()
+	ctx := context.Background()
+	st, pool := benchStore(b)
+	e, err := crm.Open(ctx, crm.Options{Store: st})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ids []string
+	for from := 0; from < n; from += per {
+		if per == 1 {
+			c, err := e.Contacts().Create(ctx, benchContact(from))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ids = append(ids, c.ID)
+			continue
+		}
+		cs := make([]crm.Contact, min(per, n-from))
+		for i := range cs {
+			cs[i] = benchContact(from + i)
+		}
+		out, err := e.Contacts().CreateMany(ctx, cs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range out {
+			ids = append(ids, c.ID)
+		}
+	}
+	if err := e.Close(); err != nil {
+		b.Fatal(err)
+	}
+	byID := make(map[string]*tableRows, len(ids))
+	for _, id := range ids {
+		byID[id] = &tableRows{}
+	}
+	read := func(sql string, cols int, idAt int, into func(*tableRows, []any)) {
+		rows, err := pool.Query(ctx, sql)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			vals, err := rows.Values()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if r := byID[string(vals[idAt].([]byte))]; r != nil {
+				into(r, vals[:cols])
+			}
+		}
+		if rows.Err() != nil {
+			b.Fatal(rows.Err())
+		}
+	}
+	read("SELECT tenant, coll, id, version, body FROM records WHERE coll = 'contacts'", 5, 2, func(r *tableRows, v []any) { r.records = append(r.records, v) })
+	read("SELECT tenant, coll, idx, value, id FROM entries WHERE coll = 'contacts'", 5, 4, func(r *tableRows, v []any) { r.entries = append(r.entries, v) })
+	read("SELECT tenant, coll, idx, value, id FROM uniques WHERE coll = 'contacts'", 5, 4, func(r *tableRows, v []any) { r.uniques = append(r.uniques, v) })
+	read("SELECT seq, tenant, type, coll, record_id, time, body FROM outbox WHERE coll = 'contacts' AND type = 'contact.created'", 7, 4, func(r *tableRows, v []any) { r.outbox = append(r.outbox, v) })
+	out := make([]tableRows, len(ids))
+	for i, id := range ids {
+		out[i] = *byID[id]
+	}
+	return out
+}
+
+// engineTables returns a pool on an empty schema with the tables an
+// engine declares.
+func engineTables(b *testing.B) *pgxpool.Pool {
+	b.Helper()
+	st, pool := benchStore(b)
+	e, err := crm.Open(context.Background(), crm.Options{Store: st})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return pool
 }
 
 func benchContact(i int) crm.Contact {

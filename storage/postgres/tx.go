@@ -462,19 +462,27 @@ func (t *tx) queueEvents(b *pgx.Batch) error {
 	if len(t.events) == 0 {
 		return nil
 	}
-	b.Queue("SELECT pg_advisory_xact_lock($1)", t.s.lock(lockOutbox))
-	for _, ev := range t.events {
+	n := len(t.events)
+	tenants, types, colls, ids, bodies := make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
+	times := make([]string, n)
+	for i, ev := range t.events {
 		at, err := json.Marshal(ev.Time)
 		if err != nil {
 			return fmt.Errorf("%w: event %s: time: %v", storage.ErrInvalid, ev.Type, err)
 		}
-		var body []byte
+		tenants[i], types[i], colls[i], ids[i] = []byte(ev.Tenant), []byte(ev.Type), []byte(ev.Collection), []byte(ev.RecordID)
+		times[i] = strings.Trim(string(at), `"`)
 		if len(ev.Body) > 0 {
-			body = ev.Body
+			bodies[i] = ev.Body
 		}
-		b.Queue(`INSERT INTO outbox (seq, tenant, type, coll, record_id, time, body) VALUES (nextval('outbox_seq'), $1, $2, $3, $4, $5, $6)`,
-			[]byte(ev.Tenant), []byte(ev.Type), []byte(ev.Collection), []byte(ev.RecordID), strings.Trim(string(at), `"`), body)
 	}
+	b.Queue("SELECT pg_advisory_xact_lock($1)", t.s.lock(lockOutbox))
+	// One statement for all the events, numbered in the order appended.
+	b.Queue(`INSERT INTO outbox (seq, tenant, type, coll, record_id, time, body)
+		SELECT nextval('outbox_seq'), e.tenant, e.type, e.coll, e.record_id, e.time, e.body
+		FROM (SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[], $6::bytea[])
+			WITH ORDINALITY AS u(tenant, type, coll, record_id, time, body, n) ORDER BY n) e`,
+		tenants, types, colls, ids, times, bodies)
 	b.Queue("SELECT pg_notify($1, $2)", notifyChannel, t.s.schema)
 	return nil
 }
