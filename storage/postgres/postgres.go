@@ -20,7 +20,14 @@
 // become visible in sequence order; a NOTIFY wakes the OutboxSignal of every
 // process on the store. An outbox consumer is leased to one process at a
 // time (Options.Lease), so that each event is handled by one process of a
-// group; another takes over when the holder dies or closes.
+// group; another takes over when the holder dies or closes. Leases and
+// acknowledgements commit without waiting for the disk: a database crash
+// may forget the last ones, and their events are delivered again.
+//
+// A transaction's statements go in batches, one round trip each: BEGIN
+// with the first statement, the writes of Put and Delete (once their
+// checks have answered) with the next statement or with COMMIT, the
+// events with COMMIT.
 //
 // # Caveats
 //
