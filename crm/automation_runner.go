@@ -211,6 +211,8 @@ func (t *Tenant) automateEvents(ctx context.Context, evs []storage.Event) (bool,
 		}
 		return true, err
 	}
+	// Runs failed here are retried: the runner looks at them when due.
+	defer t.e.wakeAutomations()
 	for _, se := range evs {
 		if err := t.isolate(ctx, func(tx storage.Tx, m mode) (int, bool, error) {
 			return t.automateEvent(ctx, tx, cs, se, m)

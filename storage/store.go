@@ -104,6 +104,11 @@ type Tx interface {
 	// ErrNotFound if the record does not exist and with ErrConflict if its
 	// stored version is not rec.Version. A unique index violation returns a
 	// *UniqueError. Put returns the record as stored, with its new version.
+	// A server store may send the write itself later in the transaction:
+	// when a concurrent transaction takes the ID or a unique value between
+	// Put's check and the write, the transaction fails at its next
+	// statement or its commit, with an error wrapping ErrExists or
+	// ErrConflict.
 	Put(ctx context.Context, collection string, rec Record) (Record, error)
 	// Delete removes the record and its index entries. If version is not 0
 	// it must equal the stored version, or Delete fails with ErrConflict.

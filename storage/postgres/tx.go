@@ -309,9 +309,10 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 	if clash != nil {
 		return storage.Record{}, clash
 	}
-	// The writes go with the transaction's next round trip.
+	// The writes go with the transaction's next round trip, all of them
+	// or (on an error here) none.
 	ver := oldVer + 1
-	w := t.queue()
+	w := &pgx.Batch{}
 	if found {
 		w.Queue("UPDATE records SET version = $4, body = $5 WHERE tenant = $1 AND coll = $2 AND id = $3",
 			tenant, collection, id, ver, []byte(rec.Body))
@@ -349,6 +350,8 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 			}
 		}
 	}
+	next := t.queue()
+	next.QueuedQueries = append(next.QueuedQueries, w.QueuedQueries...)
 	return storage.Record{ID: rec.ID, Version: uint64(ver), Body: bytes.Clone(rec.Body)}, nil
 }
 
@@ -412,8 +415,9 @@ func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) 
 	if err != nil {
 		return fmt.Errorf("%s %q: stored body: %w", collection, id, err)
 	}
-	// The deletes go with the transaction's next round trip.
-	b := t.queue()
+	// The deletes go with the transaction's next round trip, all of them
+	// or (on an error here) none.
+	b := &pgx.Batch{}
 	b.Queue("DELETE FROM records WHERE tenant = $1 AND coll = $2 AND id = $3", tenant, collection, []byte(id))
 	for i, ix := range c.Indexes {
 		gone, _ := diffValues(oldVals[i], nil)
@@ -432,6 +436,8 @@ func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) 
 				tenant, collection, ix.Name, []byte(id), gone)
 		}
 	}
+	next := t.queue()
+	next.QueuedQueries = append(next.QueuedQueries, b.QueuedQueries...)
 	return nil
 }
 
