@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rapportcrm/rapport/storage"
-	"github.com/rapportcrm/rapport/storage/postgres"
 	"github.com/rapportcrm/rapport/storage/postgres/pgtest"
 	"github.com/rapportcrm/rapport/storage/storagetest"
 )
@@ -74,9 +73,10 @@ func TestDeferredWriteLosesUniqueValue(t *testing.T) {
 	assert.Equal(t, "first", ue.ExistingID)
 }
 
-// A Put reads the definitions before its batch takes the declare lock; a
-// Declare that switched them meanwhile makes it start over, so that it
-// maintains the indexes as declared now.
+// A write transaction that waits for a Declare sees the index rows the
+// Declare rebuilt (its snapshot is taken after the lock), and maintains
+// the indexes as declared now: a new record is in the new index, and an
+// updated one leaves its old value there.
 func TestWriteWaitingForDeclare(t *testing.T) {
 	pgtest.Need(t, startErr)
 	ctx := context.Background()
@@ -101,12 +101,23 @@ func TestWriteWaitingForDeclare(t *testing.T) {
 	defer conn.Close(ctx)
 	require.Eventually(t, func() bool {
 		var held bool
-		err := conn.QueryRow(ctx, `SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ExclusiveLock' AND granted
-			AND ((classid::bigint << 32) | objid::bigint) = $1`, postgres.DeclareLock(st)).Scan(&held)
+		err := conn.QueryRow(ctx, `SELECT count(*) > 0 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+			JOIN pg_namespace s ON s.oid = c.relnamespace
+			WHERE s.nspname = $1 AND c.relname = 'declare_lock' AND l.mode = 'AccessExclusiveLock' AND l.granted`, st.Schema()).Scan(&held)
 		return err == nil && held
 	}, 10*time.Second, time.Millisecond)
+	// A new record, and one that moves from City 07 to Nowhere.
+	moved := storagetest.BenchRecord(7)
 	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
-		_, err := tx.Put(ctx, "people", storagetest.BenchRecord(n))
+		if _, err := tx.Put(ctx, "people", storagetest.BenchRecord(n)); err != nil {
+			return err
+		}
+		cur, err := tx.Get(ctx, "people", moved.ID)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Put(ctx, "people", storage.Record{ID: moved.ID, Version: cur.Version,
+			Body: []byte(`{"email":"customer7@example.com","tags":["t7"],"address":{"city":"Nowhere"}}`)})
 		return err
 	}))
 	require.NoError(t, <-declared)
@@ -116,8 +127,16 @@ func TestWriteWaitingForDeclare(t *testing.T) {
 		pg, err := tx.Scan(ctx, "people", storage.Query{Index: "city", Equal: fmt.Sprintf("City %02d", n%50), Limit: storage.MaxScanLimit})
 		require.NoError(t, err)
 		found := slices.ContainsFunc(pg.Records, func(r storage.Record) bool { return r.ID == want.ID })
-		assert.True(t, found, "the write made while the index was rebuilt is in it")
+		assert.True(t, found, "the new record is in the rebuilt index")
 		assert.Equal(t, n/50+1, len(pg.Records))
+		pg, err = tx.Scan(ctx, "people", storage.Query{Index: "city", Equal: "City 07", Limit: storage.MaxScanLimit})
+		require.NoError(t, err)
+		gone := !slices.ContainsFunc(pg.Records, func(r storage.Record) bool { return r.ID == moved.ID })
+		assert.True(t, gone, "the updated record left its old city")
+		pg, err = tx.Scan(ctx, "people", storage.Query{Index: "city", Equal: "Nowhere"})
+		require.NoError(t, err)
+		require.Len(t, pg.Records, 1)
+		assert.Equal(t, moved.ID, pg.Records[0].ID)
 		return nil
 	}))
 }

@@ -19,7 +19,6 @@ func (t *tx) CreateMany(ctx context.Context, collection string, recs []storage.R
 	if err := t.check(ctx, true); err != nil {
 		return nil, err
 	}
-	t.writing()
 	c, err := t.s.collection(collection)
 	if err != nil {
 		return nil, err

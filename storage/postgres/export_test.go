@@ -8,6 +8,3 @@ var (
 
 // FactsArgs are the arguments of FunnelSQL (without the path ranks).
 var FactsArgs = factsArgs
-
-// DeclareLock returns the key of the store's declare lock.
-func DeclareLock(s *Store) int64 { return s.lock(lockDeclare) }

@@ -177,7 +177,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 // Advisory lock keys: the schema's key plus one of these.
 const (
 	lockMigrate = iota
-	lockDeclare
+	_           // the declare lock, before it became a table (migration 3)
 	lockOutbox
 )
 
@@ -477,8 +477,9 @@ func mapErr(err error) error {
 }
 
 // Declare implements storage.Store. It runs in one transaction that holds
-// the schema's declare lock exclusively; writers hold it shared, so no write
-// commits between a rebuilt index and the definitions that maintain it.
+// the schema's declare lock (the lock of table declare_lock) exclusively;
+// write transactions take it shared first thing, so no write commits
+// between a rebuilt index and the definitions that maintain it.
 func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -500,7 +501,7 @@ func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) 
 		return fmt.Errorf("postgres: declare: %w", err)
 	}
 	defer ptx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
-	if _, err := ptx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", s.lock(lockDeclare)); err != nil {
+	if _, err := ptx.Exec(ctx, "LOCK TABLE declare_lock IN ACCESS EXCLUSIVE MODE"); err != nil {
 		return fmt.Errorf("postgres: declare: %w", err)
 	}
 	for _, c := range collections {

@@ -41,10 +41,9 @@ type tx struct {
 	// next holds the statements for the next round trip: the writes of
 	// Put and Delete wait here.
 	next *pgx.Batch
-	// shared is set once the transaction holds (or has queued) the
-	// declare lock shared; lockGen is the generation of the definitions
-	// when it was queued.
-	shared  bool
+	// lockGen is the generation of the definitions when a write
+	// transaction queued its BEGIN and declare lock, until the send that
+	// takes the lock compares it (see stale).
 	lockGen uint64
 	// failed is the error of a write that may have left the transaction
 	// half-done; the transaction cannot commit.
@@ -76,6 +75,11 @@ func (t *tx) queue() *pgx.Batch {
 	if !t.begun {
 		t.begun = true
 		t.next.Queue(t.begin)
+		if t.writable {
+			// Before anything that takes the snapshot: see writeLock.
+			t.next.Queue(writeLock)
+			t.lockGen = t.s.generation()
+		}
 		if t.s.rls {
 			t.next.Queue("SELECT set_config('rapport.tenant', $1, true)", t.tenant)
 		}
@@ -98,22 +102,18 @@ func (t *tx) send(ctx context.Context) error {
 	return nil
 }
 
-// writing queues the declare lock, shared, before the transaction's first
-// write, so that a Declare (which holds it exclusively) never rebuilds an
-// index under a write that maintains it by the old definition. The
-// definitions are read before the lock is granted; stale reports whether
-// a Declare switched them meanwhile, in which case the write starts over.
-func (t *tx) writing() {
-	if t.shared {
-		return
-	}
-	t.queue().Queue("SELECT pg_advisory_xact_lock_shared($1)", t.s.lock(lockDeclare))
-	t.shared, t.lockGen = true, t.s.generation()
-}
+// writeLock is the first statement of every write transaction: the
+// declare lock, shared. A Declare holds it exclusively while it rebuilds
+// indexes, so a write never maintains an index by the old definition, and
+// a write that waited for a Declare has its snapshot taken after it (LOCK
+// TABLE, unlike a SELECT, takes no snapshot), so it sees the index rows
+// the Declare rebuilt.
+const writeLock = "LOCK TABLE declare_lock IN ACCESS SHARE MODE"
 
-// stale reports whether the definitions changed since the declare lock
-// was queued. Called after the lock is granted (the first send after
-// writing), when they can no longer change.
+// stale reports, after the send that took the declare lock, whether a
+// Declare switched the definitions since the lock was queued: a write
+// that read them before that send starts over. Once the lock is held they
+// cannot change.
 func (t *tx) stale() bool {
 	if t.lockGen == 0 {
 		return false
@@ -210,7 +210,6 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 	if err := t.check(ctx, true); err != nil {
 		return storage.Record{}, err
 	}
-	t.writing()
 	c, err := t.s.collection(collection)
 	if err != nil {
 		return storage.Record{}, err
@@ -381,7 +380,6 @@ func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) 
 	if err := storage.ValidateID("record ID", id); err != nil {
 		return err
 	}
-	t.writing()
 	tenant := []byte(t.tenant)
 	var oldVer int64
 	var oldBody []byte
@@ -513,7 +511,6 @@ func (t *tx) RedactEvents(ctx context.Context, collection string, ids []string, 
 	} else {
 		body = nil
 	}
-	t.writing()
 	n := 0
 	for i, ev := range t.events {
 		if ev.Collection == collection && set[ev.RecordID] {
@@ -532,7 +529,6 @@ func (t *tx) RedactEvents(ctx context.Context, collection string, ids []string, 
 	if err := t.send(ctx); err != nil {
 		return 0, err
 	}
-	t.stale() // the definitions play no part here
 	return n, nil
 }
 
