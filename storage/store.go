@@ -138,6 +138,15 @@ type BulkCreator interface {
 	CreateMany(ctx context.Context, collection string, recs []Record) ([]Record, error)
 }
 
+// MultiGetter is implemented by the read transactions of stores that read
+// many records faster together than with one Get each (PostgreSQL: one
+// round trip instead of one per record). GetMany returns the records of
+// ids that exist, in the order of ids (an ID given twice comes once);
+// the others are left out. It sees what Get would.
+type MultiGetter interface {
+	GetMany(ctx context.Context, collection string, ids []string) ([]Record, error)
+}
+
 // RecordError says which record of a CreateMany failed, and why.
 type RecordError struct {
 	Index int // position in recs
