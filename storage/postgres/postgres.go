@@ -496,6 +496,29 @@ func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) 
 	s.mu.Lock()
 	old := s.colls
 	s.mu.Unlock()
+	switchTo := func() {
+		colls := maps.Clone(old)
+		for _, c := range collections {
+			c.Indexes = slices.Clone(c.Indexes)
+			colls[c.Name] = c
+		}
+		s.mu.Lock()
+		s.colls = colls
+		s.gen++
+		s.mu.Unlock()
+	}
+	// When the store holds the collections as declared (an engine
+	// starting, the common case), there is nothing to rebuild and no need
+	// for the exclusive lock: waiting for it would queue every write
+	// behind whatever holds the table, such as a running pg_dump.
+	same, err := s.unchanged(ctx, collections)
+	if err != nil {
+		return fmt.Errorf("postgres: declare: %w", mapErr(err))
+	}
+	if same {
+		switchTo()
+		return nil
+	}
 	ptx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: declare: %w", err)
@@ -509,15 +532,7 @@ func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) 
 			return fmt.Errorf("postgres: declare: %w", err)
 		}
 	}
-	colls := maps.Clone(old)
-	for _, c := range collections {
-		c.Indexes = slices.Clone(c.Indexes)
-		colls[c.Name] = c
-	}
-	s.mu.Lock()
-	s.colls = colls
-	s.gen++
-	s.mu.Unlock()
+	switchTo()
 	if err := ptx.Commit(ctx); err != nil {
 		s.mu.Lock()
 		s.colls = old
@@ -531,35 +546,14 @@ func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) 
 // declare brings the stored indexes of c in line with its declaration.
 func declare(ctx context.Context, ptx pgx.Tx, c storage.Collection, rls bool) error {
 	key := "coll:" + c.Name
-	stored := map[string]string{}
 	var raw []byte
 	err := ptx.QueryRow(ctx, "SELECT value FROM meta WHERE key = $1", key).Scan(&raw)
-	known := err == nil
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-	case err != nil:
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return err
-	default:
-		if err := json.Unmarshal(raw, &stored); err != nil {
-			return fmt.Errorf("collection %s: reading index definitions: %w", c.Name, err)
-		}
 	}
-	want := make(map[string]string, len(c.Indexes))
-	var rebuild []int
-	for i, ix := range c.Indexes {
-		want[ix.Name] = ix.Definition()
-		if stored[ix.Name] != want[ix.Name] {
-			rebuild = append(rebuild, i)
-		}
-	}
-	var drop []string
-	for name := range stored {
-		if _, ok := want[name]; !ok {
-			drop = append(drop, name)
-		}
-	}
-	if known && len(rebuild) == 0 && len(drop) == 0 {
-		return nil
+	want, rebuild, drop, err := plan(c, raw, err == nil)
+	if err != nil || want == nil {
+		return err
 	}
 	for _, name := range drop {
 		if err := dropIndex(ctx, ptx, c.Name, name); err != nil {
@@ -577,6 +571,66 @@ func declare(ctx context.Context, ptx pgx.Tx, c storage.Collection, rls bool) er
 	}
 	_, err = ptx.Exec(ctx, "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", key, raw)
 	return err
+}
+
+// plan compares the stored index definitions of c (raw, when known) with
+// its declaration: the indexes to rebuild and to drop, and the definitions
+// to store, or nil when nothing changes.
+func plan(c storage.Collection, raw []byte, known bool) (want map[string]string, rebuild []int, drop []string, err error) {
+	stored := map[string]string{}
+	if known {
+		if err := json.Unmarshal(raw, &stored); err != nil {
+			return nil, nil, nil, fmt.Errorf("collection %s: reading index definitions: %w", c.Name, err)
+		}
+	}
+	want = make(map[string]string, len(c.Indexes))
+	for i, ix := range c.Indexes {
+		want[ix.Name] = ix.Definition()
+		if stored[ix.Name] != want[ix.Name] {
+			rebuild = append(rebuild, i)
+		}
+	}
+	for name := range stored {
+		if _, ok := want[name]; !ok {
+			drop = append(drop, name)
+		}
+	}
+	if known && len(rebuild) == 0 && len(drop) == 0 {
+		return nil, nil, nil, nil
+	}
+	return want, rebuild, drop, nil
+}
+
+// unchanged reports whether the store already holds the collections as
+// declared, so that Declare has nothing to rebuild.
+func (s *Store) unchanged(ctx context.Context, collections []storage.Collection) (bool, error) {
+	keys := make([]string, len(collections))
+	for i, c := range collections {
+		keys[i] = "coll:" + c.Name
+	}
+	rows, err := s.pool.Query(ctx, "SELECT key, value FROM meta WHERE key = ANY($1)", keys)
+	if err != nil {
+		return false, err
+	}
+	stored, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) ([2][]byte, error) {
+		var kv [2][]byte
+		return kv, row.Scan(&kv[0], &kv[1])
+	})
+	if err != nil {
+		return false, err
+	}
+	byKey := make(map[string][]byte, len(stored))
+	for _, kv := range stored {
+		byKey[string(kv[0])] = kv[1]
+	}
+	for _, c := range collections {
+		raw, known := byKey["coll:"+c.Name]
+		want, _, _, err := plan(c, raw, known)
+		if err != nil || want != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 func dropIndex(ctx context.Context, ptx pgx.Tx, coll, idx string) error {
