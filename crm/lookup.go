@@ -301,8 +301,8 @@ func (ix *indexer) apply(ctx context.Context, tx storage.Tx, ev storage.Event, p
 	_, what, _ := strings.Cut(ev.Type, ".")
 	rec, err := known.get(ctx, tx, ev.Collection, ev.RecordID)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && gjson.GetBytes(rec.Body, "erased_at").String() != "") {
-		if _, err := known.get(ctx, tx, lookup, id); errors.Is(err, storage.ErrNotFound) {
-			return nil
+		if rec, ok := known[lookup][id]; ok && rec == nil {
+			return nil // known to have no lookup record
 		}
 		err := tx.Delete(ctx, lookup, id, 0)
 		if errors.Is(err, storage.ErrNotFound) {

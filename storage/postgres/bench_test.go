@@ -89,16 +89,9 @@ func BenchmarkWrite(b *testing.B) {
 		}
 		i := 0
 		for b.Loop() {
-			rec, entries, uniques := benchRows(b, i)
 			bt := &pgx.Batch{}
 			bt.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ")
-			bt.Queue("INSERT INTO records (tenant, coll, id, version, body) VALUES ($1, $2, $3, $4, $5)", rec...)
-			for _, e := range entries {
-				bt.Queue("INSERT INTO entries (tenant, coll, idx, value, id) VALUES ($1, $2, $3, $4, $5)", e...)
-			}
-			for _, u := range uniques {
-				bt.Queue("INSERT INTO uniques (tenant, coll, idx, value, id) VALUES ($1, $2, $3, $4, $5)", u...)
-			}
+			benchRows(b, i).queue(bt)
 			bt.Queue("COMMIT")
 			if err := pool.SendBatch(ctx, bt).Close(); err != nil {
 				b.Fatal(err)
@@ -185,27 +178,16 @@ func BenchmarkWrite(b *testing.B) {
 		}
 		next := 0
 		for b.Loop() {
-			var recs, entries, uniques [][]any
+			var all tableRows
 			for i := range batch {
-				r, e, u := benchRows(b, next+i)
-				recs, entries, uniques = append(recs, r), append(entries, e...), append(uniques, u...)
+				all.add(benchRows(b, next+i))
 			}
 			tx, err := pool.Begin(ctx)
 			if err != nil {
 				b.Fatal(err)
 			}
-			for _, w := range []struct {
-				table string
-				cols  []string
-				rows  [][]any
-			}{
-				{"records", []string{"tenant", "coll", "id", "version", "body"}, recs},
-				{"entries", []string{"tenant", "coll", "idx", "value", "id"}, entries},
-				{"uniques", []string{"tenant", "coll", "idx", "value", "id"}, uniques},
-			} {
-				if _, err := tx.CopyFrom(ctx, pgx.Identifier{w.table}, w.cols, pgx.CopyFromRows(w.rows)); err != nil {
-					b.Fatal(err)
-				}
+			if err := all.copy(ctx, tx); err != nil {
+				b.Fatal(err)
 			}
 			if err := tx.Commit(ctx); err != nil {
 				b.Fatal(err)
@@ -307,7 +289,7 @@ func BenchmarkWrite(b *testing.B) {
 
 // benchRows returns the rows the store writes for the i-th benchmark
 // record: the record, its index entries and its unique values.
-func benchRows(b *testing.B, i int) (rec []any, entries, uniques [][]any) {
+func benchRows(b *testing.B, i int) tableRows {
 	r := storagetest.BenchRecord(i)
 	c := storagetest.Collections()[0]
 	vals, err := c.IndexValues(r.Body)
@@ -315,16 +297,17 @@ func benchRows(b *testing.B, i int) (rec []any, entries, uniques [][]any) {
 		b.Fatal(err)
 	}
 	tenant, id := []byte(storagetest.BenchTenant), []byte(r.ID)
+	rows := tableRows{records: [][]any{{tenant, c.Name, id, int64(1), []byte(r.Body)}}}
 	for k, ix := range c.Indexes {
 		for _, v := range vals[k] {
 			e := []any{tenant, c.Name, ix.Name, []byte(v), id}
-			entries = append(entries, e)
+			rows.entries = append(rows.entries, e)
 			if ix.Unique {
-				uniques = append(uniques, e)
+				rows.uniques = append(rows.uniques, e)
 			}
 		}
 	}
-	return []any{tenant, c.Name, id, int64(1), []byte(r.Body)}, entries, uniques
+	return rows
 }
 
 // tableRows are rows of the store's tables, as pgx values.
@@ -371,6 +354,9 @@ func (r tableRows) copy(ctx context.Context, tx pgx.Tx) error {
 		cols  []string
 		rows  [][]any
 	}{{"records", recordCols, r.records}, {"entries", entryCols, r.entries}, {"uniques", entryCols, r.uniques}, {"outbox", outboxCols, r.outbox}} {
+		if len(w.rows) == 0 {
+			continue
+		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{w.table}, w.cols, pgx.CopyFromRows(w.rows)); err != nil {
 			return err
 		}
