@@ -29,6 +29,12 @@ const (
 // automationBatch is how many events the runner reads per outbox read.
 const automationBatch = 200
 
+// automationPace is the least time between two reads that found events:
+// an event that comes alone is read at once, a stream of them in
+// batches, at one read (and one acknowledgement) per pace instead of one
+// per write.
+const automationPace = 10 * time.Millisecond
+
 // runAutomations is the runner's loop: it takes events from the outbox
 // and runs what they trigger, and runs the runs that are due again.
 func (e *Engine) runAutomations() {
@@ -97,6 +103,9 @@ func (e *Engine) runAutomations() {
 		}
 		if len(evs) == automationBatch {
 			continue // more may be waiting
+		}
+		if len(evs) > 0 && !e.sleep(ctx, automationPace) {
+			return
 		}
 		// Everything committed before the read was read; a later commit
 		// has fired signal.

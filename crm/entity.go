@@ -191,14 +191,32 @@ func (r *Records[T]) Get(ctx context.Context, id string) (T, error) {
 // version, and returns the record as stored. Invalid input gives a
 // *ValidationError listing every bad field; an ID that is taken gives
 // ErrExists.
+//
+// On a store that defers checks to the commit (storage.Deferrer,
+// PostgreSQL), the create, its event and the commit go in one round trip:
+// a taken unique value is then found at the commit, and reported the same
+// way, as a *ValidationError.
 func (r *Records[T]) Create(ctx context.Context, rec T) (T, error) {
 	var out T
-	err := r.update(ctx, func(tx storage.Tx) error {
-		var err error
-		out, err = r.create(ctx, tx, rec, r.now())
-		return err
-	})
-	return out, err
+	for attempt := 0; ; attempt++ {
+		out = *new(T)
+		err := r.update(ctx, func(tx storage.Tx) error {
+			var err error
+			out, err = r.create(ctx, deferring(tx), rec, r.now())
+			return err
+		})
+		if err == nil {
+			return out, nil
+		}
+		if attempt < maxExpectRetries && r.t.staleSchema(err) {
+			continue
+		}
+		// A unique value found taken at the commit.
+		if id := r.k.meta(&out).ID; id != "" && errors.As(err, new(*storage.UniqueError)) && !errors.As(err, new(*ValidationError)) {
+			err = r.putError(id, err)
+		}
+		return *new(T), err
+	}
 }
 
 // CreateMany stores several new records in one transaction: all of them or,
@@ -532,7 +550,12 @@ func (r *Records[T]) put(ctx context.Context, tx storage.Tx, rec *T, version uin
 	if len(body) > storage.MaxBodySize-eventOverhead {
 		return nil, (problems{{Field: "record", Message: fmt.Sprintf("is %d bytes as JSON, the limit is %d", len(body), storage.MaxBodySize-eventOverhead)}}).err(r.k.name, m.ID)
 	}
-	_, err = tx.Put(ctx, r.k.collection.Name, storage.Record{ID: m.ID, Version: version, Body: body})
+	r2 := storage.Record{ID: m.ID, Version: version, Body: body}
+	if dt, ok := tx.(*deferTx); ok && version == 0 {
+		_, err = dt.d.Create(ctx, r.k.collection.Name, r2)
+	} else {
+		_, err = tx.Put(ctx, r.k.collection.Name, r2)
+	}
 	if err != nil {
 		return nil, r.putError(m.ID, err)
 	}

@@ -366,18 +366,25 @@ func (r *Records[T]) checkCustom(ctx context.Context, tx storage.ReadTx, m *Meta
 	return nil
 }
 
-// schema returns the stored schema of an entity, or nil.
+// schema returns the stored schema of an entity, or nil. In a deferTx it
+// is the engine's copy, checked at commit, when the engine has one.
 func (t *Tenant) schema(ctx context.Context, tx storage.ReadTx, entity string) (*Schema, error) {
+	if dt, ok := tx.(*deferTx); ok {
+		if s, ok, err := t.cachedSchemaFor(ctx, dt, entity); ok || err != nil {
+			return s, err
+		}
+	}
+	key := schemaKey(t.id, entity)
 	rec, err := tx.Get(ctx, schemasCollection, entity)
 	if errors.Is(err, storage.ErrNotFound) {
+		t.e.schemas.Store(key, &cachedSchema{})
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	key := pipelineKey{tenant: t.id, name: "\x00schema/" + entity}
 	if c, ok := t.e.schemas.Load(key); ok {
-		if c := c.(*cachedSchema); bytes.Equal(c.body, rec.Body) {
+		if c := c.(*cachedSchema); c.version == rec.Version && bytes.Equal(c.body, rec.Body) {
 			return c.s, nil
 		}
 	}
@@ -385,13 +392,21 @@ func (t *Tenant) schema(ctx context.Context, tx storage.ReadTx, entity string) (
 	if err := decodeSchema(rec.Body, &s); err != nil {
 		return nil, fmt.Errorf("schema %s: %w", entity, err)
 	}
-	t.e.schemas.Store(key, &cachedSchema{body: bytes.Clone(rec.Body), s: &s})
+	t.e.schemas.Store(key, &cachedSchema{version: rec.Version, body: bytes.Clone(rec.Body), s: &s})
 	return &s, nil
 }
 
+func schemaKey(tenant, entity string) pipelineKey {
+	return pipelineKey{tenant: tenant, name: "\x00schema/" + entity}
+}
+
+// cachedSchema is a schema as stored at version (0 and s nil: there is
+// none). Schemas are never deleted, so their versions only grow, and a
+// version names one body.
 type cachedSchema struct {
-	body []byte
-	s    *Schema
+	version uint64
+	body    []byte
+	s       *Schema
 }
 
 // decodeSchema reads a stored schema, keeping numbers exact.

@@ -147,6 +147,47 @@ type MultiGetter interface {
 	GetMany(ctx context.Context, collection string, ids []string) ([]Record, error)
 }
 
+// Deferrer is implemented by the write transactions of server stores
+// that can send a create, or a check of what the transaction read, with
+// the transaction's next statement or its commit instead of waiting for
+// an answer (PostgreSQL: a transaction that creates a record and appends
+// its event commits in one round trip instead of three).
+//
+// Create is Put with Version 0, except for when its failures are
+// reported: a record Create refuses at once (ErrInvalid) is not written,
+// but a taken ID (ErrExists) or unique value (*UniqueError) may instead
+// fail the transaction's next statement or its commit, which then writes
+// nothing. A caller that must know at once uses Put.
+//
+// Expect makes the transaction commit only if record id of collection
+// still has version (0: does not exist) as the transaction sees it, which
+// is what Get would return: it lets a caller use a copy it read in an
+// earlier transaction without reading it again. Otherwise the
+// transaction's next statement or its commit fails with an
+// *ExpectError, and nothing is written. Versions restart at 1 when a
+// record is deleted and created again, so Expect suits records that are
+// never deleted.
+type Deferrer interface {
+	Create(ctx context.Context, collection string, rec Record) (Record, error)
+	Expect(ctx context.Context, collection, id string, version uint64) error
+}
+
+// ExpectError is the failure of a transaction whose Expect did not hold:
+// the record is not at the expected version. It matches ErrConflict with
+// errors.Is; the caller reads the record again and retries.
+type ExpectError struct {
+	Collection string
+	ID         string
+	Version    uint64 // the version expected
+}
+
+func (e *ExpectError) Error() string {
+	return fmt.Sprintf("storage: %s %q is no longer at version %d", e.Collection, e.ID, e.Version)
+}
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *ExpectError) Is(target error) bool { return target == ErrConflict }
+
 // RecordError says which record of a CreateMany failed, and why.
 type RecordError struct {
 	Index int // position in recs

@@ -167,6 +167,7 @@ func (t *tx) CreateMany(ctx context.Context, collection string, recs []storage.R
 			}
 		}
 	}
+	t.wrote(collection)
 	out := make([]storage.Record, len(recs))
 	for i, r := range recs {
 		out[i] = storage.Record{ID: r.ID, Version: 1, Body: r.Body}

@@ -120,6 +120,10 @@ type Store struct {
 	signal   broadcast.Signal
 
 	declareMu sync.Mutex
+	// defs is held shared by transactions whose deferred creates used
+	// the definitions before their declare lock was granted (tx.Create),
+	// and exclusively by Declare while it switches them.
+	defs      sync.RWMutex
 	stop      context.CancelFunc
 	listening sync.WaitGroup
 }
@@ -507,6 +511,10 @@ func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) 
 		s.gen++
 		s.mu.Unlock()
 	}
+	// No transaction that created records by the definitions in use
+	// commits once they are switched or rebuilt.
+	s.defs.Lock()
+	defer s.defs.Unlock()
 	// When the store holds the collections as declared (an engine
 	// starting, the common case), there is nothing to rebuild and no need
 	// for the exclusive lock: waiting for it would queue every write

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,7 +51,31 @@ type tx struct {
 	failed error
 	// events are appended at commit, when their sequence numbers are drawn.
 	events []storage.Event
+	// locked is set once a write transaction's declare lock is held.
+	locked bool
+	// holdsDefs is set while the transaction holds Store.defs (shared):
+	// from its first deferred create, made before its declare lock was
+	// held, to its end.
+	holdsDefs bool
+	// created are the deferred creates, by which a failed send or commit
+	// is explained (see explain); claimed maps their unique values to
+	// their IDs. written holds the collections written otherwise, where
+	// Create checks at once (it is Put).
+	created []deferredCreate
+	claimed map[claimKey]string
+	written map[string]bool
+	// expects are the Expect checks, in order; a failed one names its
+	// position.
+	expects []storage.ExpectError
 }
+
+// deferredCreate is a record created without checks (tx.Create).
+type deferredCreate struct {
+	coll, id string
+	uniques  []claimKey
+}
+
+type claimKey struct{ coll, idx, value string }
 
 func (t *tx) check(ctx context.Context, write bool) error {
 	if t.done {
@@ -97,7 +122,12 @@ func (t *tx) send(ctx context.Context) error {
 		return nil
 	}
 	if err := t.conn.SendBatch(ctx, b).Close(); err != nil {
-		return t.fail(err)
+		err = t.explain(ctx, err)
+		t.failed = err
+		return err
+	}
+	if t.writable {
+		t.locked = true
 	}
 	return nil
 }
@@ -135,6 +165,10 @@ func (t *tx) fail(err error) error {
 func (t *tx) end(ctx context.Context) {
 	t.done = true
 	t.next = nil
+	if t.holdsDefs {
+		t.holdsDefs = false
+		t.s.defs.RUnlock()
+	}
 	c := t.conn.Conn()
 	if !c.IsClosed() && c.PgConn().TxStatus() != 'I' {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -161,10 +195,114 @@ func (t *tx) commit(ctx context.Context) error {
 	}
 	b.Queue("COMMIT")
 	if err := t.conn.SendBatch(ctx, b).Close(); err != nil {
-		return mapErr(err)
+		return t.explain(ctx, err)
 	}
 	return nil
 }
+
+// explain maps the error of a send or commit that failed. A failed Expect
+// is an *ExpectError. A deferred create that met a stored ID or unique
+// value is ErrExists or a *UniqueError, as Put would have returned: which
+// one is read once the transaction is rolled back, because PostgreSQL's
+// message does not say it in a form to rely on (it is translated, and
+// quotes bytea in the server's output format).
+func (t *tx) explain(ctx context.Context, err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return mapErr(err)
+	}
+	if pe.Code == expectFailed {
+		if n, perr := strconv.Atoi(pe.Message); perr == nil && n >= 0 && n < len(t.expects) {
+			e := t.expects[n]
+			return &e
+		}
+		return mapErr(err)
+	}
+	if pe.Code != "23505" || len(t.created) == 0 || (pe.TableName != "records" && pe.TableName != "uniques") {
+		return mapErr(err)
+	}
+	// Roll back, and read what holds the keys in a new transaction (with
+	// the tenant set, under row-level security).
+	c := t.conn.Conn()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, rerr := c.Exec(rctx, "ROLLBACK"); rerr != nil {
+		return mapErr(err)
+	}
+	ptx, rerr := c.BeginTx(rctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if rerr != nil {
+		return mapErr(err)
+	}
+	defer ptx.Rollback(rctx) //nolint:errcheck // read only
+	if t.s.rls {
+		if _, rerr := ptx.Exec(rctx, "SELECT set_config('rapport.tenant', $1, true)", t.tenant); rerr != nil {
+			return mapErr(err)
+		}
+	}
+	tenant := []byte(t.tenant)
+	if pe.TableName == "records" {
+		colls, ids := make([]string, len(t.created)), make([][]byte, len(t.created))
+		for i, d := range t.created {
+			colls[i], ids[i] = d.coll, []byte(d.id)
+		}
+		taken := map[[2]string]bool{}
+		rows, qerr := ptx.Query(rctx, "SELECT r.coll, r.id FROM records r JOIN unnest($2::text[], $3::bytea[]) AS w(coll, id) ON r.tenant = $1 AND r.coll = w.coll AND r.id = w.id",
+			tenant, colls, ids)
+		if qerr != nil {
+			return mapErr(err)
+		}
+		for rows.Next() {
+			var coll string
+			var id []byte
+			if rows.Scan(&coll, &id) == nil {
+				taken[[2]string{coll, string(id)}] = true
+			}
+		}
+		rows.Close()
+		for _, d := range t.created {
+			if taken[[2]string{d.coll, d.id}] {
+				return fmt.Errorf("%w: %s %q", storage.ErrExists, d.coll, d.id)
+			}
+		}
+		return mapErr(err)
+	}
+	var colls, idxs []string
+	var vals [][]byte
+	for _, d := range t.created {
+		for _, k := range d.uniques {
+			colls, idxs, vals = append(colls, k.coll), append(idxs, k.idx), append(vals, []byte(k.value))
+		}
+	}
+	holders := map[claimKey]string{}
+	rows, qerr := ptx.Query(rctx, `SELECT u.coll, u.idx, u.value, u.id FROM uniques u
+		JOIN unnest($2::text[], $3::text[], $4::bytea[]) AS w(coll, idx, value)
+		ON u.tenant = $1 AND u.coll = w.coll AND u.idx = w.idx AND u.value = w.value`, tenant, colls, idxs, vals)
+	if qerr != nil {
+		return mapErr(err)
+	}
+	for rows.Next() {
+		var k claimKey
+		var value, id []byte
+		if rows.Scan(&k.coll, &k.idx, &value, &id) == nil {
+			k.value = string(value)
+			holders[k] = string(id)
+		}
+	}
+	rows.Close()
+	for _, d := range t.created {
+		for _, k := range d.uniques {
+			if holder, ok := holders[k]; ok && holder != d.id {
+				return &storage.UniqueError{Collection: k.coll, Index: k.idx, Value: k.value, ExistingID: holder}
+			}
+		}
+	}
+	// The holder is gone since: the clash was with a concurrent
+	// transaction, and a retry may succeed.
+	return mapErr(err)
+}
+
+// expectFailed is the SQLSTATE of a failed Expect (migration 4).
+const expectFailed = "RX001"
 
 // Tenant implements storage.ReadTx.
 func (t *tx) Tenant() string { return t.tenant }
@@ -354,9 +492,30 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 	if clash != nil {
 		return storage.Record{}, clash
 	}
-	// The writes go with the transaction's next round trip, all of them
-	// or (on an error here) none.
 	ver := oldVer + 1
+	if err := t.queueWrite(c, rec, found, ver, oldVals, newVals); err != nil {
+		return storage.Record{}, err
+	}
+	t.wrote(collection)
+	return storage.Record{ID: rec.ID, Version: uint64(ver), Body: bytes.Clone(rec.Body)}, nil
+}
+
+// wrote notes that the transaction wrote to collection other than by a
+// deferred create.
+func (t *tx) wrote(collection string) {
+	if t.written == nil {
+		t.written = map[string]bool{}
+	}
+	t.written[collection] = true
+}
+
+// queueWrite queues, for the transaction's next round trip, the writes
+// of rec at version ver: its row (an update if found), and the changes
+// of its index values from oldVals to newVals. They go all of them or, on
+// an error here, none.
+func (t *tx) queueWrite(c storage.Collection, rec storage.Record, found bool, ver int64, oldVals, newVals [][]string) error {
+	collection := c.Name
+	tenant, id := []byte(t.tenant), []byte(rec.ID)
 	w := &pgx.Batch{}
 	if found {
 		w.Queue("UPDATE records SET version = $4, body = $5 WHERE tenant = $1 AND coll = $2 AND id = $3",
@@ -373,7 +532,7 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 		gone, added := diffValues(was, newVals[i])
 		if len(ix.Columns) > 0 {
 			if err := queueColumns(w, collection, ix, tenant, id, gone, added); err != nil {
-				return storage.Record{}, err
+				return err
 			}
 		}
 		if len(gone) > 0 {
@@ -388,8 +547,9 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 			w.Queue("INSERT INTO entries (tenant, coll, idx, value, id) SELECT $1, $2, $3, v, $4 FROM unnest($5::bytea[]) AS v",
 				tenant, collection, ix.Name, id, added)
 			if ix.Unique {
-				// A value another transaction took after the check above
-				// is a unique violation, which mapErr makes a conflict.
+				// A value another transaction took after the check
+				// (Put) or meanwhile (Create) is a unique violation,
+				// which explain and mapErr report.
 				w.Queue(`INSERT INTO uniques (tenant, coll, idx, value, id) SELECT $1, $2, $3, v, $4 FROM unnest($5::bytea[]) AS v`,
 					tenant, collection, ix.Name, id, added)
 			}
@@ -397,7 +557,98 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 	}
 	next := t.queue()
 	next.QueuedQueries = append(next.QueuedQueries, w.QueuedQueries...)
-	return storage.Record{ID: rec.ID, Version: uint64(ver), Body: bytes.Clone(rec.Body)}, nil
+	return nil
+}
+
+var _ storage.Deferrer = (*tx)(nil)
+
+// Create implements storage.Deferrer: the record's row, index entries and
+// unique values go with the transaction's next round trip, unchecked; the
+// database's keys refuse a taken ID or unique value, and explain says
+// which. In a collection the transaction wrote otherwise, whose writes
+// could clash with it in ways the stored data would not show once rolled
+// back, Create is Put.
+func (t *tx) Create(ctx context.Context, collection string, rec storage.Record) (storage.Record, error) {
+	if err := t.check(ctx, true); err != nil {
+		return storage.Record{}, err
+	}
+	if rec.Version != 0 {
+		return storage.Record{}, fmt.Errorf("%w: create of %s %q at version %d", storage.ErrInvalid, collection, rec.ID, rec.Version)
+	}
+	if t.written[collection] {
+		return t.Put(ctx, collection, rec)
+	}
+	if !t.locked && !t.holdsDefs {
+		// The definitions read below must hold until the declare lock,
+		// which goes with the writes, is granted: a Declare of this
+		// store waits (Store.defs) until the transaction ends.
+		t.s.defs.RLock()
+		t.holdsDefs = true
+	}
+	c, err := t.s.collection(collection)
+	if err != nil {
+		return storage.Record{}, err
+	}
+	if err := storage.ValidateID("record ID", rec.ID); err != nil {
+		return storage.Record{}, err
+	}
+	if err := storage.ValidateBody(rec.Body); err != nil {
+		return storage.Record{}, fmt.Errorf("%s %q: %w", collection, rec.ID, err)
+	}
+	vals, err := c.IndexValues(rec.Body)
+	if err != nil {
+		return storage.Record{}, fmt.Errorf("%s %q: %w", collection, rec.ID, err)
+	}
+	// Clashes among this transaction's deferred creates are found here:
+	// once rolled back, the database would not show them.
+	d := deferredCreate{coll: collection, id: rec.ID}
+	for _, prev := range t.created {
+		if prev.coll == collection && prev.id == rec.ID {
+			return storage.Record{}, fmt.Errorf("%w: %s %q", storage.ErrExists, collection, rec.ID)
+		}
+	}
+	for i, ix := range c.Indexes {
+		if !ix.Unique {
+			continue
+		}
+		for _, v := range vals[i] {
+			k := claimKey{collection, ix.Name, v}
+			if holder, ok := t.claimed[k]; ok {
+				return storage.Record{}, &storage.UniqueError{Collection: collection, Index: ix.Name, Value: v, ExistingID: holder}
+			}
+			d.uniques = append(d.uniques, k)
+		}
+	}
+	if err := t.queueWrite(c, rec, false, 1, nil, vals); err != nil {
+		return storage.Record{}, err
+	}
+	if t.claimed == nil {
+		t.claimed = map[claimKey]string{}
+	}
+	for _, k := range d.uniques {
+		t.claimed[k] = rec.ID
+	}
+	t.created = append(t.created, d)
+	return storage.Record{ID: rec.ID, Version: 1, Body: bytes.Clone(rec.Body)}, nil
+}
+
+// Expect implements storage.Deferrer: the check goes with the
+// transaction's next round trip, in its snapshot.
+func (t *tx) Expect(ctx context.Context, collection, id string, version uint64) error {
+	if err := t.check(ctx, true); err != nil {
+		return err
+	}
+	if _, err := t.s.collection(collection); err != nil {
+		return err
+	}
+	if err := storage.ValidateID("record ID", id); err != nil {
+		return err
+	}
+	n := len(t.expects)
+	t.expects = append(t.expects, storage.ExpectError{Collection: collection, ID: id, Version: version})
+	t.queue().Queue("SELECT rapport_expect(coalesce((SELECT version FROM records WHERE tenant = $1 AND coll = $2 AND id = $3), 0) = $4, $5)",
+		[]byte(t.tenant), collection, []byte(id), int64(version), strconv.Itoa(n))
+	return nil
 }
 
 // diffValues returns the values of was not in now, and of now not in was.
@@ -482,6 +733,7 @@ func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) 
 	}
 	next := t.queue()
 	next.QueuedQueries = append(next.QueuedQueries, b.QueuedQueries...)
+	t.wrote(collection)
 	return nil
 }
 

@@ -1,0 +1,57 @@
+package crm
+
+import (
+	"context"
+	"errors"
+
+	"github.com/rapportcrm/rapport/storage"
+)
+
+// deferTx is the transaction of a single create on a store that can
+// defer checks to the commit (storage.Deferrer, PostgreSQL). Through it,
+// the record is created without waiting for the check of its ID and
+// unique values, and the custom-field schema comes from the engine's
+// cache, with a check that it is still the stored one, instead of being
+// read: the create, its event and the commit go in one round trip.
+type deferTx struct {
+	storage.Tx
+	d storage.Deferrer
+}
+
+// deferring returns tx as a deferTx if its store defers checks.
+func deferring(tx storage.Tx) storage.Tx {
+	if d, ok := tx.(storage.Deferrer); ok {
+		return &deferTx{Tx: tx, d: d}
+	}
+	return tx
+}
+
+// maxExpectRetries bounds how many times a create starts over because the
+// schema it took from the cache had changed.
+const maxExpectRetries = 3
+
+// staleSchema reports whether err is a failed check of a cached schema,
+// forgetting that schema so that the next attempt reads it.
+func (t *Tenant) staleSchema(err error) bool {
+	var ee *storage.ExpectError
+	if !errors.As(err, &ee) || ee.Collection != schemasCollection {
+		return false
+	}
+	t.e.schemas.Delete(schemaKey(t.id, ee.ID))
+	return true
+}
+
+// cachedSchemaFor returns the engine's copy of the schema of entity and
+// has the transaction check, at its commit, that it is still the stored
+// one; ok is false when the engine has no copy.
+func (t *Tenant) cachedSchemaFor(ctx context.Context, dt *deferTx, entity string) (s *Schema, ok bool, err error) {
+	c, found := t.e.schemas.Load(schemaKey(t.id, entity))
+	if !found {
+		return nil, false, nil
+	}
+	cs := c.(*cachedSchema)
+	if err := dt.d.Expect(ctx, schemasCollection, entity, cs.version); err != nil {
+		return nil, false, err
+	}
+	return cs.s, true, nil
+}

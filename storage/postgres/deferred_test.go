@@ -1,0 +1,312 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rapportcrm/rapport/crm"
+	"github.com/rapportcrm/rapport/storage"
+	"github.com/rapportcrm/rapport/storage/postgres"
+	"github.com/rapportcrm/rapport/storage/postgres/pgtest"
+	"github.com/rapportcrm/rapport/storage/storagetest"
+)
+
+func person(id, email string) storage.Record {
+	return storage.Record{ID: id, Body: []byte(fmt.Sprintf(`{"email":%q,"tags":["a"],"address":{"city":"Oslo"}}`, email))}
+}
+
+// createEvent is a write's event, so that a test can see that a failed
+// transaction wrote none.
+func createEvent(id string) storage.Event {
+	return storage.Event{Type: "person.created", Collection: "people", RecordID: id, Time: time.Now()}
+}
+
+// assertOnly checks that the people of tenant are exactly ids, each in
+// the email and tag indexes, and that the outbox holds events events.
+func assertOnly(t *testing.T, st *postgres.Store, tenant string, events uint64, ids ...string) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, st.View(ctx, tenant, func(tx storage.ReadTx) error {
+		pg, err := tx.Scan(ctx, "people", storage.Query{})
+		require.NoError(t, err)
+		var got []string
+		for _, r := range pg.Records {
+			got = append(got, r.ID)
+		}
+		assert.ElementsMatch(t, ids, got, "records")
+		pg, err = tx.Scan(ctx, "people", storage.Query{Index: "tags", Equal: "a", KeysOnly: true})
+		require.NoError(t, err)
+		assert.Len(t, pg.Records, len(ids), "index entries")
+		return nil
+	}))
+	head, err := st.OutboxHead(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, events, head, "events")
+}
+
+// A deferred create is checked by the database at commit: an ID or a
+// unique value that is taken fails the commit with the error Put would
+// have returned, and the transaction writes nothing, its event included.
+func TestDeferredCreate(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	for _, rls := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rls=%v", rls), func(t *testing.T) {
+			st := open(t)
+			if rls {
+				st, _ = rlsStore(t)
+			}
+			require.NoError(t, st.Declare(ctx, storagetest.Collections()...))
+			create := func(recs ...storage.Record) error {
+				return st.Update(ctx, "t", func(tx storage.Tx) error {
+					for _, r := range recs {
+						got, err := tx.(storage.Deferrer).Create(ctx, "people", r)
+						if err != nil {
+							return err
+						}
+						assert.Equal(t, uint64(1), got.Version)
+						if err := tx.Append(ctx, createEvent(r.ID)); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			}
+			require.NoError(t, create(person("ann", "ann@x"), person("bob", "bob@x")))
+			assertOnly(t, st, "t", 2, "ann", "bob")
+
+			// A taken ID, found at commit.
+			err := create(person("cid", "cid@x"), person("ann", "other@x"))
+			require.ErrorIs(t, err, storage.ErrExists)
+			assert.Contains(t, err.Error(), `people "ann"`)
+			assertOnly(t, st, "t", 2, "ann", "bob")
+
+			// A taken unique value, found at commit: the UniqueError
+			// names the holder.
+			err = create(person("cid", "cid@x"), person("dan", "bob@x"))
+			var ue *storage.UniqueError
+			require.ErrorAs(t, err, &ue)
+			assert.Equal(t, storage.UniqueError{Collection: "people", Index: "email", Value: "bob@x", ExistingID: "bob"}, *ue)
+			assertOnly(t, st, "t", 2, "ann", "bob")
+
+			// The same tenant's value is free in another tenant.
+			require.NoError(t, st.Update(ctx, "u", func(tx storage.Tx) error {
+				_, err := tx.(storage.Deferrer).Create(ctx, "people", person("dan", "bob@x"))
+				return err
+			}))
+		})
+	}
+}
+
+// Clashes among a transaction's own writes are found by Create at once,
+// and the transaction goes on: what the database would not show once the
+// transaction rolled back.
+func TestDeferredCreateInTransaction(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	st := open(t)
+	require.NoError(t, st.Declare(ctx, storagetest.Collections()...))
+	err := st.Update(ctx, "t", func(tx storage.Tx) error {
+		d := tx.(storage.Deferrer)
+		_, err := d.Create(ctx, "people", person("ann", "ann@x"))
+		require.NoError(t, err)
+		_, err = d.Create(ctx, "people", person("ann", "new@x"))
+		require.ErrorIs(t, err, storage.ErrExists, "an ID created before in the transaction")
+		_, err = d.Create(ctx, "people", person("bob", "ann@x"))
+		var ue *storage.UniqueError
+		require.ErrorAs(t, err, &ue, "a value created before in the transaction")
+		assert.Equal(t, "ann", ue.ExistingID)
+		_, err = d.Create(ctx, "people", storage.Record{ID: "bad", Body: []byte(`[1]`)})
+		require.ErrorIs(t, err, storage.ErrInvalid)
+		_, err = d.Create(ctx, "people", storage.Record{ID: "v", Version: 3, Body: []byte(`{}`)})
+		require.ErrorIs(t, err, storage.ErrInvalid)
+		_, err = d.Create(ctx, "nowhere", person("x", "x@x"))
+		require.ErrorIs(t, err, storage.ErrUnknownCollection)
+
+		// A Put sees the deferred create.
+		_, err = tx.Put(ctx, "people", person("cid", "ann@x"))
+		require.ErrorAs(t, err, &ue)
+		assert.Equal(t, "ann", ue.ExistingID)
+		got, err := tx.Get(ctx, "people", "ann")
+		require.NoError(t, err)
+		assert.Equal(t, uint64(1), got.Version)
+		// After a Put to the collection, Create checks at once (it is Put).
+		_, err = tx.Put(ctx, "people", person("cid", "cid@x"))
+		require.NoError(t, err)
+		_, err = d.Create(ctx, "people", person("dan", "cid@x"))
+		require.ErrorAs(t, err, &ue)
+		assert.Equal(t, "cid", ue.ExistingID)
+		_, err = d.Create(ctx, "people", person("dan", "dan@x"))
+		return err
+	})
+	require.NoError(t, err)
+	assertOnly(t, st, "t", 0, "ann", "cid", "dan")
+}
+
+// A concurrent transaction that takes a value between a deferred create
+// and its commit makes the commit fail with the UniqueError naming it.
+func TestDeferredCreateLosesRace(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	st := open(t)
+	require.NoError(t, st.Declare(ctx, storagetest.Collections()...))
+	err := st.Update(ctx, "t", func(tx storage.Tx) error {
+		if _, err := tx.(storage.Deferrer).Create(ctx, "people", person("second", "same@x")); err != nil {
+			return err
+		}
+		require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+			_, err := tx.Put(ctx, "people", person("first", "same@x"))
+			return err
+		}))
+		return tx.Append(ctx, createEvent("second"))
+	})
+	var ue *storage.UniqueError
+	require.ErrorAs(t, err, &ue)
+	assert.Equal(t, "first", ue.ExistingID)
+	assertOnly(t, st, "t", 0, "first")
+}
+
+// Expect fails the transaction, with nothing written, when the record is
+// not at the expected version as the transaction sees it.
+func TestExpect(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	for _, rls := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rls=%v", rls), func(t *testing.T) {
+			st := open(t)
+			if rls {
+				st, _ = rlsStore(t)
+			}
+			require.NoError(t, st.Declare(ctx, storagetest.Collections()...))
+			write := func(id string, expect uint64) error {
+				return st.Update(ctx, "t", func(tx storage.Tx) error {
+					if err := tx.(storage.Deferrer).Expect(ctx, "counters", "c", expect); err != nil {
+						return err
+					}
+					if _, err := tx.(storage.Deferrer).Create(ctx, "people", person(id, id+"@x")); err != nil {
+						return err
+					}
+					return tx.Append(ctx, createEvent(id))
+				})
+			}
+			require.NoError(t, write("ann", 0), "c does not exist")
+			require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+				_, err := tx.Put(ctx, "counters", storage.Record{ID: "c", Body: []byte(`{"n":1}`)})
+				return err
+			}))
+			err := write("bob", 0)
+			var ee *storage.ExpectError
+			require.ErrorAs(t, err, &ee)
+			assert.Equal(t, storage.ExpectError{Collection: "counters", ID: "c", Version: 0}, *ee)
+			require.ErrorIs(t, err, storage.ErrConflict)
+			require.NoError(t, write("bob", 1), "c is at version 1")
+			err = write("cid", 2)
+			require.ErrorAs(t, err, &ee)
+			assert.Equal(t, uint64(2), ee.Version)
+			assertOnly(t, st, "t", 2, "ann", "bob")
+
+			// Another tenant's record of the same ID is not this one.
+			require.NoError(t, st.Update(ctx, "u", func(tx storage.Tx) error {
+				return tx.(storage.Deferrer).Expect(ctx, "counters", "c", 0)
+			}))
+			// Bad input is refused at once.
+			require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+				require.ErrorIs(t, tx.(storage.Deferrer).Expect(ctx, "nowhere", "c", 0), storage.ErrUnknownCollection)
+				require.ErrorIs(t, tx.(storage.Deferrer).Expect(ctx, "counters", "", 0), storage.ErrInvalid)
+				return nil
+			}))
+		})
+	}
+}
+
+// A Declare waits for a transaction whose deferred creates used the
+// definitions before its declare lock was granted, so the records it
+// creates are in the indexes as declared now.
+func TestDeferredCreateBeforeDeclare(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	st := open(t)
+	old := storage.Collection{Name: "people", Indexes: []storage.Index{{Name: "email", Field: "email", Unique: true}}}
+	require.NoError(t, st.Declare(ctx, old))
+	declared := make(chan error, 1)
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+		if _, err := tx.(storage.Deferrer).Create(ctx, "people", person("ann", "ann@x")); err != nil {
+			return err
+		}
+		// The Declare adds the tags and city indexes; without the wait it
+		// would rebuild them before this record is committed, and the
+		// record would be written by the old definitions.
+		go func() { declared <- st.Declare(ctx, storagetest.Collections()[0]) }()
+		select {
+		case err := <-declared:
+			t.Errorf("the Declare did not wait for the transaction (err %v)", err)
+			declared <- err
+		case <-time.After(300 * time.Millisecond):
+		}
+		return nil
+	}))
+	require.NoError(t, <-declared)
+	require.NoError(t, st.View(ctx, "t", func(tx storage.ReadTx) error {
+		pg, err := tx.Scan(ctx, "people", storage.Query{Index: "city", Equal: "Oslo"})
+		require.NoError(t, err)
+		require.Len(t, pg.Records, 1)
+		assert.Equal(t, "ann", pg.Records[0].ID)
+		return nil
+	}))
+}
+
+// An engine create on PostgreSQL goes in one round trip: the contact is
+// created unchecked and the custom-field schema comes from the engine's
+// cache, checked at commit. A taken email is still a *ValidationError
+// naming the field, with nothing written; a schema another process saved
+// meanwhile is read again and applies.
+func TestEngineDeferredCreate(t *testing.T) {
+	ctx := context.Background()
+	st, e := openEngine(t)
+	other, err := crm.Open(ctx, crm.Options{Store: openSchema(t, st.Schema())})
+	require.NoError(t, err)
+	defer other.Close()
+
+	ada, err := e.Contacts().Create(ctx, crm.Contact{FirstName: "Ada", Email: "ada@example.com"})
+	require.NoError(t, err)
+	head, err := st.OutboxHead(ctx)
+	require.NoError(t, err)
+
+	_, err = e.Contacts().Create(ctx, crm.Contact{FirstName: "Imposter", Email: "ada@example.com"})
+	var ve *crm.ValidationError
+	require.ErrorAs(t, err, &ve)
+	require.Len(t, ve.Fields, 1)
+	assert.Equal(t, "email", ve.Fields[0].Field)
+	assert.Contains(t, ve.Fields[0].Message, ada.ID)
+	var ue *storage.UniqueError
+	require.ErrorAs(t, err, &ue)
+	assert.Equal(t, ada.ID, ue.ExistingID)
+	page, err := e.Contacts().List(ctx, crm.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, page.Items, 1, "nothing written")
+	after, err := st.OutboxHead(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, head, after, "no event")
+
+	// Another process gives contacts a schema: this engine, which has
+	// cached "no schema" (any custom field goes), must apply it.
+	tier := crm.FieldDef{Key: "tier", Type: crm.FieldString}
+	require.NoError(t, other.Schemas().Save(ctx, &crm.Schema{Entity: "contact", Fields: []crm.FieldDef{tier}}))
+	_, err = e.Contacts().Create(ctx, crm.Contact{FirstName: "Bob", Meta: crm.Meta{Custom: map[string]any{"color": "red"}}})
+	require.ErrorAs(t, err, &ve)
+	assert.Equal(t, "custom.color", ve.Fields[0].Field)
+	// And a default it gives the field later.
+	tier.Default = "gold"
+	require.NoError(t, other.Schemas().Save(ctx, &crm.Schema{Entity: "contact", Fields: []crm.FieldDef{tier}}))
+	bob, err := e.Contacts().Create(ctx, crm.Contact{FirstName: "Bob"})
+	require.NoError(t, err)
+	assert.Equal(t, "gold", bob.Custom["tier"])
+	got, err := other.Contacts().Get(ctx, bob.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "gold", got.Custom["tier"])
+}
