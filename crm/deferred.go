@@ -16,6 +16,9 @@ import (
 type deferTx struct {
 	storage.Tx
 	d storage.Deferrer
+	// cached are the schemas taken from the cache, by entity, at the
+	// version checked.
+	cached map[string]uint64
 }
 
 // deferring returns tx as a deferTx if its store defers checks.
@@ -53,5 +56,32 @@ func (t *Tenant) cachedSchemaFor(ctx context.Context, dt *deferTx, entity string
 	if err := dt.d.Expect(ctx, schemasCollection, entity, cs.version); err != nil {
 		return nil, false, err
 	}
+	if dt.cached == nil {
+		dt.cached = map[string]uint64{}
+	}
+	dt.cached[entity] = cs.version
 	return cs.s, true, nil
+}
+
+// staleCache is called when the work of the transaction failed, which
+// may be because of a cached schema that is no longer the stored one (a
+// field it lacks is refused): the checks of the commit never run then,
+// so it reads the schemas it took from the cache, and returns an
+// *ExpectError if one changed, nil if not (or if it cannot tell).
+func (dt *deferTx) staleCache(ctx context.Context) error {
+	for entity, version := range dt.cached {
+		rec, err := dt.Get(ctx, schemasCollection, entity)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			rec.Version = 0
+		case errors.As(err, new(*storage.ExpectError)):
+			return err
+		case err != nil:
+			return nil
+		}
+		if rec.Version != version {
+			return &storage.ExpectError{Collection: schemasCollection, ID: entity, Version: version}
+		}
+	}
+	return nil
 }

@@ -198,24 +198,41 @@ func (r *Records[T]) Get(ctx context.Context, id string) (T, error) {
 // way, as a *ValidationError.
 func (r *Records[T]) Create(ctx context.Context, rec T) (T, error) {
 	var out T
-	for attempt := 0; ; attempt++ {
-		out = *new(T)
-		err := r.update(ctx, func(tx storage.Tx) error {
-			var err error
-			out, err = r.create(ctx, deferring(tx), rec, r.now())
-			return err
-		})
-		if err == nil {
-			return out, nil
-		}
-		if attempt < maxExpectRetries && r.t.staleSchema(err) {
-			continue
-		}
+	err := r.updateDeferring(ctx, func(tx storage.Tx) error {
+		var err error
+		out, err = r.create(ctx, tx, rec, r.now())
+		return err
+	})
+	if err != nil {
 		// A unique value found taken at the commit.
 		if id := r.k.meta(&out).ID; id != "" && errors.As(err, new(*storage.UniqueError)) && !errors.As(err, new(*ValidationError)) {
 			err = r.putError(id, err)
 		}
 		return *new(T), err
+	}
+	return out, nil
+}
+
+// updateDeferring is update through a deferTx, on a store that defers
+// checks to the commit: fn runs again, with the schema read, if the
+// cached custom-field schema it used had changed, whether fn succeeded
+// (the commit's check fails) or failed (perhaps because of that schema).
+func (r *Records[T]) updateDeferring(ctx context.Context, fn func(tx storage.Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		err := r.update(ctx, func(tx storage.Tx) error {
+			dtx := deferring(tx)
+			err := fn(dtx)
+			if dt, ok := dtx.(*deferTx); ok && err != nil {
+				if stale := dt.staleCache(ctx); stale != nil {
+					return stale
+				}
+			}
+			return err
+		})
+		if err != nil && attempt < maxExpectRetries && r.t.staleSchema(err) {
+			continue
+		}
+		return err
 	}
 }
 
@@ -272,9 +289,13 @@ func (r *Records[T]) CreateMany(ctx context.Context, recs []T) ([]T, error) {
 // ErrConflict. ID, tenant and creation time cannot change. An update that
 // changes nothing writes nothing and returns the stored record; otherwise a
 // "<kind>.updated" event lists the changed fields.
+//
+// On a store that defers checks to the commit (storage.Deferrer), the
+// custom-field schema comes from the engine's cache, checked at commit,
+// which saves a round trip.
 func (r *Records[T]) Update(ctx context.Context, rec T) (T, error) {
 	var out T
-	err := r.update(ctx, func(tx storage.Tx) error {
+	err := r.updateDeferring(ctx, func(tx storage.Tx) error {
 		var err error
 		out, err = r.replace(ctx, tx, rec)
 		return err

@@ -268,9 +268,14 @@ func TestDeferredCreateBeforeDeclare(t *testing.T) {
 func TestEngineDeferredCreate(t *testing.T) {
 	ctx := context.Background()
 	st, e := openEngine(t)
-	other, err := crm.Open(ctx, crm.Options{Store: openSchema(t, st.Schema())})
+	st2, err := postgres.Open(ctx, server.URL, &postgres.Options{Schema: st.Schema()})
 	require.NoError(t, err)
-	defer other.Close()
+	other, err := crm.Open(ctx, crm.Options{Store: st2})
+	require.NoError(t, err)
+	defer func() {
+		require.NoError(t, other.Close())
+		require.NoError(t, st2.Close())
+	}()
 
 	ada, err := e.Contacts().Create(ctx, crm.Contact{FirstName: "Ada", Email: "ada@example.com"})
 	require.NoError(t, err)
@@ -309,4 +314,21 @@ func TestEngineDeferredCreate(t *testing.T) {
 	got, err := other.Contacts().Get(ctx, bob.ID)
 	require.NoError(t, err)
 	assert.Equal(t, "gold", got.Custom["tier"])
+
+	// An update takes the schema from the cache too: a field the other
+	// process adds now is known.
+	color := crm.FieldDef{Key: "color", Type: crm.FieldString}
+	require.NoError(t, other.Schemas().Save(ctx, &crm.Schema{Entity: "contact", Fields: []crm.FieldDef{tier, color}}))
+	bob.Custom["color"] = "red"
+	bob, err = e.Contacts().Update(ctx, bob)
+	require.NoError(t, err)
+	assert.Equal(t, "red", bob.Custom["color"])
+	assert.Equal(t, uint64(2), bob.Version)
+	// And a create: a field the cached schema lacks is no error when the
+	// stored one has it.
+	size := crm.FieldDef{Key: "size", Type: crm.FieldString}
+	require.NoError(t, other.Schemas().Save(ctx, &crm.Schema{Entity: "contact", Fields: []crm.FieldDef{tier, color, size}}))
+	cid, err := e.Contacts().Create(ctx, crm.Contact{FirstName: "Cid", Meta: crm.Meta{Custom: map[string]any{"size": "XL"}}})
+	require.NoError(t, err)
+	assert.Equal(t, "XL", cid.Custom["size"])
 }
