@@ -33,7 +33,7 @@ const automationBatch = 200
 // an event that comes alone is read at once, a stream of them in
 // batches, at one read (and one acknowledgement) per pace instead of one
 // per write.
-const automationPace = 10 * time.Millisecond
+const automationPace = 5 * time.Millisecond
 
 // runAutomations is the runner's loop: it takes events from the outbox
 // and runs what they trigger, and runs the runs that are due again.

@@ -19,6 +19,9 @@ type deferTx struct {
 	// cached are the schemas taken from the cache, by entity, at the
 	// version checked.
 	cached map[string]uint64
+	// created is the ID of the record created without checks: its
+	// clash may fail any later statement, or the commit.
+	created string
 }
 
 // deferring returns tx as a deferTx if its store defers checks.

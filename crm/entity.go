@@ -198,15 +198,22 @@ func (r *Records[T]) Get(ctx context.Context, id string) (T, error) {
 // way, as a *ValidationError.
 func (r *Records[T]) Create(ctx context.Context, rec T) (T, error) {
 	var out T
+	var id string // of the record created without checks
 	err := r.updateDeferring(ctx, func(tx storage.Tx) error {
 		var err error
 		out, err = r.create(ctx, tx, rec, r.now())
+		if dt, ok := tx.(*deferTx); ok {
+			id = dt.created
+		}
 		return err
 	})
 	if err != nil {
-		// A unique value found taken at the commit.
-		if id := r.k.meta(&out).ID; id != "" && errors.As(err, new(*storage.UniqueError)) && !errors.As(err, new(*ValidationError)) {
-			err = r.putError(id, err)
+		// A unique value of the record found taken by a later statement
+		// (what goes with the record, as an order's timeline entry) or
+		// at the commit.
+		var ue *storage.UniqueError
+		if id != "" && errors.As(err, &ue) && ue.Collection == r.k.collection.Name && !errors.As(err, new(*ValidationError)) {
+			err = r.putError(id, ue)
 		}
 		return *new(T), err
 	}
@@ -574,6 +581,9 @@ func (r *Records[T]) put(ctx context.Context, tx storage.Tx, rec *T, version uin
 	r2 := storage.Record{ID: m.ID, Version: version, Body: body}
 	if dt, ok := tx.(*deferTx); ok && version == 0 {
 		_, err = dt.d.Create(ctx, r.k.collection.Name, r2)
+		if err == nil {
+			dt.created = m.ID
+		}
 	} else {
 		_, err = tx.Put(ctx, r.k.collection.Name, r2)
 	}

@@ -377,22 +377,24 @@ func (t *Tenant) schema(ctx context.Context, tx storage.ReadTx, entity string) (
 	key := schemaKey(t.id, entity)
 	rec, err := tx.Get(ctx, schemasCollection, entity)
 	if errors.Is(err, storage.ErrNotFound) {
-		t.e.schemas.Store(key, &cachedSchema{})
+		t.e.schemas.LoadOrStore(key, &cachedSchema{})
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	if c, ok := t.e.schemas.Load(key); ok {
-		if c := c.(*cachedSchema); c.version == rec.Version && bytes.Equal(c.body, rec.Body) {
-			return c.s, nil
-		}
+	cached, _ := t.e.schemas.Load(key)
+	if c, ok := cached.(*cachedSchema); ok && c.version == rec.Version && bytes.Equal(c.body, rec.Body) {
+		return c.s, nil
 	}
 	var s Schema
 	if err := decodeSchema(rec.Body, &s); err != nil {
 		return nil, fmt.Errorf("schema %s: %w", entity, err)
 	}
-	t.e.schemas.Store(key, &cachedSchema{version: rec.Version, body: bytes.Clone(rec.Body), s: &s})
+	// A transaction with an older snapshot does not replace a newer copy.
+	if c, ok := cached.(*cachedSchema); !ok || c.version <= rec.Version {
+		t.e.schemas.Store(key, &cachedSchema{version: rec.Version, body: bytes.Clone(rec.Body), s: &s})
+	}
 	return &s, nil
 }
 

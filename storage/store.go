@@ -154,19 +154,24 @@ type MultiGetter interface {
 // its event commits in one round trip instead of three).
 //
 // Create is Put with Version 0, except for when its failures are
-// reported: a record Create refuses at once (ErrInvalid) is not written,
-// but a taken ID (ErrExists) or unique value (*UniqueError) may instead
-// fail the transaction's next statement or its commit, which then writes
-// nothing. A caller that must know at once uses Put.
+// reported. A record Create refuses at once (ErrInvalid, a clash with
+// another record this transaction created) is not written and the
+// transaction goes on. But a taken ID (ErrExists) or unique value
+// (*UniqueError, naming the record's collection) may instead fail any
+// later call of the transaction that goes to the store (a Get, a Scan, a
+// Put of another record) or its commit; the transaction then writes
+// nothing. When the holder of the value is gone by the time the store
+// looks, the error wraps ErrConflict instead, and a retry may succeed. A
+// caller that must know at once uses Put.
 //
-// Expect makes the transaction commit only if record id of collection
-// still has version (0: does not exist) as the transaction sees it, which
-// is what Get would return: it lets a caller use a copy it read in an
-// earlier transaction without reading it again. Otherwise the
-// transaction's next statement or its commit fails with an
-// *ExpectError, and nothing is written. Versions restart at 1 when a
-// record is deleted and created again, so Expect suits records that are
-// never deleted.
+// Expect makes the transaction fail, with nothing written, unless record
+// id of collection has version (0: does not exist) in the transaction's
+// snapshot, which is what Get would return there. It lets a caller use a
+// copy it read in an earlier transaction without reading it again; like
+// Get, it does not see a change committed after the snapshot was taken.
+// The failure, an *ExpectError, comes from a later call or the commit,
+// as for Create. Versions restart at 1 when a record is deleted and
+// created again, so Expect suits records that are never deleted.
 type Deferrer interface {
 	Create(ctx context.Context, collection string, rec Record) (Record, error)
 	Expect(ctx context.Context, collection, id string, version uint64) error

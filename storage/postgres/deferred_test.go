@@ -298,6 +298,18 @@ func TestEngineDeferredCreate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, head, after, "no event")
 
+	// An order's number, taken, fails the statement that writes its
+	// timeline entry: the same *ValidationError.
+	order := crm.Order{Number: "1", ContactID: ada.ID, OrderedAt: time.Now(), Currency: "USD",
+		Lines: []crm.OrderLine{{SKU: "HAMMOCK", Quantity: 1, UnitPrice: crm.Money{Amount: 5000}}}}
+	first, err := e.Orders().Create(ctx, order)
+	require.NoError(t, err)
+	_, err = e.Orders().Create(ctx, order)
+	require.ErrorAs(t, err, &ve)
+	require.Len(t, ve.Fields, 1)
+	assert.Equal(t, "number", ve.Fields[0].Field)
+	assert.Contains(t, ve.Fields[0].Message, first.ID)
+
 	// Another process gives contacts a schema: this engine, which has
 	// cached "no schema" (any custom field goes), must apply it.
 	tier := crm.FieldDef{Key: "tier", Type: crm.FieldString}
@@ -331,4 +343,44 @@ func TestEngineDeferredCreate(t *testing.T) {
 	cid, err := e.Contacts().Create(ctx, crm.Contact{FirstName: "Cid", Meta: crm.Meta{Custom: map[string]any{"size": "XL"}}})
 	require.NoError(t, err)
 	assert.Equal(t, "XL", cid.Custom["size"])
+}
+
+// While a Declare waits for a transaction with deferred creates, other
+// transactions, even one nested in it, create records without waiting
+// (they check as Put does), and every record ends up in the indexes as
+// declared now.
+func TestCreateWhileDeclareWaits(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	st := open(t)
+	old := storage.Collection{Name: "people", Indexes: []storage.Index{{Name: "email", Field: "email", Unique: true}}}
+	require.NoError(t, st.Declare(ctx, old))
+	declared := make(chan error, 1)
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+		if _, err := tx.(storage.Deferrer).Create(ctx, "people", person("ann", "ann@x")); err != nil {
+			return err
+		}
+		go func() { declared <- st.Declare(ctx, storagetest.Collections()[0]) }()
+		time.Sleep(200 * time.Millisecond) // the Declare waits for this transaction
+		create := func(id string) error {
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			return st.Update(wctx, "t", func(tx storage.Tx) error {
+				_, err := tx.(storage.Deferrer).Create(wctx, "people", person(id, id+"@x"))
+				return err
+			})
+		}
+		require.NoError(t, create("bob"), "nested")
+		done := make(chan error, 1)
+		go func() { done <- create("cid") }()
+		require.NoError(t, <-done, "in another goroutine")
+		return nil
+	}))
+	require.NoError(t, <-declared)
+	require.NoError(t, st.View(ctx, "t", func(tx storage.ReadTx) error {
+		pg, err := tx.Scan(ctx, "people", storage.Query{Index: "city", Equal: "Oslo"})
+		require.NoError(t, err)
+		assert.Len(t, pg.Records, 3)
+		return nil
+	}))
 }

@@ -27,7 +27,14 @@
 // A transaction's statements go in batches, one round trip each: BEGIN
 // with the first statement, the writes of Put and Delete (once their
 // checks have answered) with the next statement or with COMMIT, the
-// events with COMMIT.
+// events with COMMIT. Transactions implement storage.Deferrer: the rows
+// of Create and the check of Expect go with the next statement unchecked
+// and unanswered, and the database refuses a taken key or a changed
+// version there or at COMMIT (migration 4 adds the function that fails an
+// Expect); a create with its event is one round trip. A Declare that
+// rebuilds indexes waits for the transactions whose deferred creates used
+// the definitions before their declare lock was granted; while it waits
+// or runs, Create checks as Put does.
 //
 // # Caveats
 //
@@ -122,7 +129,8 @@ type Store struct {
 	declareMu sync.Mutex
 	// defs is held shared by transactions whose deferred creates used
 	// the definitions before their declare lock was granted (tx.Create),
-	// and exclusively by Declare while it switches them.
+	// and exclusively by a Declare that rebuilds indexes and switches
+	// the definitions.
 	defs      sync.RWMutex
 	stop      context.CancelFunc
 	listening sync.WaitGroup
@@ -511,10 +519,6 @@ func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) 
 		s.gen++
 		s.mu.Unlock()
 	}
-	// No transaction that created records by the definitions in use
-	// commits once they are switched or rebuilt.
-	s.defs.Lock()
-	defer s.defs.Unlock()
 	// When the store holds the collections as declared (an engine
 	// starting, the common case), there is nothing to rebuild and no need
 	// for the exclusive lock: waiting for it would queue every write
@@ -532,6 +536,15 @@ func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) 
 		return fmt.Errorf("postgres: declare: %w", err)
 	}
 	defer ptx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	// No transaction whose deferred creates used the definitions before
+	// its declare lock was granted commits after the indexes are rebuilt
+	// by new ones: wait for those running (new ones write with Put
+	// meanwhile, see tx.Create). The connection is taken first: the
+	// transactions waited for may need the pool.
+	if err := s.lockDefs(ctx); err != nil {
+		return fmt.Errorf("postgres: declare: %w", err)
+	}
+	defer s.defs.Unlock()
 	if _, err := ptx.Exec(ctx, "LOCK TABLE declare_lock IN ACCESS EXCLUSIVE MODE"); err != nil {
 		return fmt.Errorf("postgres: declare: %w", err)
 	}
@@ -549,6 +562,25 @@ func (s *Store) Declare(ctx context.Context, collections ...storage.Collection) 
 		return fmt.Errorf("postgres: declare: %w", mapErr(err))
 	}
 	return nil
+}
+
+// lockDefs takes s.defs exclusively, or gives up when ctx is done.
+func (s *Store) lockDefs(ctx context.Context) error {
+	locked := make(chan struct{})
+	go func() {
+		s.defs.Lock()
+		close(locked)
+	}()
+	select {
+	case <-locked:
+		return nil
+	case <-ctx.Done():
+		go func() {
+			<-locked
+			s.defs.Unlock()
+		}()
+		return ctx.Err()
+	}
 }
 
 // declare brings the stored indexes of c in line with its declaration.

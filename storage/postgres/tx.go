@@ -31,6 +31,12 @@ import (
 // the database after its Put returned (a unique value a concurrent
 // transaction took meanwhile) fails the transaction at its next statement
 // or at its commit, with an error wrapping storage.ErrConflict.
+//
+// Create and Expect (storage.Deferrer) do not wait at all: their
+// statements go with the next round trip, and the database's keys and
+// rapport_expect refuse what Put and Get would have found, failing the
+// transaction. A transaction that creates a record with an event and
+// commits is then one round trip.
 type tx struct {
 	s        *Store
 	conn     *pgxpool.Conn
@@ -61,9 +67,10 @@ type tx struct {
 	// is explained (see explain); claimed maps their unique values to
 	// their IDs. written holds the collections written otherwise, where
 	// Create checks at once (it is Put).
-	created []deferredCreate
-	claimed map[claimKey]string
-	written map[string]bool
+	created    []deferredCreate
+	createdIDs map[[2]string]bool // collection, ID
+	claimed    map[claimKey]string
+	written    map[string]bool
 	// expects are the Expect checks, in order; a failed one names its
 	// position.
 	expects []storage.ExpectError
@@ -581,8 +588,13 @@ func (t *tx) Create(ctx context.Context, collection string, rec storage.Record) 
 	if !t.locked && !t.holdsDefs {
 		// The definitions read below must hold until the declare lock,
 		// which goes with the writes, is granted: a Declare of this
-		// store waits (Store.defs) until the transaction ends.
-		t.s.defs.RLock()
+		// store that rebuilds indexes waits (Store.defs) until the
+		// transaction ends. While one waits or runs, Create is Put,
+		// which checks the definitions once the lock is held: waiting
+		// here could wait for a transaction that waits for this one.
+		if !t.s.defs.TryRLock() {
+			return t.Put(ctx, collection, rec)
+		}
 		t.holdsDefs = true
 	}
 	c, err := t.s.collection(collection)
@@ -602,10 +614,8 @@ func (t *tx) Create(ctx context.Context, collection string, rec storage.Record) 
 	// Clashes among this transaction's deferred creates are found here:
 	// once rolled back, the database would not show them.
 	d := deferredCreate{coll: collection, id: rec.ID}
-	for _, prev := range t.created {
-		if prev.coll == collection && prev.id == rec.ID {
-			return storage.Record{}, fmt.Errorf("%w: %s %q", storage.ErrExists, collection, rec.ID)
-		}
+	if t.createdIDs[[2]string{collection, rec.ID}] {
+		return storage.Record{}, fmt.Errorf("%w: %s %q", storage.ErrExists, collection, rec.ID)
 	}
 	for i, ix := range c.Indexes {
 		if !ix.Unique {
@@ -623,8 +633,9 @@ func (t *tx) Create(ctx context.Context, collection string, rec storage.Record) 
 		return storage.Record{}, err
 	}
 	if t.claimed == nil {
-		t.claimed = map[claimKey]string{}
+		t.claimed, t.createdIDs = map[claimKey]string{}, map[[2]string]bool{}
 	}
+	t.createdIDs[[2]string{collection, rec.ID}] = true
 	for _, k := range d.uniques {
 		t.claimed[k] = rec.ID
 	}
