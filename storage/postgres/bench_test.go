@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,7 +62,8 @@ func benchStore(b *testing.B) (*postgres.Store, *pgxpool.Pool) {
 //     store's rows written raw (one batch: BEGIN, the record, its four
 //     index entries and one unique value, COMMIT), store Put (the same
 //     rows), engine contact create (validation, record, indexes, lookup
-//     terms, outbox event);
+//     terms, outbox event); raw INSERT and engine create again from
+//     eight clients at once (-8);
 //   - bulk: 10,000 records per transaction: raw COPY, the store's rows
 //     written raw with COPY, store Puts, the store's CreateMany
 //     (storage.BulkCreator), engine CreateMany and CreateEach (the import
@@ -133,6 +136,42 @@ func BenchmarkWrite(b *testing.B) {
 			i++
 		}
 		b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "records/s")
+	})
+	// The same with eight clients at once, as a server sees them: the
+	// commits share the disk flushes (group commit).
+	b.Run("insert/raw-pgx-8", func(b *testing.B) {
+		_, pool := benchStore(b)
+		var next atomic.Int64
+		b.SetParallelism(8 / runtime.GOMAXPROCS(0))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				r := storagetest.BenchRecord(int(next.Add(1)))
+				if _, err := pool.Exec(ctx, "INSERT INTO raw (id, body) VALUES ($1, $2)", []byte(r.ID), []byte(r.Body)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("insert/engine-8", func(b *testing.B) {
+		st, _ := benchStore(b)
+		e, err := crm.Open(ctx, crm.Options{Store: st})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer e.Close()
+		var next atomic.Int64
+		b.SetParallelism(8 / runtime.GOMAXPROCS(0))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := e.Contacts().Create(ctx, benchContact(int(next.Add(1)))); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	})
 	// The rows engine creates wrote (records, index entries, unique
 	// values, events), each contact's in one transaction sent as one
