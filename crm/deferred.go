@@ -7,15 +7,20 @@ import (
 	"github.com/rapportcrm/rapport/storage"
 )
 
-// deferTx is the transaction of a single create on a store that can
-// defer checks to the commit (storage.Deferrer, PostgreSQL). Through it,
-// the record is created without waiting for the check of its ID and
-// unique values, and the custom-field schema comes from the engine's
-// cache, with a check that it is still the stored one, instead of being
-// read: the create, its event and the commit go in one round trip.
+// deferTx is the transaction of a single create or update on a store
+// that can defer checks to the commit (storage.Deferrer, PostgreSQL).
+// Through it, the record is written without waiting for the checks of
+// its ID, version and unique values, and the custom-field schema comes
+// from the engine's cache, with a check that it is still the stored one,
+// instead of being read: a create, its event and the commit go in one
+// round trip, an update in two.
 type deferTx struct {
 	storage.Tx
 	d storage.Deferrer
+	// coll is the collection of the records written without checks:
+	// the transaction's own kind, whose errors Create and Update map;
+	// other records it writes are checked at once.
+	coll string
 	// cached are the schemas taken from the cache, by entity, at the
 	// version checked.
 	cached map[string]uint64
@@ -24,16 +29,17 @@ type deferTx struct {
 	created string
 }
 
-// deferring returns tx as a deferTx if its store defers checks.
-func deferring(tx storage.Tx) storage.Tx {
+// deferring returns tx as a deferTx writing records of coll, if its
+// store defers checks.
+func deferring(tx storage.Tx, coll string) storage.Tx {
 	if d, ok := tx.(storage.Deferrer); ok {
-		return &deferTx{Tx: tx, d: d}
+		return &deferTx{Tx: tx, d: d, coll: coll}
 	}
 	return tx
 }
 
-// maxExpectRetries bounds how many times a create starts over because the
-// schema it took from the cache had changed.
+// maxExpectRetries bounds how many times a create or update starts over
+// because the schema it took from the cache had changed.
 const maxExpectRetries = 3
 
 // staleSchema reports whether err is a failed check of a cached schema,

@@ -227,7 +227,7 @@ func (r *Records[T]) Create(ctx context.Context, rec T) (T, error) {
 func (r *Records[T]) updateDeferring(ctx context.Context, fn func(tx storage.Tx) error) error {
 	for attempt := 0; ; attempt++ {
 		err := r.update(ctx, func(tx storage.Tx) error {
-			dtx := deferring(tx)
+			dtx := deferring(tx, r.k.collection.Name)
 			err := fn(dtx)
 			if dt, ok := dtx.(*deferTx); ok && err != nil {
 				if stale := dt.staleCache(ctx); stale != nil {
@@ -297,9 +297,12 @@ func (r *Records[T]) CreateMany(ctx context.Context, recs []T) ([]T, error) {
 // changes nothing writes nothing and returns the stored record; otherwise a
 // "<kind>.updated" event lists the changed fields.
 //
-// On a store that defers checks to the commit (storage.Deferrer), the
-// custom-field schema comes from the engine's cache, checked at commit,
-// which saves a round trip.
+// On a store that defers checks to the commit (storage.Deferrer,
+// PostgreSQL), the write goes unchecked and the custom-field schema comes
+// from the engine's cache, both checked at commit: an update is two round
+// trips (the read, then the write with the commit). A unique value taken
+// is then found at the commit and reported the same way, as a
+// *ValidationError; a concurrent change, as ErrConflict.
 func (r *Records[T]) Update(ctx context.Context, rec T) (T, error) {
 	var out T
 	err := r.updateDeferring(ctx, func(tx storage.Tx) error {
@@ -307,7 +310,15 @@ func (r *Records[T]) Update(ctx context.Context, rec T) (T, error) {
 		out, err = r.replace(ctx, tx, rec)
 		return err
 	})
-	return out, err
+	if err != nil {
+		// A unique value found taken at the commit, as by Create.
+		var ue *storage.UniqueError
+		if id := r.k.meta(&rec).ID; errors.As(err, &ue) && ue.Collection == r.k.collection.Name && !errors.As(err, new(*ValidationError)) {
+			err = r.putError(id, ue)
+		}
+		return *new(T), err
+	}
+	return out, nil
 }
 
 // Delete removes the record and appends a "<kind>.deleted" event carrying
@@ -579,12 +590,15 @@ func (r *Records[T]) put(ctx context.Context, tx storage.Tx, rec *T, version uin
 		return nil, (problems{{Field: "record", Message: fmt.Sprintf("is %d bytes as JSON, the limit is %d", len(body), storage.MaxBodySize-eventOverhead)}}).err(r.k.name, m.ID)
 	}
 	r2 := storage.Record{ID: m.ID, Version: version, Body: body}
-	if dt, ok := tx.(*deferTx); ok && version == 0 {
+	switch dt, ok := tx.(*deferTx); {
+	case ok && dt.coll == r.k.collection.Name && version == 0:
 		_, err = dt.d.Create(ctx, r.k.collection.Name, r2)
 		if err == nil {
 			dt.created = m.ID
 		}
-	} else {
+	case ok && dt.coll == r.k.collection.Name:
+		_, err = dt.d.Replace(ctx, r.k.collection.Name, r2)
+	default:
 		_, err = tx.Put(ctx, r.k.collection.Name, r2)
 	}
 	if err != nil {

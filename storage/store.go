@@ -148,7 +148,7 @@ type MultiGetter interface {
 }
 
 // Deferrer is implemented by the write transactions of server stores
-// that can send a create, or a check of what the transaction read, with
+// that can send a write, or a check of what the transaction read, with
 // the transaction's next statement or its commit instead of waiting for
 // an answer (PostgreSQL: a transaction that creates a record and appends
 // its event commits in one round trip instead of three).
@@ -164,6 +164,13 @@ type MultiGetter interface {
 // looks, the error wraps ErrConflict instead, and a retry may succeed. A
 // caller that must know at once uses Put.
 //
+// Replace is Put with a Version other than 0, with the same freedom: a
+// store that holds what it needs (PostgreSQL: the record as this
+// transaction read it, at rec.Version) sends the write unchecked, and a
+// unique value taken (*UniqueError) or a record changed or deleted by a
+// concurrent transaction (ErrConflict) may fail a later call or the
+// commit instead of Replace. Otherwise Replace checks as Put does.
+//
 // Expect makes the transaction fail, with nothing written, unless record
 // id of collection has version (0: does not exist) in the transaction's
 // snapshot, which is what Get would return there. It lets a caller use a
@@ -174,6 +181,7 @@ type MultiGetter interface {
 // created again, so Expect suits records that are never deleted.
 type Deferrer interface {
 	Create(ctx context.Context, collection string, rec Record) (Record, error)
+	Replace(ctx context.Context, collection string, rec Record) (Record, error)
 	Expect(ctx context.Context, collection, id string, version uint64) error
 }
 

@@ -336,6 +336,26 @@ func TestEngineDeferredCreate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "red", bob.Custom["color"])
 	assert.Equal(t, uint64(2), bob.Version)
+	// An update to a taken email is found at commit: the same
+	// *ValidationError, nothing written.
+	bob.Email = "ada@example.com"
+	_, err = e.Contacts().Update(ctx, bob)
+	require.ErrorAs(t, err, &ve)
+	require.Len(t, ve.Fields, 1)
+	assert.Equal(t, "email", ve.Fields[0].Field)
+	assert.Contains(t, ve.Fields[0].Message, ada.ID)
+	got, err = e.Contacts().Get(ctx, bob.ID)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), got.Version)
+	assert.Empty(t, got.Email)
+	// And an update based on an old version is a conflict.
+	bob.Email = "bob@example.com"
+	got.Title = "Dr"
+	_, err = e.Contacts().Update(ctx, got)
+	require.NoError(t, err)
+	_, err = e.Contacts().Update(ctx, bob)
+	require.ErrorIs(t, err, crm.ErrConflict)
+
 	// And a create: a field the cached schema lacks is no error when the
 	// stored one has it.
 	size := crm.FieldDef{Key: "size", Type: crm.FieldString}
@@ -381,6 +401,112 @@ func TestCreateWhileDeclareWaits(t *testing.T) {
 		pg, err := tx.Scan(ctx, "people", storage.Query{Index: "city", Equal: "Oslo"})
 		require.NoError(t, err)
 		assert.Len(t, pg.Records, 3)
+		return nil
+	}))
+}
+
+// A Replace of a record the transaction read goes unchecked: the index
+// entries move, a unique value taken is a *UniqueError at commit and a
+// concurrent change an ErrConflict, with nothing written either way.
+func TestDeferredReplace(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	st := open(t)
+	require.NoError(t, st.Declare(ctx, storagetest.Collections()...))
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+		for _, r := range []storage.Record{person("ann", "ann@x"), person("bob", "bob@x")} {
+			if _, err := tx.Put(ctx, "people", r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	replace := func(id, body string, meanwhile func()) error {
+		return st.Update(ctx, "t", func(tx storage.Tx) error {
+			cur, err := tx.Get(ctx, "people", id)
+			if err != nil {
+				return err
+			}
+			got, err := tx.(storage.Deferrer).Replace(ctx, "people", storage.Record{ID: id, Version: cur.Version, Body: []byte(body)})
+			if err != nil {
+				return err
+			}
+			assert.Equal(t, cur.Version+1, got.Version)
+			if meanwhile != nil {
+				meanwhile()
+			}
+			return tx.Append(ctx, createEvent(id))
+		})
+	}
+	email := func(id string) string {
+		var rec storage.Record
+		require.NoError(t, st.View(ctx, "t", func(tx storage.ReadTx) error {
+			var err error
+			rec, err = tx.Get(ctx, "people", id)
+			return err
+		}))
+		return string(rec.Body)
+	}
+	scan := func(index, value string) []string {
+		var ids []string
+		require.NoError(t, st.View(ctx, "t", func(tx storage.ReadTx) error {
+			pg, err := tx.Scan(ctx, "people", storage.Query{Index: index, Equal: value, KeysOnly: true})
+			for _, r := range pg.Records {
+				ids = append(ids, r.ID)
+			}
+			return err
+		}))
+		return ids
+	}
+
+	require.NoError(t, replace("ann", `{"email":"ann@y","tags":["b"],"address":{"city":"Bergen"}}`, nil))
+	assert.Equal(t, []string{"ann"}, scan("email", "ann@y"))
+	assert.Empty(t, scan("email", "ann@x"))
+	assert.Equal(t, []string{"ann"}, scan("city", "Bergen"))
+	assert.Equal(t, []string{"bob"}, scan("city", "Oslo"))
+
+	// A value another record holds.
+	err := replace("ann", `{"email":"bob@x"}`, nil)
+	var ue *storage.UniqueError
+	require.ErrorAs(t, err, &ue)
+	assert.Equal(t, storage.UniqueError{Collection: "people", Index: "email", Value: "bob@x", ExistingID: "bob"}, *ue)
+	assert.Contains(t, email("ann"), "ann@y")
+
+	// The record changed by another transaction after this one read it.
+	err = replace("ann", `{"email":"ann@z"}`, func() {
+		// (A Replace that locked the row would make this wait.)
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		require.NoError(t, st.Update(wctx, "t", func(tx storage.Tx) error {
+			cur, err := tx.Get(wctx, "people", "ann")
+			if err != nil {
+				return err
+			}
+			_, err = tx.Put(wctx, "people", storage.Record{ID: "ann", Version: cur.Version, Body: []byte(`{"email":"ann@w"}`)})
+			return err
+		}))
+	})
+	require.ErrorIs(t, err, storage.ErrConflict)
+	assert.Contains(t, email("ann"), "ann@w")
+	assert.Equal(t, []string{"ann"}, scan("email", "ann@w"))
+	head, err := st.OutboxHead(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), head, "only the first replace's event")
+
+	// Without a read, or at another version, Replace checks as Put does.
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+		_, err := tx.(storage.Deferrer).Replace(ctx, "people", storage.Record{ID: "bob", Version: 7, Body: []byte(`{}`)})
+		require.ErrorIs(t, err, storage.ErrConflict)
+		_, err = tx.(storage.Deferrer).Replace(ctx, "people", storage.Record{ID: "bob", Body: []byte(`{}`)})
+		require.ErrorIs(t, err, storage.ErrInvalid)
+		// A value a deferred create of this transaction took.
+		_, err = tx.(storage.Deferrer).Create(ctx, "people", person("cid", "cid@x"))
+		require.NoError(t, err)
+		cur, err := tx.Get(ctx, "people", "bob")
+		require.NoError(t, err)
+		_, err = tx.(storage.Deferrer).Replace(ctx, "people", storage.Record{ID: "bob", Version: cur.Version, Body: []byte(`{"email":"cid@x"}`)})
+		require.ErrorAs(t, err, &ue)
+		assert.Equal(t, "cid", ue.ExistingID)
 		return nil
 	}))
 }

@@ -28,9 +28,10 @@
 // with the first statement, the writes of Put and Delete (once their
 // checks have answered) with the next statement or with COMMIT, the
 // events with COMMIT. Transactions implement storage.Deferrer: the rows
-// of Create and the check of Expect go with the next statement unchecked
-// and unanswered, and the database refuses a taken key or a changed
-// version there or at COMMIT (migration 4 adds the function that fails an
+// of Create, of Replace (of a record the transaction read) and the check
+// of Expect go with the next statement unchecked and unanswered, and the
+// database refuses a taken key, a concurrent change or a changed version
+// there or at COMMIT (migration 4 adds the function that fails an
 // Expect); a create with its event is one round trip. A Declare that
 // rebuilds indexes waits for the transactions whose deferred creates used
 // the definitions before their declare lock was granted; while it waits

@@ -32,11 +32,11 @@ import (
 // transaction took meanwhile) fails the transaction at its next statement
 // or at its commit, with an error wrapping storage.ErrConflict.
 //
-// Create and Expect (storage.Deferrer) do not wait at all: their
-// statements go with the next round trip, and the database's keys and
-// rapport_expect refuse what Put and Get would have found, failing the
-// transaction. A transaction that creates a record with an event and
-// commits is then one round trip.
+// Create, Replace and Expect (storage.Deferrer) do not wait at all:
+// their statements go with the next round trip, and the database's keys,
+// its serialization checks and rapport_expect refuse what Put and Get
+// would have found, failing the transaction. A transaction that creates
+// a record with an event and commits is then one round trip.
 type tx struct {
 	s        *Store
 	conn     *pgxpool.Conn
@@ -74,12 +74,28 @@ type tx struct {
 	// expects are the Expect checks, in order; a failed one names its
 	// position.
 	expects []storage.ExpectError
+	// seen holds, in a write transaction, the records it read or wrote
+	// as it sees them now, by collection and ID: what Replace needs to
+	// write one unchecked.
+	seen map[[2]string]storage.Record
+}
+
+// see notes rec of collection as the transaction now sees it.
+func (t *tx) see(collection string, rec storage.Record) {
+	if !t.writable {
+		return
+	}
+	if t.seen == nil {
+		t.seen = map[[2]string]storage.Record{}
+	}
+	t.seen[[2]string{collection, rec.ID}] = rec
 }
 
 // deferredCreate is a record created without checks (tx.Create).
 type deferredCreate struct {
 	coll, id string
-	uniques  []claimKey
+	uniques  []claimKey // the unique values it takes
+	replace  bool       // a deferred Replace: only its unique values may clash
 }
 
 type claimKey struct{ coll, idx, value string }
@@ -248,9 +264,12 @@ func (t *tx) explain(ctx context.Context, err error) error {
 	}
 	tenant := []byte(t.tenant)
 	if pe.TableName == "records" {
-		colls, ids := make([]string, len(t.created)), make([][]byte, len(t.created))
-		for i, d := range t.created {
-			colls[i], ids[i] = d.coll, []byte(d.id)
+		var colls []string
+		var ids [][]byte
+		for _, d := range t.created {
+			if !d.replace {
+				colls, ids = append(colls, d.coll), append(ids, []byte(d.id))
+			}
 		}
 		taken := map[[2]string]bool{}
 		rows, qerr := ptx.Query(rctx, "SELECT r.coll, r.id FROM records r JOIN unnest($2::text[], $3::bytea[]) AS w(coll, id) ON r.tenant = $1 AND r.coll = w.coll AND r.id = w.id",
@@ -267,7 +286,7 @@ func (t *tx) explain(ctx context.Context, err error) error {
 		}
 		rows.Close()
 		for _, d := range t.created {
-			if taken[[2]string{d.coll, d.id}] {
+			if !d.replace && taken[[2]string{d.coll, d.id}] {
 				return fmt.Errorf("%w: %s %q", storage.ErrExists, d.coll, d.id)
 			}
 		}
@@ -347,7 +366,9 @@ func (t *tx) Get(ctx context.Context, collection, id string) (storage.Record, er
 	if !found {
 		return storage.Record{}, notFound(collection, id)
 	}
-	return storage.Record{ID: id, Version: uint64(ver), Body: body}, nil
+	rec := storage.Record{ID: id, Version: uint64(ver), Body: body}
+	t.see(collection, rec)
+	return rec, nil
 }
 
 var _ storage.MultiGetter = (*tx)(nil)
@@ -380,6 +401,7 @@ func (t *tx) GetMany(ctx context.Context, collection string, ids []string) ([]st
 				return err
 			}
 			found[string(id)] = storage.Record{ID: string(id), Version: uint64(ver), Body: body}
+			t.see(collection, found[string(id)])
 		}
 		return rows.Err()
 	})
@@ -504,7 +526,9 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 		return storage.Record{}, err
 	}
 	t.wrote(collection)
-	return storage.Record{ID: rec.ID, Version: uint64(ver), Body: bytes.Clone(rec.Body)}, nil
+	out := storage.Record{ID: rec.ID, Version: uint64(ver), Body: bytes.Clone(rec.Body)}
+	t.see(collection, out)
+	return out, nil
 }
 
 // wrote notes that the transaction wrote to collection other than by a
@@ -643,6 +667,65 @@ func (t *tx) Create(ctx context.Context, collection string, rec storage.Record) 
 	return storage.Record{ID: rec.ID, Version: 1, Body: bytes.Clone(rec.Body)}, nil
 }
 
+// Replace implements storage.Deferrer. A record this transaction read
+// (or wrote) at rec.Version is updated without a round trip of checks:
+// its old index values are known, a concurrent change or delete since the
+// transaction's snapshot makes the UPDATE a serialization failure
+// (ErrConflict), and a unique value it takes is refused by the database
+// and explained as for Create. Otherwise, or in a collection the
+// transaction wrote otherwise, Replace is Put.
+func (t *tx) Replace(ctx context.Context, collection string, rec storage.Record) (storage.Record, error) {
+	if err := t.check(ctx, true); err != nil {
+		return storage.Record{}, err
+	}
+	if rec.Version == 0 {
+		return storage.Record{}, fmt.Errorf("%w: replace of %s %q at version 0", storage.ErrInvalid, collection, rec.ID)
+	}
+	old, ok := t.seen[[2]string{collection, rec.ID}]
+	if !ok || old.Version != rec.Version || t.written[collection] || !t.locked {
+		return t.Put(ctx, collection, rec)
+	}
+	// The declare lock is held (the read sent it): the definitions hold.
+	c, err := t.s.collection(collection)
+	if err != nil {
+		return storage.Record{}, err
+	}
+	if err := storage.ValidateBody(rec.Body); err != nil {
+		return storage.Record{}, fmt.Errorf("%s %q: %w", collection, rec.ID, err)
+	}
+	newVals, err := c.IndexValues(rec.Body)
+	if err != nil {
+		return storage.Record{}, fmt.Errorf("%s %q: %w", collection, rec.ID, err)
+	}
+	oldVals, err := c.IndexValues(old.Body)
+	if err != nil {
+		return storage.Record{}, fmt.Errorf("%s %q: stored body: %w", collection, rec.ID, err)
+	}
+	d := deferredCreate{coll: collection, id: rec.ID, replace: true}
+	for i, ix := range c.Indexes {
+		if !ix.Unique {
+			continue
+		}
+		_, added := diffValues(oldVals[i], newVals[i])
+		for _, v := range added {
+			k := claimKey{collection, ix.Name, string(v)}
+			if holder, ok := t.claimed[k]; ok && holder != rec.ID {
+				return storage.Record{}, &storage.UniqueError{Collection: collection, Index: ix.Name, Value: string(v), ExistingID: holder}
+			}
+			d.uniques = append(d.uniques, k)
+		}
+	}
+	ver := int64(rec.Version) + 1
+	if err := t.queueWrite(c, rec, true, ver, oldVals, newVals); err != nil {
+		return storage.Record{}, err
+	}
+	t.created = append(t.created, d)
+	t.wrote(collection) // later writes there check as Put does
+	out := storage.Record{ID: rec.ID, Version: uint64(ver), Body: bytes.Clone(rec.Body)}
+	t.see(collection, out)
+	return out, nil
+}
+
 // Expect implements storage.Deferrer: the check goes with the
 // transaction's next round trip, in its snapshot.
 func (t *tx) Expect(ctx context.Context, collection, id string, version uint64) error {
@@ -745,6 +828,7 @@ func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) 
 	next := t.queue()
 	next.QueuedQueries = append(next.QueuedQueries, b.QueuedQueries...)
 	t.wrote(collection)
+	delete(t.seen, [2]string{collection, id})
 	return nil
 }
 
