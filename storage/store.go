@@ -164,12 +164,13 @@ type MultiGetter interface {
 // looks, the error wraps ErrConflict instead, and a retry may succeed. A
 // caller that must know at once uses Put.
 //
-// Replace is Put with a Version other than 0, with the same freedom: a
-// store that holds what it needs (PostgreSQL: the record as this
-// transaction read it, at rec.Version) sends the write unchecked, and a
-// unique value taken (*UniqueError) or a record changed or deleted by a
-// concurrent transaction (ErrConflict) may fail a later call or the
-// commit instead of Replace. Otherwise Replace checks as Put does.
+// Replace is Put with a Version other than 0 (0 is ErrInvalid), with the
+// same freedom: a store that holds what it needs (PostgreSQL: the record
+// as this transaction read it, at rec.Version, before it wrote anything
+// else to the collection) sends the write unchecked, and a unique value
+// taken (*UniqueError) or a record changed or deleted by a concurrent
+// transaction (ErrConflict) may fail a later call or the commit instead
+// of Replace. Otherwise Replace checks as Put does.
 //
 // Expect makes the transaction fail, with nothing written, unless record
 // id of collection has version (0: does not exist) in the transaction's

@@ -64,6 +64,8 @@ func benchStore(b *testing.B) (*postgres.Store, *pgxpool.Pool) {
 //     rows), engine contact create (validation, record, indexes, lookup
 //     terms, outbox event); raw INSERT and engine create again from
 //     eight clients at once (-8);
+//   - update: one stored record per transaction: raw autocommit UPDATE,
+//     engine contact update;
 //   - bulk: 10,000 records per transaction: raw COPY, the store's rows
 //     written raw with COPY, store Puts, the store's CreateMany
 //     (storage.BulkCreator), engine CreateMany and CreateEach (the import
@@ -172,6 +174,52 @@ func BenchmarkWrite(b *testing.B) {
 			}
 		})
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	})
+	// Updates of stored records, one per transaction: a raw autocommit
+	// UPDATE of the body, and an engine contact update (read, validation,
+	// record, event).
+	b.Run("update/raw-pgx", func(b *testing.B) {
+		_, pool := benchStore(b)
+		const n = 1000
+		for i := range n {
+			r := storagetest.BenchRecord(i)
+			if _, err := pool.Exec(ctx, "INSERT INTO raw (id, body) VALUES ($1, $2)", []byte(r.ID), []byte(r.Body)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		i := 0
+		for b.Loop() {
+			r := storagetest.BenchRecord(i % n)
+			if _, err := pool.Exec(ctx, "UPDATE raw SET body = $2 WHERE id = $1", []byte(r.ID), []byte(r.Body)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("update/engine", func(b *testing.B) {
+		st, _ := benchStore(b)
+		e, err := crm.Open(ctx, crm.Options{Store: st})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer e.Close()
+		cs := make([]crm.Contact, 1000)
+		for i := range cs {
+			if cs[i], err = e.Contacts().Create(ctx, benchContact(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		i := 0
+		for b.Loop() {
+			c := &cs[i%len(cs)]
+			c.Title = fmt.Sprint("Title ", i)
+			if *c, err = e.Contacts().Update(ctx, *c); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "records/s")
 	})
 	// The rows engine creates wrote (records, index entries, unique
 	// values, events), each contact's in one transaction sent as one

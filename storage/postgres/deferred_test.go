@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"testing"
@@ -492,6 +493,33 @@ func TestDeferredReplace(t *testing.T) {
 	head, err := st.OutboxHead(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), head, "only the first replace's event")
+
+	// The body the transaction read may change in the caller's hands:
+	// the index entries still move by the values stored.
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+		cur, err := tx.Get(ctx, "people", "bob")
+		if err != nil {
+			return err
+		}
+		body := cur.Body
+		copy(body, bytes.Replace(body, []byte("bob@x"), []byte("bob@y"), 1))
+		_, err = tx.(storage.Deferrer).Replace(ctx, "people", storage.Record{ID: "bob", Version: cur.Version, Body: body})
+		return err
+	}))
+	assert.Equal(t, []string{"bob"}, scan("email", "bob@y"))
+	assert.Empty(t, scan("email", "bob@x"))
+	// An unchecked update is of the row at the version read, or fails.
+	err = st.Update(ctx, "t", func(tx storage.Tx) error {
+		if _, err := tx.Get(ctx, "people", "bob"); err != nil {
+			return err
+		}
+		postgres.SetSeenVersion(tx, "people", "bob", 9)
+		_, err := tx.(storage.Deferrer).Replace(ctx, "people", storage.Record{ID: "bob", Version: 9, Body: []byte(`{"email":"bob@z"}`)})
+		return err
+	})
+	var ee *storage.ExpectError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, []string{"bob"}, scan("email", "bob@y"))
 
 	// Without a read, or at another version, Replace checks as Put does.
 	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {

@@ -32,11 +32,12 @@ import (
 // transaction took meanwhile) fails the transaction at its next statement
 // or at its commit, with an error wrapping storage.ErrConflict.
 //
-// Create, Replace and Expect (storage.Deferrer) do not wait at all:
-// their statements go with the next round trip, and the database's keys,
-// its serialization checks and rapport_expect refuse what Put and Get
-// would have found, failing the transaction. A transaction that creates
-// a record with an event and commits is then one round trip.
+// Create, Replace (of a record the transaction read) and Expect
+// (storage.Deferrer) do not wait: their statements go with the next round
+// trip, and the database's keys, its serialization checks and
+// rapport_expect refuse what Put and Get would have found, failing the
+// transaction. A transaction that creates a record with an event and
+// commits is then one round trip.
 type tx struct {
 	s        *Store
 	conn     *pgxpool.Conn
@@ -74,20 +75,22 @@ type tx struct {
 	// expects are the Expect checks, in order; a failed one names its
 	// position.
 	expects []storage.ExpectError
-	// seen holds, in a write transaction, the records it read or wrote
-	// as it sees them now, by collection and ID: what Replace needs to
-	// write one unchecked.
+	// seen holds, in a write transaction, the records it read in
+	// collections it has not written, by collection and ID: what Replace
+	// needs to write one unchecked.
 	seen map[[2]string]storage.Record
 }
 
-// see notes rec of collection as the transaction now sees it.
+// see notes rec of collection, as a write transaction read it, for
+// Replace; not in a collection it wrote, where Replace is Put.
 func (t *tx) see(collection string, rec storage.Record) {
-	if !t.writable {
+	if !t.writable || t.written[collection] {
 		return
 	}
 	if t.seen == nil {
 		t.seen = map[[2]string]storage.Record{}
 	}
+	rec.Body = bytes.Clone(rec.Body) // the caller's copy may change
 	t.seen[[2]string{collection, rec.ID}] = rec
 }
 
@@ -522,13 +525,11 @@ func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (st
 		return storage.Record{}, clash
 	}
 	ver := oldVer + 1
-	if err := t.queueWrite(c, rec, found, ver, oldVals, newVals); err != nil {
+	if err := t.queueWrite(c, rec, found, ver, oldVals, newVals, -1); err != nil {
 		return storage.Record{}, err
 	}
 	t.wrote(collection)
-	out := storage.Record{ID: rec.ID, Version: uint64(ver), Body: bytes.Clone(rec.Body)}
-	t.see(collection, out)
-	return out, nil
+	return storage.Record{ID: rec.ID, Version: uint64(ver), Body: bytes.Clone(rec.Body)}, nil
 }
 
 // wrote notes that the transaction wrote to collection other than by a
@@ -544,16 +545,27 @@ func (t *tx) wrote(collection string) {
 // of rec at version ver: its row (an update if found), and the changes
 // of its index values from oldVals to newVals. They go all of them or, on
 // an error here, none.
-func (t *tx) queueWrite(c storage.Collection, rec storage.Record, found bool, ver int64, oldVals, newVals [][]string) error {
+//
+// With guard (a position in t.expects), the update is of the row at
+// version ver-1 only, and the transaction fails with that Expect if the
+// row is at another: an unchecked write never moves index entries by
+// values the row did not have.
+func (t *tx) queueWrite(c storage.Collection, rec storage.Record, found bool, ver int64, oldVals, newVals [][]string, guard int) error {
 	collection := c.Name
 	tenant, id := []byte(t.tenant), []byte(rec.ID)
+	body := bytes.Clone(rec.Body) // sent later: the caller may reuse rec.Body
 	w := &pgx.Batch{}
-	if found {
+	switch {
+	case found && guard >= 0:
+		w.Queue(`WITH u AS (UPDATE records SET version = $4, body = $5 WHERE tenant = $1 AND coll = $2 AND id = $3 AND version = $6 RETURNING 1)
+			SELECT rapport_expect(EXISTS (SELECT 1 FROM u), $7)`,
+			tenant, collection, id, ver, body, ver-1, strconv.Itoa(guard))
+	case found:
 		w.Queue("UPDATE records SET version = $4, body = $5 WHERE tenant = $1 AND coll = $2 AND id = $3",
-			tenant, collection, id, ver, []byte(rec.Body))
-	} else {
+			tenant, collection, id, ver, body)
+	default:
 		w.Queue("INSERT INTO records (tenant, coll, id, version, body) VALUES ($1, $2, $3, $4, $5)",
-			tenant, collection, id, ver, []byte(rec.Body))
+			tenant, collection, id, ver, body)
 	}
 	for i, ix := range c.Indexes {
 		var was []string
@@ -653,7 +665,7 @@ func (t *tx) Create(ctx context.Context, collection string, rec storage.Record) 
 			d.uniques = append(d.uniques, k)
 		}
 	}
-	if err := t.queueWrite(c, rec, false, 1, nil, vals); err != nil {
+	if err := t.queueWrite(c, rec, false, 1, nil, vals, -1); err != nil {
 		return storage.Record{}, err
 	}
 	if t.claimed == nil {
@@ -668,12 +680,13 @@ func (t *tx) Create(ctx context.Context, collection string, rec storage.Record) 
 }
 
 // Replace implements storage.Deferrer. A record this transaction read
-// (or wrote) at rec.Version is updated without a round trip of checks:
-// its old index values are known, a concurrent change or delete since the
-// transaction's snapshot makes the UPDATE a serialization failure
-// (ErrConflict), and a unique value it takes is refused by the database
-// and explained as for Create. Otherwise, or in a collection the
-// transaction wrote otherwise, Replace is Put.
+// at rec.Version, before writing anything else to its collection, is
+// updated without a round trip of checks: its old index values are
+// known, a concurrent change or delete since the transaction's snapshot
+// makes the UPDATE a serialization failure (ErrConflict), and a unique
+// value it takes is refused by the database and explained as for Create.
+// The UPDATE is also guarded by the version read (an *ExpectError). In
+// any other case Replace is Put.
 func (t *tx) Replace(ctx context.Context, collection string, rec storage.Record) (storage.Record, error) {
 	if err := t.check(ctx, true); err != nil {
 		return storage.Record{}, err
@@ -716,14 +729,14 @@ func (t *tx) Replace(ctx context.Context, collection string, rec storage.Record)
 		}
 	}
 	ver := int64(rec.Version) + 1
-	if err := t.queueWrite(c, rec, true, ver, oldVals, newVals); err != nil {
+	guard := len(t.expects)
+	if err := t.queueWrite(c, rec, true, ver, oldVals, newVals, guard); err != nil {
 		return storage.Record{}, err
 	}
+	t.expects = append(t.expects, storage.ExpectError{Collection: collection, ID: rec.ID, Version: rec.Version})
 	t.created = append(t.created, d)
 	t.wrote(collection) // later writes there check as Put does
-	out := storage.Record{ID: rec.ID, Version: uint64(ver), Body: bytes.Clone(rec.Body)}
-	t.see(collection, out)
-	return out, nil
+	return storage.Record{ID: rec.ID, Version: uint64(ver), Body: bytes.Clone(rec.Body)}, nil
 }
 
 // Expect implements storage.Deferrer: the check goes with the
