@@ -55,6 +55,19 @@ func benchStore(b *testing.B) (*postgres.Store, *pgxpool.Pool) {
 	return st, pool
 }
 
+// benchEngine opens an engine on a store of its own (benchStore), closed
+// when the benchmark ends.
+func benchEngine(b *testing.B) *crm.Engine {
+	b.Helper()
+	st, _ := benchStore(b)
+	e, err := crm.Open(context.Background(), crm.Options{Store: st})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = e.Close() })
+	return e
+}
+
 // BenchmarkWrite compares writes of the benchmark records (~300 bytes,
 // fsync and synchronous_commit on) through the store and the engine
 // with raw pgx on a plain table (id, body) of the same data:
@@ -124,12 +137,7 @@ func BenchmarkWrite(b *testing.B) {
 		b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "records/s")
 	})
 	b.Run("insert/engine", func(b *testing.B) {
-		st, _ := benchStore(b)
-		e, err := crm.Open(ctx, crm.Options{Store: st})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer e.Close()
+		e := benchEngine(b)
 		i := 0
 		for b.Loop() {
 			if _, err := e.Contacts().Create(ctx, benchContact(i)); err != nil {
@@ -157,12 +165,7 @@ func BenchmarkWrite(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	})
 	b.Run("insert/engine-8", func(b *testing.B) {
-		st, _ := benchStore(b)
-		e, err := crm.Open(ctx, crm.Options{Store: st})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer e.Close()
+		e := benchEngine(b)
 		var next atomic.Int64
 		b.SetParallelism(8 / runtime.GOMAXPROCS(0))
 		b.RunParallel(func(pb *testing.PB) {
@@ -198,13 +201,9 @@ func BenchmarkWrite(b *testing.B) {
 		b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "records/s")
 	})
 	b.Run("update/engine", func(b *testing.B) {
-		st, _ := benchStore(b)
-		e, err := crm.Open(ctx, crm.Options{Store: st})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer e.Close()
+		e := benchEngine(b)
 		cs := make([]crm.Contact, 1000)
+		var err error
 		for i := range cs {
 			if cs[i], err = e.Contacts().Create(ctx, benchContact(i)); err != nil {
 				b.Fatal(err)
@@ -352,12 +351,7 @@ func BenchmarkWrite(b *testing.B) {
 		},
 	} {
 		b.Run(name, func(b *testing.B) {
-			st, _ := benchStore(b)
-			e, err := crm.Open(ctx, crm.Options{Store: st})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer e.Close()
+			e := benchEngine(b)
 			next := 0
 			for b.Loop() {
 				cs := make([]crm.Contact, batch)

@@ -421,24 +421,34 @@ func (t *tx) GetMany(ctx context.Context, collection string, ids []string) ([]st
 	return out, nil
 }
 
+// parse checks rec for a write to collection and returns the
+// collection's definition and rec's index values.
+func (t *tx) parse(collection string, rec storage.Record) (storage.Collection, [][]string, error) {
+	c, err := t.s.collection(collection)
+	if err != nil {
+		return c, nil, err
+	}
+	if err := storage.ValidateID("record ID", rec.ID); err != nil {
+		return c, nil, err
+	}
+	if err := storage.ValidateBody(rec.Body); err != nil {
+		return c, nil, fmt.Errorf("%s %q: %w", collection, rec.ID, err)
+	}
+	vals, err := c.IndexValues(rec.Body)
+	if err != nil {
+		return c, nil, fmt.Errorf("%s %q: %w", collection, rec.ID, err)
+	}
+	return c, vals, nil
+}
+
 // Put implements storage.Tx.
 func (t *tx) Put(ctx context.Context, collection string, rec storage.Record) (storage.Record, error) {
 	if err := t.check(ctx, true); err != nil {
 		return storage.Record{}, err
 	}
-	c, err := t.s.collection(collection)
+	c, newVals, err := t.parse(collection, rec)
 	if err != nil {
 		return storage.Record{}, err
-	}
-	if err := storage.ValidateID("record ID", rec.ID); err != nil {
-		return storage.Record{}, err
-	}
-	if err := storage.ValidateBody(rec.Body); err != nil {
-		return storage.Record{}, fmt.Errorf("%s %q: %w", collection, rec.ID, err)
-	}
-	newVals, err := c.IndexValues(rec.Body)
-	if err != nil {
-		return storage.Record{}, fmt.Errorf("%s %q: %w", collection, rec.ID, err)
 	}
 	tenant, id := []byte(t.tenant), []byte(rec.ID)
 
@@ -633,19 +643,9 @@ func (t *tx) Create(ctx context.Context, collection string, rec storage.Record) 
 		}
 		t.holdsDefs = true
 	}
-	c, err := t.s.collection(collection)
+	c, vals, err := t.parse(collection, rec)
 	if err != nil {
 		return storage.Record{}, err
-	}
-	if err := storage.ValidateID("record ID", rec.ID); err != nil {
-		return storage.Record{}, err
-	}
-	if err := storage.ValidateBody(rec.Body); err != nil {
-		return storage.Record{}, fmt.Errorf("%s %q: %w", collection, rec.ID, err)
-	}
-	vals, err := c.IndexValues(rec.Body)
-	if err != nil {
-		return storage.Record{}, fmt.Errorf("%s %q: %w", collection, rec.ID, err)
 	}
 	// Clashes among this transaction's deferred creates are found here:
 	// once rolled back, the database would not show them.
@@ -699,16 +699,9 @@ func (t *tx) Replace(ctx context.Context, collection string, rec storage.Record)
 		return t.Put(ctx, collection, rec)
 	}
 	// The declare lock is held (the read sent it): the definitions hold.
-	c, err := t.s.collection(collection)
+	c, newVals, err := t.parse(collection, rec)
 	if err != nil {
 		return storage.Record{}, err
-	}
-	if err := storage.ValidateBody(rec.Body); err != nil {
-		return storage.Record{}, fmt.Errorf("%s %q: %w", collection, rec.ID, err)
-	}
-	newVals, err := c.IndexValues(rec.Body)
-	if err != nil {
-		return storage.Record{}, fmt.Errorf("%s %q: %w", collection, rec.ID, err)
 	}
 	oldVals, err := c.IndexValues(old.Body)
 	if err != nil {
