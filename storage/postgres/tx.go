@@ -64,11 +64,11 @@ type tx struct {
 	// from its first deferred create, made before its declare lock was
 	// held, to its end.
 	holdsDefs bool
-	// created are the deferred creates, by which a failed send or commit
-	// is explained (see explain); claimed maps their unique values to
-	// their IDs. written holds the collections written otherwise, where
-	// Create checks at once (it is Put).
-	created    []deferredCreate
+	// deferred are the writes of Create and Replace, by which a failed
+	// send or commit is explained (see explain); claimed maps the unique
+	// values of the creates to their IDs. written holds the collections
+	// written otherwise, where Create and Replace check at once (as Put).
+	deferred   []deferredWrite
 	createdIDs map[[2]string]bool // collection, ID
 	claimed    map[claimKey]string
 	written    map[string]bool
@@ -94,8 +94,9 @@ func (t *tx) see(collection string, rec storage.Record) {
 	t.seen[[2]string{collection, rec.ID}] = rec
 }
 
-// deferredCreate is a record created without checks (tx.Create).
-type deferredCreate struct {
+// deferredWrite is a record created (tx.Create) or updated (tx.Replace)
+// without checks.
+type deferredWrite struct {
 	coll, id string
 	uniques  []claimKey // the unique values it takes
 	replace  bool       // a deferred Replace: only its unique values may clash
@@ -244,7 +245,7 @@ func (t *tx) explain(ctx context.Context, err error) error {
 		}
 		return mapErr(err)
 	}
-	if pe.Code != "23505" || len(t.created) == 0 || (pe.TableName != "records" && pe.TableName != "uniques") {
+	if pe.Code != "23505" || len(t.deferred) == 0 || (pe.TableName != "records" && pe.TableName != "uniques") {
 		return mapErr(err)
 	}
 	// Roll back, and read what holds the keys in a new transaction (with
@@ -269,7 +270,7 @@ func (t *tx) explain(ctx context.Context, err error) error {
 	if pe.TableName == "records" {
 		var colls []string
 		var ids [][]byte
-		for _, d := range t.created {
+		for _, d := range t.deferred {
 			if !d.replace {
 				colls, ids = append(colls, d.coll), append(ids, []byte(d.id))
 			}
@@ -288,7 +289,7 @@ func (t *tx) explain(ctx context.Context, err error) error {
 			}
 		}
 		rows.Close()
-		for _, d := range t.created {
+		for _, d := range t.deferred {
 			if !d.replace && taken[[2]string{d.coll, d.id}] {
 				return fmt.Errorf("%w: %s %q", storage.ErrExists, d.coll, d.id)
 			}
@@ -297,7 +298,7 @@ func (t *tx) explain(ctx context.Context, err error) error {
 	}
 	var colls, idxs []string
 	var vals [][]byte
-	for _, d := range t.created {
+	for _, d := range t.deferred {
 		for _, k := range d.uniques {
 			colls, idxs, vals = append(colls, k.coll), append(idxs, k.idx), append(vals, []byte(k.value))
 		}
@@ -318,7 +319,7 @@ func (t *tx) explain(ctx context.Context, err error) error {
 		}
 	}
 	rows.Close()
-	for _, d := range t.created {
+	for _, d := range t.deferred {
 		for _, k := range d.uniques {
 			if holder, ok := holders[k]; ok && holder != d.id {
 				return &storage.UniqueError{Collection: k.coll, Index: k.idx, Value: k.value, ExistingID: holder}
@@ -340,15 +341,20 @@ func notFound(collection, id string) error {
 	return fmt.Errorf("%w: %s %q", storage.ErrNotFound, collection, id)
 }
 
-// Get implements storage.ReadTx.
-func (t *tx) Get(ctx context.Context, collection, id string) (storage.Record, error) {
-	if err := t.check(ctx, false); err != nil {
-		return storage.Record{}, err
+// checkKey is check, for a statement about record id of collection.
+func (t *tx) checkKey(ctx context.Context, write bool, collection, id string) error {
+	if err := t.check(ctx, write); err != nil {
+		return err
 	}
 	if _, err := t.s.collection(collection); err != nil {
-		return storage.Record{}, err
+		return err
 	}
-	if err := storage.ValidateID("record ID", id); err != nil {
+	return storage.ValidateID("record ID", id)
+}
+
+// Get implements storage.ReadTx.
+func (t *tx) Get(ctx context.Context, collection, id string) (storage.Record, error) {
+	if err := t.checkKey(ctx, false, collection, id); err != nil {
 		return storage.Record{}, err
 	}
 	var ver int64
@@ -649,7 +655,7 @@ func (t *tx) Create(ctx context.Context, collection string, rec storage.Record) 
 	}
 	// Clashes among this transaction's deferred creates are found here:
 	// once rolled back, the database would not show them.
-	d := deferredCreate{coll: collection, id: rec.ID}
+	d := deferredWrite{coll: collection, id: rec.ID}
 	if t.createdIDs[[2]string{collection, rec.ID}] {
 		return storage.Record{}, fmt.Errorf("%w: %s %q", storage.ErrExists, collection, rec.ID)
 	}
@@ -675,7 +681,7 @@ func (t *tx) Create(ctx context.Context, collection string, rec storage.Record) 
 	for _, k := range d.uniques {
 		t.claimed[k] = rec.ID
 	}
-	t.created = append(t.created, d)
+	t.deferred = append(t.deferred, d)
 	return storage.Record{ID: rec.ID, Version: 1, Body: bytes.Clone(rec.Body)}, nil
 }
 
@@ -707,7 +713,7 @@ func (t *tx) Replace(ctx context.Context, collection string, rec storage.Record)
 	if err != nil {
 		return storage.Record{}, fmt.Errorf("%s %q: stored body: %w", collection, rec.ID, err)
 	}
-	d := deferredCreate{coll: collection, id: rec.ID, replace: true}
+	d := deferredWrite{coll: collection, id: rec.ID, replace: true}
 	for i, ix := range c.Indexes {
 		if !ix.Unique {
 			continue
@@ -727,7 +733,7 @@ func (t *tx) Replace(ctx context.Context, collection string, rec storage.Record)
 		return storage.Record{}, err
 	}
 	t.expects = append(t.expects, storage.ExpectError{Collection: collection, ID: rec.ID, Version: rec.Version})
-	t.created = append(t.created, d)
+	t.deferred = append(t.deferred, d)
 	t.wrote(collection) // later writes there check as Put does
 	return storage.Record{ID: rec.ID, Version: uint64(ver), Body: bytes.Clone(rec.Body)}, nil
 }
@@ -735,13 +741,7 @@ func (t *tx) Replace(ctx context.Context, collection string, rec storage.Record)
 // Expect implements storage.Deferrer: the check goes with the
 // transaction's next round trip, in its snapshot.
 func (t *tx) Expect(ctx context.Context, collection, id string, version uint64) error {
-	if err := t.check(ctx, true); err != nil {
-		return err
-	}
-	if _, err := t.s.collection(collection); err != nil {
-		return err
-	}
-	if err := storage.ValidateID("record ID", id); err != nil {
+	if err := t.checkKey(ctx, true, collection, id); err != nil {
 		return err
 	}
 	n := len(t.expects)
@@ -768,13 +768,7 @@ func diffValues(was, now []string) (gone, added [][]byte) {
 
 // Delete implements storage.Tx.
 func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) error {
-	if err := t.check(ctx, true); err != nil {
-		return err
-	}
-	if _, err := t.s.collection(collection); err != nil {
-		return err
-	}
-	if err := storage.ValidateID("record ID", id); err != nil {
+	if err := t.checkKey(ctx, true, collection, id); err != nil {
 		return err
 	}
 	tenant := []byte(t.tenant)
