@@ -17,8 +17,10 @@
 // error wrapping storage.ErrConflict, as a stale version does, rather than
 // overwriting. Outbox events are written when the transaction commits, with
 // sequence numbers drawn under a transaction-scoped advisory lock, so they
-// become visible in sequence order; a NOTIFY wakes the OutboxSignal of every
-// process on the store. An outbox consumer is leased to one process at a
+// become visible in sequence order. A commit with events fires the
+// OutboxSignal of its own process at once, and a NOTIFY sent after it,
+// outside the transaction, wakes the OutboxSignal of the other processes
+// on the store (see notifier). An outbox consumer is leased to one process at a
 // time (Options.Lease), so that each event is handled by one process of a
 // group; another takes over when the holder dies or closes. Leases and
 // acknowledgements commit without waiting for the disk: a database crash
@@ -134,7 +136,13 @@ type Store struct {
 	// the definitions.
 	defs      sync.RWMutex
 	stop      context.CancelFunc
-	listening sync.WaitGroup
+	listening sync.WaitGroup // the listener and the notifier
+	// poke asks the notifier for a NOTIFY (capacity 1: pokes while one
+	// is pending are one).
+	poke chan struct{}
+	// pids are the backend process IDs of the pool's connections: the
+	// listener ignores the NOTIFYs they send.
+	pids sync.Map // uint32 → struct{}
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -168,22 +176,29 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres: %w: connection string: %v", storage.ErrInvalid, err)
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = o.Schema
+	h := fnv.New64a()
+	h.Write([]byte("rapport\x00" + o.Schema))
+	s := &Store{schema: o.Schema, log: o.Logger, lease: o.Lease, rls: o.RowLevelSecurity, instance: []byte(rand.Text()),
+		lockKey: int64(h.Sum64() >> 1), colls: map[string]storage.Collection{}, gen: 1, poke: make(chan struct{}, 1)}
+	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+		s.pids.Store(c.PgConn().PID(), struct{}{})
+		return nil
+	}
+	cfg.BeforeClose = func(c *pgx.Conn) { s.pids.Delete(c.PgConn().PID()) }
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	h := fnv.New64a()
-	h.Write([]byte("rapport\x00" + o.Schema))
-	s := &Store{pool: pool, schema: o.Schema, log: o.Logger, lease: o.Lease, rls: o.RowLevelSecurity, instance: []byte(rand.Text()),
-		lockKey: int64(h.Sum64() >> 1), colls: map[string]storage.Collection{}, gen: 1}
+	s.pool = pool
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	lctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
-	s.listening.Add(1)
+	s.listening.Add(2)
 	go s.listen(lctx)
+	go s.notifier(lctx)
 	return s, nil
 }
 
@@ -456,6 +471,10 @@ func (s *Store) Update(ctx context.Context, tenant string, fn func(storage.Tx) e
 	}
 	if len(t.events) > 0 {
 		s.signal.Fire()
+		select {
+		case s.poke <- struct{}{}:
+		default: // a NOTIFY is pending already
+		}
 	}
 	return nil
 }
@@ -940,13 +959,59 @@ func (s *Store) AckOutbox(ctx context.Context, consumer string, seq uint64) erro
 	return nil
 }
 
-// OutboxSignal implements storage.Store. Commits of every process on the
-// store fire it, through LISTEN/NOTIFY.
+// OutboxSignal implements storage.Store. Commits of this process fire it
+// at once, and those of the other processes on the store through
+// LISTEN/NOTIFY, within notifyInterval and a round trip.
 func (s *Store) OutboxSignal() <-chan struct{} { return s.signal.Wait() }
 
 // notifyChannel is the NOTIFY channel of every Rapport store; the payload
 // names the schema.
 const notifyChannel = "rapport_outbox"
+
+// notifyInterval is the shortest time between two NOTIFYs of a store.
+// A NOTIFY in the committing transaction cost each create about a
+// sixth of its time, and PostgreSQL holds a database-wide lock from a
+// notifying transaction's commit until its commit record is on disk, so
+// notifying commits could not share a disk flush. Sent after the
+// commit, one NOTIFY says that events were committed by all the
+// transactions of the interval; other processes learn of a commit
+// within the interval and a round trip. If the process dies before it
+// sends, their consumers find the events when they next poll.
+const notifyInterval = 5 * time.Millisecond
+
+// notifier sends a NOTIFY when poked, at most one per notifyInterval,
+// until ctx ends; then it sends the last one that was asked for.
+func (s *Store) notifier(ctx context.Context) {
+	defer s.listening.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			select {
+			case <-s.poke:
+				s.notify(context.Background())
+			default:
+			}
+			return
+		case <-s.poke:
+		}
+		s.notify(ctx)
+		select {
+		case <-ctx.Done():
+		case <-time.After(notifyInterval):
+		}
+	}
+}
+
+// notify sends one NOTIFY in a transaction of its own, which does not
+// wait for the disk: a notification is not durable anyway.
+func (s *Store) notify(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, err := s.pool.Exec(ctx, "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)", notifyChannel, s.schema)
+	if err != nil {
+		s.log.Warn("postgres: outbox NOTIFY failed; other processes find the events when they next poll", "schema", s.schema, "err", err)
+	}
+}
 
 // listen holds one connection that LISTENs for commits of other processes
 // and fires the signal, reconnecting with backoff until ctx ends.
@@ -990,7 +1055,7 @@ func (s *Store) listenOnce(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if n.Payload == s.schema {
+		if _, ours := s.pids.Load(n.PID); n.Payload == s.schema && !ours {
 			s.signal.Fire()
 		}
 	}

@@ -880,7 +880,6 @@ func (t *tx) queueEvents(b *pgx.Batch) error {
 		FROM (SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[], $6::bytea[])
 			WITH ORDINALITY AS u(tenant, type, coll, record_id, time, body, n) ORDER BY n) e`,
 		tenants, types, colls, ids, times, bodies)
-	b.Queue("SELECT pg_notify($1, $2)", notifyChannel, t.s.schema)
 	return nil
 }
 
