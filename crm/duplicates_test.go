@@ -2,6 +2,7 @@ package crm_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -117,4 +118,63 @@ func TestAccountDuplicatesAndMerge(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, acme.ID, p.AccountID)
 	require.NoError(t, env.engine.Accounts().Delete(ctx, other.ID), "nothing refers to the tombstone any more")
+}
+
+// The indexer works through the outbox a batch at a time (records created
+// together are in one batch), and suspects each new record of the records
+// indexed before it, as if it indexed them one by one: of records stored
+// earlier and of those earlier in the batch, never of one after it.
+func TestDuplicatesSuspectedWithinOneBatch(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	rec := newRecorder()
+	require.NoError(t, env.engine.Subscribe(crm.Subscription{Name: "dups", Events: []string{"contact.duplicate_suspected", "contact.updated"}, Handler: rec.handle}))
+	contacts := env.engine.Contacts()
+	x, err := contacts.Create(ctx, crm.Contact{FirstName: "Xavier", Email: "x@example.com"})
+	require.NoError(t, err)
+	_, err = contacts.Search(ctx, "xavier", crm.SearchOptions{}) // indexed before the batch
+	require.NoError(t, err)
+
+	batch, err := contacts.CreateMany(ctx, []crm.Contact{
+		{FirstName: "Ada", Email: "ada@example.com"},
+		{FirstName: "Ada", Email: "ada+b@example.com"},
+		{FirstName: "Ada", Email: "ada+c@example.com"},
+		{FirstName: "Xena", Email: "x+d@example.com"},
+		{FirstName: "Grace", Email: "grace@example.com"},
+	})
+	require.NoError(t, err)
+	a, b, c, d := batch[0].ID, batch[1].ID, batch[2].ID, batch[3].ID
+	_, err = contacts.Search(ctx, "ada", crm.SearchOptions{}) // the batch is indexed
+	require.NoError(t, err)
+	// An update after the batch's suspicions: once it is delivered, so
+	// are they all.
+	x.Title = "Dr"
+	_, err = contacts.Update(ctx, x)
+	require.NoError(t, err)
+	evs := rec.wait(t, 4)
+	require.Len(t, evs, 4)
+	assert.Equal(t, "contact.updated", evs[3].Type)
+	suspected := map[string][]string{}
+	for _, ev := range evs[:3] {
+		assert.Equal(t, "contact.duplicate_suspected", ev.Type)
+		var data struct {
+			Candidates []struct {
+				ID      string   `json:"id"`
+				Reasons []string `json:"reasons"`
+			} `json:"candidates"`
+		}
+		require.NoError(t, json.Unmarshal(ev.Data, &data))
+		reason := "email:ada@example.com"
+		if ev.ID == d {
+			reason = "email:x@example.com"
+		}
+		for _, cand := range data.Candidates {
+			assert.Equal(t, []string{reason}, cand.Reasons)
+			suspected[ev.ID] = append(suspected[ev.ID], cand.ID)
+		}
+	}
+	assert.Len(t, suspected, 3, "one event each for the second and third Ada and for Xena")
+	assert.Equal(t, []string{a}, suspected[b])
+	assert.ElementsMatch(t, []string{a, b}, suspected[c])
+	assert.Equal(t, []string{x.ID}, suspected[d])
 }

@@ -211,12 +211,13 @@ func (ix *indexer) catchUp(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
+				b := &lookupWrites{known: known, created: map[[2]string]int{}}
 				for i, ev := range evs {
-					if err := ix.apply(ctx, tx, ev, pre[i], known); err != nil {
+					if err := ix.apply(ctx, tx, b, i, ev, pre[i]); err != nil {
 						return err
 					}
 				}
-				return nil
+				return ix.suspect(ctx, tx, b)
 			})
 			if err != nil {
 				return err
@@ -291,12 +292,35 @@ func (ix *indexer) prefetch(ctx context.Context, tx storage.ReadTx, evs []storag
 	return known, nil
 }
 
-// apply brings the lookup record of an event's record up to date with the
-// record as it is now (not as the event says: an event read before an
-// erasure redacted it must not bring erased data back), and reports a new
-// record that shares match keys with others.
-func (ix *indexer) apply(ctx context.Context, tx storage.Tx, ev storage.Event, pre *lookupRaw, known readCache) error {
+// lookupWrites is what the indexer wrote in one batch's transaction.
+type lookupWrites struct {
+	known readCache
+	// created holds, by lookup collection and ID, the position in the
+	// batch of the event that created a lookup record the batch did not
+	// find.
+	created map[[2]string]int
+	// checks are the new records to look for duplicates of, in order.
+	checks []dupCheck
+}
+
+// dupCheck is a new record with match keys, at position at of the batch.
+type dupCheck struct {
+	ev   storage.Event
+	kind lookupKind
+	keys []string
+	at   int
+}
+
+// apply brings the lookup record of an event's record, the event at
+// position at of the batch, up to date with the record as it is now (not
+// as the event says: an event read before an erasure redacted it must not
+// bring erased data back), and notes a new record with match keys for
+// suspect. On stores that defer writes (storage.Deferrer), the lookup
+// record goes with the transaction's next statement: known says whether
+// it exists.
+func (ix *indexer) apply(ctx context.Context, tx storage.Tx, b *lookupWrites, at int, ev storage.Event, pre *lookupRaw) error {
 	k := ix.kinds[ev.Collection]
+	known := b.known
 	lookup, id := lookupOf(ev.Collection), ev.RecordID
 	_, what, _ := strings.Cut(ev.Type, ".")
 	rec, err := known.get(ctx, tx, ev.Collection, ev.RecordID)
@@ -321,13 +345,20 @@ func (ix *indexer) apply(ctx context.Context, tx storage.Tx, ev storage.Event, p
 		}
 	}
 	entry, raw := pre.entry, pre.raw
+	d, deferring := tx.(storage.Deferrer)
 	old, err := known.get(ctx, tx, lookup, id)
 	switch {
 	case err == nil:
 		if bytes.Equal(old.Body, raw) {
 			return nil
 		}
-		stored, err := tx.Put(ctx, lookup, storage.Record{ID: id, Version: old.Version, Body: raw})
+		next := storage.Record{ID: id, Version: old.Version, Body: raw}
+		var stored storage.Record
+		if deferring {
+			stored, err = d.Replace(ctx, lookup, next)
+		} else {
+			stored, err = tx.Put(ctx, lookup, next)
+		}
 		if err != nil {
 			return err
 		}
@@ -336,36 +367,121 @@ func (ix *indexer) apply(ctx context.Context, tx storage.Tx, ev storage.Event, p
 	case !errors.Is(err, storage.ErrNotFound):
 		return err
 	}
-	stored, err := tx.Put(ctx, lookup, storage.Record{ID: id, Body: raw})
+	var stored storage.Record
+	if deferring {
+		stored, err = d.Create(ctx, lookup, storage.Record{ID: id, Body: raw})
+	} else {
+		stored, err = tx.Put(ctx, lookup, storage.Record{ID: id, Body: raw})
+	}
 	if err != nil {
 		return err
 	}
 	known.set(lookup, id, &stored)
+	if _, ok := b.created[[2]string{lookup, id}]; !ok {
+		b.created[[2]string{lookup, id}] = at
+	}
 	if what != "created" || len(entry.Keys) == 0 || gjson.GetBytes(body, "archived_at").String() != "" {
 		return nil
 	}
-	return ix.suspect(ctx, tx, ev, k, entry, known)
+	b.checks = append(b.checks, dupCheck{ev: ev, kind: k, keys: entry.Keys, at: at})
+	return nil
 }
 
-// suspect appends "<kind>.duplicate_suspected" for a new record that
-// shares match keys with stored, unarchived records of its kind.
-func (ix *indexer) suspect(ctx context.Context, tx storage.Tx, ev storage.Event, k lookupKind, entry lookupEntry, known readCache) error {
+// suspect appends "<kind>.duplicate_suspected" for each new record of the
+// batch that shares match keys with stored, unarchived records of its
+// kind: records indexed before the batch, or earlier in it (as if the
+// batch's records were indexed one by one). The lookups of the whole
+// batch run together once its lookup records are written, as do the
+// reads of the matched records: a few round trips per batch on
+// PostgreSQL rather than some per record.
+func (ix *indexer) suspect(ctx context.Context, tx storage.Tx, b *lookupWrites) error {
+	if len(b.checks) == 0 {
+		return nil
+	}
+	// matches[i][j] are the IDs whose lookup values hold key j of check i.
+	matches := make([][][]string, len(b.checks))
+	type ref struct{ check, key int }
+	queries, refs := map[string][]storage.Query{}, map[string][]ref{}
+	var colls []string
+	for i, c := range b.checks {
+		matches[i] = make([][]string, len(c.keys))
+		coll := c.ev.Collection
+		if queries[coll] == nil {
+			colls = append(colls, coll)
+		}
+		for j, key := range c.keys {
+			queries[coll] = append(queries[coll], lookupQuery(dupPrefix+key, 100))
+			refs[coll] = append(refs[coll], ref{i, j})
+		}
+	}
+	for _, coll := range colls {
+		pages, err := scanMany(ctx, tx, lookupOf(coll), queries[coll])
+		if err != nil {
+			return err
+		}
+		for q, pg := range pages {
+			r := refs[coll][q]
+			for _, rec := range pg.Records {
+				matches[r.check][r.key] = append(matches[r.check][r.key], rec.ID)
+			}
+		}
+	}
+	// Leave out each record itself, and records created later in the
+	// batch; read the others at once.
+	unknown := map[string][]string{}
+	for i, c := range b.checks {
+		for j, ids := range matches[i] {
+			kept := ids[:0]
+			for _, other := range ids {
+				if pos, ok := b.created[[2]string{lookupOf(c.ev.Collection), other}]; other == c.ev.RecordID || ok && pos > c.at {
+					continue
+				}
+				kept = append(kept, other)
+				if _, ok := b.known[c.ev.Collection][other]; !ok {
+					unknown[c.ev.Collection] = append(unknown[c.ev.Collection], other)
+				}
+			}
+			matches[i][j] = kept
+		}
+	}
+	if mg, ok := tx.(storage.MultiGetter); ok {
+		for _, coll := range colls {
+			if len(unknown[coll]) == 0 {
+				continue
+			}
+			recs, err := mg.GetMany(ctx, coll, unknown[coll])
+			if err != nil {
+				return err
+			}
+			for _, id := range unknown[coll] {
+				b.known.set(coll, id, nil)
+			}
+			for i := range recs {
+				b.known.set(coll, recs[i].ID, &recs[i])
+			}
+		}
+	}
+	for i, c := range b.checks {
+		if err := ix.reportDuplicates(ctx, tx, c, matches[i], b.known); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reportDuplicates appends the duplicate_suspected event of check c,
+// whose key j matched the records ids[j], if any of them is stored and
+// not archived.
+func (ix *indexer) reportDuplicates(ctx context.Context, tx storage.Tx, c dupCheck, ids [][]string, known readCache) error {
 	type candidate struct {
 		ID      string   `json:"id"`
 		Reasons []string `json:"reasons"`
 	}
 	var found []candidate
 	at := map[string]int{}
-	for _, key := range entry.Keys {
-		ids, err := lookupMatches(ctx, tx, ev.Collection, dupPrefix+key, 100)
-		if err != nil {
-			return err
-		}
-		for _, other := range ids {
-			if other == ev.RecordID {
-				continue
-			}
-			rec, err := known.get(ctx, tx, ev.Collection, other)
+	for j, key := range c.keys {
+		for _, other := range ids[j] {
+			rec, err := known.get(ctx, tx, c.ev.Collection, other)
 			if errors.Is(err, storage.ErrNotFound) {
 				continue
 			}
@@ -389,18 +505,40 @@ func (ix *indexer) suspect(ctx context.Context, tx storage.Tx, ev storage.Event,
 	data, err := json.Marshal(struct {
 		ID         string      `json:"id"`
 		Candidates []candidate `json:"candidates"`
-	}{ev.RecordID, found})
+	}{c.ev.RecordID, found})
 	if err != nil {
 		return err
 	}
-	return tx.Append(ctx, storage.Event{Type: k.name + ".duplicate_suspected", Collection: ev.Collection, RecordID: ev.RecordID,
+	return tx.Append(ctx, storage.Event{Type: c.kind.name + ".duplicate_suspected", Collection: c.ev.Collection, RecordID: c.ev.RecordID,
 		Time: ix.e.clock.Now().UTC(), Body: append(append([]byte(`{"data":`), data...), '}')})
+}
+
+// scanMany runs qs on collection: at once where tx can
+// (storage.MultiScanner), one by one otherwise.
+func scanMany(ctx context.Context, tx storage.ReadTx, collection string, qs []storage.Query) ([]storage.Page, error) {
+	if ms, ok := tx.(storage.MultiScanner); ok {
+		return ms.ScanMany(ctx, collection, qs)
+	}
+	pages := make([]storage.Page, len(qs))
+	for i, q := range qs {
+		var err error
+		if pages[i], err = tx.Scan(ctx, collection, q); err != nil {
+			return nil, err
+		}
+	}
+	return pages, nil
+}
+
+// lookupQuery is the scan of the IDs of the records whose lookup values
+// equal (or, for a search term, start with) value.
+func lookupQuery(value string, limit int) storage.Query {
+	return storage.Query{Index: "term", Equal: value, Limit: limit, KeysOnly: true}
 }
 
 // lookupMatches returns the IDs of the records of collection whose lookup
 // values equal (or, for a search term, start with) value.
 func lookupMatches(ctx context.Context, tx storage.ReadTx, collection, value string, limit int) ([]string, error) {
-	pg, err := tx.Scan(ctx, lookupOf(collection), storage.Query{Index: "term", Equal: value, Limit: limit, KeysOnly: true})
+	pg, err := tx.Scan(ctx, lookupOf(collection), lookupQuery(value, limit))
 	if err != nil {
 		return nil, err
 	}

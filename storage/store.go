@@ -147,6 +147,15 @@ type MultiGetter interface {
 	GetMany(ctx context.Context, collection string, ids []string) ([]Record, error)
 }
 
+// MultiScanner is implemented by the read transactions of stores that run
+// many scans faster together than one by one (PostgreSQL: one round trip
+// instead of one per scan). ScanMany returns the page of each query of
+// collection, in the order of qs, as Scan would return it in the
+// transaction; an invalid query fails the call, and no query runs.
+type MultiScanner interface {
+	ScanMany(ctx context.Context, collection string, qs []Query) ([]Page, error)
+}
+
 // Deferrer is implemented by the write transactions of server stores
 // that can send a write, or a check of what the transaction read, with
 // the transaction's next statement or its commit instead of waiting for

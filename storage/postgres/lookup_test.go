@@ -55,6 +55,72 @@ func TestGetMany(t *testing.T) {
 	}))
 }
 
+// ScanMany runs many scans of a collection in one round trip: each page
+// as Scan would give it in the transaction, in the order asked; one
+// invalid query refuses them all.
+func TestScanMany(t *testing.T) {
+	ctx := context.Background()
+	st := open(t)
+	require.NoError(t, st.Declare(ctx, storagetest.Collections()...))
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+		for i := range 20 {
+			if _, err := tx.Put(ctx, "people", storagetest.BenchRecord(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	id := storagetest.BenchID
+	qs := []storage.Query{
+		{Index: "tags", Equal: "t3", KeysOnly: true},
+		{Index: "city", Prefix: "City 1", Limit: 2},
+		{Index: "email", Equal: "nobody@example.com"},
+		{Limit: 3, Reverse: true},
+	}
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+		// A write not sent yet is seen.
+		if _, err := tx.Put(ctx, "people", storagetest.BenchRecord(23)); err != nil {
+			return err
+		}
+		pages, err := tx.(storage.MultiScanner).ScanMany(ctx, "people", qs)
+		require.NoError(t, err)
+		require.Len(t, pages, len(qs))
+		for i, q := range qs {
+			one, err := tx.Scan(ctx, "people", q)
+			require.NoError(t, err)
+			assert.Equal(t, one, pages[i], "query %d", i)
+		}
+		ids := func(p storage.Page) (out []string) {
+			for _, r := range p.Records {
+				out = append(out, r.ID)
+			}
+			return out
+		}
+		assert.Equal(t, []string{id(3), id(13), id(23)}, ids(pages[0]))
+		assert.Equal(t, []string{id(10), id(11)}, ids(pages[1]))
+		assert.NotEmpty(t, pages[1].Next)
+		assert.Empty(t, pages[2].Records)
+		assert.Equal(t, []string{id(23), id(19), id(18)}, ids(pages[3]))
+
+		// One bad query, and none runs: the transaction goes on.
+		_, err = tx.(storage.MultiScanner).ScanMany(ctx, "people", []storage.Query{qs[0], {Index: "nope", Equal: "x"}})
+		assert.ErrorIs(t, err, storage.ErrUnknownIndex)
+		_, err = tx.(storage.MultiScanner).ScanMany(ctx, "people", []storage.Query{qs[0], {Index: "tags", Cursor: "%%%"}})
+		assert.ErrorIs(t, err, storage.ErrInvalid)
+		_, err = tx.(storage.MultiScanner).ScanMany(ctx, "nowhere", qs[:1])
+		assert.ErrorIs(t, err, storage.ErrUnknownCollection)
+		got, err := tx.(storage.MultiScanner).ScanMany(ctx, "people", nil)
+		require.NoError(t, err)
+		assert.Empty(t, got)
+		_, err = tx.Put(ctx, "people", storagetest.BenchRecord(24))
+		return err
+	}))
+	require.NoError(t, st.View(ctx, "t", func(tx storage.ReadTx) error {
+		_, err := tx.Get(ctx, "people", id(24))
+		return err
+	}))
+}
+
 // The engine's search index on PostgreSQL, whose indexer reads a batch's
 // records with GetMany: new, changed and deleted contacts, and a
 // suspected duplicate.
@@ -79,15 +145,7 @@ func TestEngineLookupOnPostgres(t *testing.T) {
 		t.Fatal("no contact.duplicate_suspected")
 	}
 
-	search := func(q string) []string {
-		page, err := contacts.Search(ctx, q, crm.SearchOptions{})
-		require.NoError(t, err)
-		var ids []string
-		for _, c := range page.Items {
-			ids = append(ids, c.ID)
-		}
-		return ids
-	}
+	search := func(q string) []string { return searchIDs(t, contacts, q) }
 	assert.ElementsMatch(t, []string{ada.ID, dup.ID}, search("lovelace"))
 	grace.LastName = "Murray"
 	_, err = contacts.Update(ctx, grace)
@@ -110,4 +168,54 @@ func TestEngineLookupOnPostgres(t *testing.T) {
 	assert.Empty(t, search("torvalds"))
 	assert.Equal(t, []string{linus.ID}, search("benedict"))
 	assert.Empty(t, search("gone"))
+}
+
+// On PostgreSQL the indexer writes a batch's lookup records unchecked
+// and runs its duplicate lookups together (ScanMany): a record created
+// with its duplicate in one batch is suspected once, by the later one.
+func TestEngineDuplicatesInOneBatchOnPostgres(t *testing.T) {
+	_, e := openEngine(t)
+	ctx := context.Background()
+	events := make(chan crm.Event, 10)
+	require.NoError(t, e.Subscribe(crm.Subscription{Name: "dups", Events: []string{"contact.duplicate_suspected", "contact.updated"},
+		Handler: func(_ context.Context, ev crm.Event) error { events <- ev; return nil }}))
+	contacts := e.Contacts()
+	batch, err := contacts.CreateMany(ctx, []crm.Contact{
+		{FirstName: "Ada", Email: "ada@example.com"},
+		{FirstName: "Ada", Email: "ada+b@example.com"},
+		{FirstName: "Grace", Email: "grace@example.com"},
+	})
+	require.NoError(t, err)
+	_, err = contacts.Search(ctx, "ada", crm.SearchOptions{}) // the batch is indexed
+	require.NoError(t, err)
+	grace := batch[2]
+	grace.Title = "Rear Admiral"
+	_, err = contacts.Update(ctx, grace) // delivered after the suspicions
+	require.NoError(t, err)
+	var got []crm.Event
+	for len(got) == 0 || got[len(got)-1].Type != "contact.updated" {
+		select {
+		case ev := <-events:
+			got = append(got, ev)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("events so far: %v", got)
+		}
+	}
+	require.Len(t, got, 2)
+	assert.Equal(t, "contact.duplicate_suspected", got[0].Type)
+	assert.Equal(t, batch[1].ID, got[0].ID)
+	assert.Contains(t, string(got[0].Data), batch[0].ID)
+	assert.ElementsMatch(t, []string{batch[0].ID, batch[1].ID}, searchIDs(t, contacts, "ada"))
+}
+
+// searchIDs returns the IDs of the contacts a search finds.
+func searchIDs(t *testing.T, contacts *crm.Records[crm.Contact], q string) []string {
+	t.Helper()
+	page, err := contacts.Search(context.Background(), q, crm.SearchOptions{})
+	require.NoError(t, err)
+	var ids []string
+	for _, c := range page.Items {
+		ids = append(ids, c.ID)
+	}
+	return ids
 }

@@ -926,16 +926,47 @@ func (t *tx) RedactEvents(ctx context.Context, collection string, ids []string, 
 
 // Scan implements storage.ReadTx.
 func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (storage.Page, error) {
-	if err := t.check(ctx, false); err != nil {
-		return storage.Page{}, err
-	}
-	c, err := t.s.collection(collection)
+	pages, err := t.ScanMany(ctx, collection, []storage.Query{q})
 	if err != nil {
 		return storage.Page{}, err
 	}
-	if err := c.ValidateScan(q); err != nil {
-		return storage.Page{}, err
+	return pages[0], nil
+}
+
+var _ storage.MultiScanner = (*tx)(nil)
+
+// ScanMany implements storage.MultiScanner in one round trip.
+func (t *tx) ScanMany(ctx context.Context, collection string, qs []storage.Query) ([]storage.Page, error) {
+	if err := t.check(ctx, false); err != nil {
+		return nil, err
 	}
+	c, err := t.s.collection(collection)
+	if err != nil {
+		return nil, err
+	}
+	for _, q := range qs {
+		if err := c.ValidateScan(q); err != nil {
+			return nil, err
+		}
+	}
+	pages := make([]storage.Page, len(qs))
+	w := &pgx.Batch{} // nothing of a refused call is sent
+	for i, q := range qs {
+		if err := t.queueScan(w, collection, q, &pages[i]); err != nil {
+			return nil, err
+		}
+	}
+	next := t.queue()
+	next.QueuedQueries = append(next.QueuedQueries, w.QueuedQueries...)
+	if err := t.send(ctx); err != nil {
+		return nil, err
+	}
+	return pages, nil
+}
+
+// queueScan queues on w the statement of a valid query q of collection,
+// which fills page when it is answered.
+func (t *tx) queueScan(w *pgx.Batch, collection string, q storage.Query, page *storage.Page) error {
 	limit := q.Limit
 	if limit == 0 {
 		limit = storage.DefaultScanLimit
@@ -992,14 +1023,14 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 	if q.Cursor != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(q.Cursor)
 		if err != nil || len(raw) == 0 {
-			return storage.Page{}, fmt.Errorf("%w: malformed cursor %q", storage.ErrInvalid, q.Cursor)
+			return fmt.Errorf("%w: malformed cursor %q", storage.ErrInvalid, q.Cursor)
 		}
 		if q.Index == "" {
 			sql.WriteString(" AND r.id " + cmp + " " + arg(raw))
 		} else {
 			val, id, ok := bytes.Cut(raw, []byte{0})
 			if !ok {
-				return storage.Page{}, fmt.Errorf("%w: malformed cursor %q", storage.ErrInvalid, q.Cursor)
+				return fmt.Errorf("%w: malformed cursor %q", storage.ErrInvalid, q.Cursor)
 			}
 			sql.WriteString(" AND (e.value, e.id) " + cmp + " (" + arg(val) + ", " + arg(id) + ")")
 		}
@@ -1010,8 +1041,8 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 		sql.WriteString(" ORDER BY e.value " + dir + ", e.id " + dir)
 	}
 	sql.WriteString(" LIMIT " + arg(limit+1))
-	page := storage.Page{Records: make([]storage.Record, 0, min(limit, 1024))}
-	t.queue().Queue(sql.String(), args...).Query(func(rows pgx.Rows) error {
+	page.Records = make([]storage.Record, 0, min(limit, 1024))
+	w.Queue(sql.String(), args...).Query(func(rows pgx.Rows) error {
 		var lastKey []byte
 		for rows.Next() {
 			var id, body, val []byte
@@ -1033,10 +1064,7 @@ func (t *tx) Scan(ctx context.Context, collection string, q storage.Query) (stor
 		}
 		return rows.Err()
 	})
-	if err := t.send(ctx); err != nil {
-		return storage.Page{}, err
-	}
-	return page, nil
+	return nil
 }
 
 // prefixEnd returns the smallest key greater than every key that starts
