@@ -21,8 +21,11 @@ type Record struct {
 // Event is one entry of the outbox.
 type Event struct {
 	// Seq is the event's position in the outbox, assigned by the store when
-	// the transaction that appends it commits. Sequence numbers increase in
-	// commit order and are never reused.
+	// the transaction that appends it commits, or after (PostgreSQL), but
+	// before any reader sees the event. Sequence numbers are never reused
+	// and follow commit order: an event comes after the events of every
+	// transaction that had committed when its own began to commit (those of
+	// transactions that commit at the same moment may come either way).
 	Seq uint64
 	// Tenant is the tenant of the transaction that appended the event; the
 	// store sets it, whatever the caller passed.

@@ -1,5 +1,7 @@
 package postgres
 
+import "github.com/jackc/pgx/v5"
+
 // The SQL of the pushdown, for benchmarks that run it raw.
 var (
 	FunnelSQL = funnelSQL
@@ -19,3 +21,7 @@ func SetSeenVersion(wtx any, collection, id string, version uint64) {
 	r.Version = version
 	t.seen[k] = r
 }
+
+// QueueSequencing queues on b the transaction by which readers number
+// pending events, for tests that hold one open.
+func (s *Store) QueueSequencing(b *pgx.Batch) { queueSequencing(b, s.lock(lockOutbox)) }

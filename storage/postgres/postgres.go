@@ -15,12 +15,14 @@
 // Transactions are REPEATABLE READ: a View reads one snapshot, and an Update
 // whose rows another transaction changed after its snapshot fails with an
 // error wrapping storage.ErrConflict, as a stale version does, rather than
-// overwriting. Outbox events are written when the transaction commits, with
-// sequence numbers drawn under a transaction-scoped advisory lock, so they
-// become visible in sequence order. A commit with events fires the
-// OutboxSignal of its own process at once, and a NOTIFY sent after it,
-// outside the transaction, wakes the OutboxSignal of the other processes
-// on the store (see notifier). An outbox consumer is leased to one process at a
+// overwriting. Outbox events are written when the transaction commits,
+// pending, without a lock, so that such commits share disk flushes; a
+// reader first numbers the committed pending events under a
+// transaction-scoped advisory lock, so events become visible in sequence
+// order (see queueSequencing). A commit with events fires the OutboxSignal
+// of its own process at once, and a NOTIFY sent after it, outside the
+// transaction, wakes the OutboxSignal of the other processes on the store
+// (see notifier). An outbox consumer is leased to one process at a
 // time (Options.Lease), so that each event is handled by one process of a
 // group; another takes over when the holder dies or closes. Leases and
 // acknowledgements commit without waiting for the disk: a database crash
@@ -824,10 +826,38 @@ func (s *Store) OutboxHead(ctx context.Context) (uint64, error) {
 	}
 	defer s.leave()
 	var head int64
-	if err := s.pool.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM outbox").Scan(&head); err != nil {
-		return 0, fmt.Errorf("postgres: outbox head: %w", mapErr(err))
+	b := &pgx.Batch{}
+	queueSequencing(b, s.lock(lockOutbox))
+	b.Queue("SELECT coalesce(max(seq), 0) FROM outbox").QueryRow(func(row pgx.Row) error { return row.Scan(&head) })
+	if err := s.sendAlone(ctx, b); err != nil {
+		return 0, fmt.Errorf("postgres: outbox head: %w", err)
 	}
 	return uint64(head), nil
+}
+
+// queueSequencing queues a transaction that numbers the pending events
+// (those with a negative sequence number, see tx.queueEvents) committed
+// when it takes the outbox lock (lock): a transaction's events together,
+// in the order appended, and transactions in the order they began to
+// write them (the events of transactions that commit at the same moment
+// are drawn interleaved, and each transaction's rows share their xmin,
+// the inserting transaction's ID; a pending event redacted meanwhile has
+// the redacting one's, and so is numbered on its own).
+// Readers run it before they read, in the same round trip: so an event is
+// read once numbered, every event committed before a read is numbered,
+// and, the numbering transactions taking turns, each commits (on disk)
+// before the next numbers anything, so no reader sees an event before one
+// numbered lower. An event is numbered after the events of every
+// transaction that had committed when its own began to commit.
+func queueSequencing(b *pgx.Batch, lock int64) {
+	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
+	b.Queue("SELECT pg_advisory_xact_lock($1)", lock)
+	// READ COMMITTED: the statement's snapshot is taken once the lock is held.
+	b.Queue(`WITH pending AS (DELETE FROM outbox WHERE seq < 0 RETURNING *, xmin::text::bigint AS writer)
+		INSERT INTO outbox (seq, tenant, type, coll, record_id, time, body)
+		SELECT nextval('outbox_seq'), p.tenant, p.type, p.coll, p.record_id, p.time, p.body
+		FROM (SELECT *, max(seq) OVER (PARTITION BY writer) AS first FROM pending ORDER BY first DESC, seq DESC) p`)
+	b.Queue("COMMIT")
 }
 
 // ReadOutbox implements storage.Store.
@@ -849,7 +879,9 @@ func (s *Store) ReadOutbox(ctx context.Context, consumer string, limit int) ([]s
 	// process holds it, c is empty and so is the result. The lease is a
 	// write, committed without waiting for the disk (see asyncCommit).
 	var out []storage.Event
-	b := asyncCommit()
+	b := &pgx.Batch{}
+	queueSequencing(b, s.lock(lockOutbox))
+	b.QueuedQueries = append(b.QueuedQueries, asyncCommit().QueuedQueries...)
 	b.Queue(`WITH c AS (
 			INSERT INTO consumers AS k (name, acked, owner, lease_until) VALUES ($1, 0, $3, now() + $4 * interval '1 microsecond')
 			ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until

@@ -851,10 +851,11 @@ func (t *tx) Append(ctx context.Context, events ...storage.Event) error {
 	return nil
 }
 
-// queueEvents queues the appended events' inserts, with their sequence
-// numbers, under the outbox lock, which is held until the transaction
-// ends: so events commit in sequence order and a reader never sees a later
-// event before an earlier one.
+// queueEvents queues the appended events' inserts, pending: with
+// negative sequence numbers in the order appended (from a sequence of
+// their own), which readers replace with their numbers once committed
+// (see queueSequencing). No lock is
+// taken, so that commits of events share disk flushes.
 func (t *tx) queueEvents(b *pgx.Batch) error {
 	if len(t.events) == 0 {
 		return nil
@@ -873,10 +874,9 @@ func (t *tx) queueEvents(b *pgx.Batch) error {
 			bodies[i] = ev.Body
 		}
 	}
-	b.Queue("SELECT pg_advisory_xact_lock($1)", t.s.lock(lockOutbox))
 	// One statement for all the events, numbered in the order appended.
 	b.Queue(`INSERT INTO outbox (seq, tenant, type, coll, record_id, time, body)
-		SELECT nextval('outbox_seq'), e.tenant, e.type, e.coll, e.record_id, e.time, e.body
+		SELECT -nextval('outbox_pending_seq'), e.tenant, e.type, e.coll, e.record_id, e.time, e.body
 		FROM (SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[], $6::bytea[])
 			WITH ORDINALITY AS u(tenant, type, coll, record_id, time, body, n) ORDER BY n) e`,
 		tenants, types, colls, ids, times, bodies)

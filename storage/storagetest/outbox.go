@@ -3,6 +3,7 @@ package storagetest
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -263,5 +264,100 @@ func (s *suite) testRedactEvents(t *testing.T) {
 			return err
 		})
 		require.ErrorIs(t, err, storage.ErrInvalid, "%+v", bad)
+	}
+}
+
+// testOutboxConcurrent commits events from many writers at once while two
+// consumers read and acknowledge as they go: each consumer gets every
+// event once, in increasing sequence order (a lower number seen after a
+// higher one was acknowledged would be lost), the events of a transaction
+// together and in order, and each writer's transactions in the order it
+// committed them.
+func (s *suite) testOutboxConcurrent(t *testing.T) {
+	st := s.open(t)
+	ctx := context.Background()
+	const writers, txs = 6, 30
+	var wg sync.WaitGroup
+	writing := make(chan struct{})
+	for w := range writers {
+		wg.Go(func() {
+			for i := range txs {
+				n := 1 + (w+i)%3
+				err := st.Update(ctx, tenant, func(tx storage.Tx) error {
+					for k := range n {
+						if err := tx.Append(ctx, storage.Event{Type: "w.tx", RecordID: fmt.Sprintf("%d/%03d/%d/%d", w, i, k, n)}); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	go func() { wg.Wait(); close(writing) }()
+	total := 0
+	for w := range writers {
+		for i := range txs {
+			total += 1 + (w+i)%3
+		}
+	}
+	consume := func(name string) []storage.Event {
+		var got []storage.Event
+		done := false
+		for len(got) < total {
+			evs, err := st.ReadOutbox(ctx, name, 7)
+			if err != nil {
+				t.Error(err)
+				return got
+			}
+			for _, ev := range evs {
+				if len(got) > 0 && ev.Seq <= got[len(got)-1].Seq {
+					t.Errorf("%s: event %d after %d", name, ev.Seq, got[len(got)-1].Seq)
+				}
+				got = append(got, ev)
+			}
+			if len(evs) > 0 {
+				if err := st.AckOutbox(ctx, name, evs[len(evs)-1].Seq); err != nil {
+					t.Error(err)
+					return got
+				}
+				continue
+			}
+			if done {
+				break // everything committed has been read
+			}
+			select {
+			case <-writing:
+				done = true
+			case <-time.After(time.Millisecond):
+			}
+		}
+		return got
+	}
+	results := make([][]storage.Event, 2)
+	var readers sync.WaitGroup
+	for c := range results {
+		readers.Go(func() { results[c] = consume(fmt.Sprintf("concurrent-%d", c)) })
+	}
+	readers.Wait()
+	for c, got := range results {
+		require.Len(t, got, total, "consumer %d: every event once", c)
+		next := make([]int, writers) // each writer's next transaction
+		for j := 0; j < len(got); {
+			var w, i, k, n int
+			_, err := fmt.Sscanf(got[j].RecordID, "%d/%d/%d/%d", &w, &i, &k, &n)
+			require.NoError(t, err)
+			require.Equal(t, next[w], i, "consumer %d: writer %d's transactions in order", c, w)
+			require.LessOrEqual(t, j+n, len(got))
+			for k := range n {
+				assert.Equal(t, fmt.Sprintf("%d/%03d/%d/%d", w, i, k, n), got[j+k].RecordID, "consumer %d: a transaction's events together, in order", c)
+			}
+			next[w]++
+			j += n
+		}
 	}
 }

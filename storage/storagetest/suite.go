@@ -95,6 +95,7 @@ func Run(t *testing.T, newStore NewStore, opts ...Option) {
 		{"Outbox", s.testOutbox},
 		{"OutboxRollback", s.testOutboxRollback},
 		{"OutboxSignal", s.testOutboxSignal},
+		{"OutboxUnderConcurrentWrites", s.testOutboxConcurrent},
 		{"RedactEvents", s.testRedactEvents},
 		{"BadInput", s.testBadInput},
 		{"CancelledContext", s.testCancelledContext},
