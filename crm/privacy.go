@@ -158,7 +158,10 @@ const erased = "erased"
 // contact fails with ErrInvalid.
 func (t *Tenant) EraseContact(ctx context.Context, contactID string, opts ChangeOptions) (Erasure, error) {
 	var out Erasure
-	err := t.update(ctx, func(tx storage.Tx) error {
+	// stale is set when the contact is not at opts.Version: no retry helps.
+	var stale bool
+	erase := func(tx storage.Tx) error {
+		stale = false
 		contacts := t.Contacts()
 		c, err := contacts.get(ctx, tx, contactID)
 		if err != nil {
@@ -168,6 +171,7 @@ func (t *Tenant) EraseContact(ctx context.Context, contactID string, opts Change
 			return fmt.Errorf("%w: contact %s was erased at %s", ErrInvalid, contactID, c.ErasedAt.Format(time.RFC3339))
 		}
 		if opts.Version != 0 && opts.Version != c.Version {
+			stale = true
 			return fmt.Errorf("%w: contact %s is at version %d, the erasure was based on version %d", ErrConflict, contactID, c.Version, opts.Version)
 		}
 		now := t.e.clock.Now().UTC()
@@ -303,12 +307,27 @@ func (t *Tenant) EraseContact(ctx context.Context, contactID string, opts Change
 		}
 		return tx.Append(ctx, storage.Event{Type: "contact.erased", Collection: contactsCollection, RecordID: contactID, Time: now,
 			Body: fmt.Appendf(nil, `{"data":{"id":%q,"erased_at":%q}}`, contactID, now.Format(time.RFC3339Nano))})
-	})
+	}
+	// A conflict with a concurrent write is worth another try, the
+	// erasure reading what is there then: on PostgreSQL the numbering of
+	// the subject's latest events, just committed, is one (see
+	// storage.Tx.RedactEvents).
+	var err error
+	for attempt := 0; ; attempt++ {
+		err = t.update(ctx, erase)
+		if !errors.Is(err, storage.ErrConflict) || stale || attempt == maxEraseRetries {
+			break
+		}
+	}
 	if err != nil {
 		return Erasure{}, fmt.Errorf("crm: erase contact %s: %w", contactID, err)
 	}
 	return out, nil
 }
+
+// maxEraseRetries is how many times EraseContact runs again after a
+// conflict.
+const maxEraseRetries = 5
 
 // eraseLinked applies scrub to every record of r whose index holds id,
 // and stores it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,11 +21,15 @@ import (
 var errInjected = errors.New("injected failure")
 
 // faultyStore fails every Put to one collection while armed, to check
-// that multi-record operations are atomic.
+// that multi-record operations are atomic, and the next redactConflicts
+// calls of RedactEvents with ErrConflict, as PostgreSQL does when events
+// were numbered meanwhile.
 type faultyStore struct {
 	storage.Store
-	failOn string
-	armed  atomic.Bool
+	failOn          string
+	armed           atomic.Bool
+	redactConflicts atomic.Int32
+	redacts         atomic.Int32 // calls of RedactEvents
 }
 
 func (f *faultyStore) Update(ctx context.Context, tenant string, fn func(storage.Tx) error) error {
@@ -41,6 +46,57 @@ func (t *faultyTx) Put(ctx context.Context, coll string, rec storage.Record) (st
 		return storage.Record{}, errInjected
 	}
 	return t.Tx.Put(ctx, coll, rec)
+}
+
+func (t *faultyTx) RedactEvents(ctx context.Context, coll string, ids []string, body []byte) (int, error) {
+	t.f.redacts.Add(1)
+	if t.f.redactConflicts.Add(-1) >= 0 {
+		return 0, fmt.Errorf("%w: injected", storage.ErrConflict)
+	}
+	return t.Tx.RedactEvents(ctx, coll, ids, body)
+}
+
+// An erasure that meets a conflict runs again, up to a limit; one based
+// on a version the contact is no longer at does not.
+func TestEraseContactRetriesConflicts(t *testing.T) {
+	st := &faultyStore{Store: memory.New()}
+	t.Cleanup(func() { require.NoError(t, st.Store.Close()) })
+	ctx := context.Background()
+	e, err := crm.Open(ctx, crm.Options{Store: st, Clock: newClock()})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, e.Close()) })
+	create := func(email string) crm.Contact {
+		c, err := e.Contacts().Create(ctx, crm.Contact{FirstName: "Ann", Email: email})
+		require.NoError(t, err)
+		return c
+	}
+	erased := func(id string) bool {
+		c, err := e.Contacts().Get(ctx, id)
+		require.NoError(t, err)
+		return !c.ErasedAt.IsZero()
+	}
+
+	ann := create("ann@example.com")
+	st.redactConflicts.Store(2)
+	_, err = e.Default().EraseContact(ctx, ann.ID, crm.ChangeOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, int32(3), st.redacts.Load(), "two conflicts, then the erasure")
+	assert.True(t, erased(ann.ID))
+
+	bob := create("bob@example.com")
+	st.redacts.Store(0)
+	st.redactConflicts.Store(100)
+	_, err = e.Default().EraseContact(ctx, bob.ID, crm.ChangeOptions{})
+	require.ErrorIs(t, err, crm.ErrConflict)
+	assert.Equal(t, int32(6), st.redacts.Load(), "one try and five more")
+	assert.False(t, erased(bob.ID), "nothing of a failed erasure is kept")
+
+	st.redacts.Store(0)
+	st.redactConflicts.Store(0)
+	_, err = e.Default().EraseContact(ctx, bob.ID, crm.ChangeOptions{Version: bob.Version + 1})
+	require.ErrorIs(t, err, crm.ErrConflict)
+	assert.Zero(t, st.redacts.Load(), "a stale version is not tried again")
+	assert.False(t, erased(bob.ID))
 }
 
 // dump returns every stored record and outbox event of a tenant as text.

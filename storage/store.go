@@ -124,7 +124,10 @@ type Tx interface {
 	// including those appended in this transaction — with body (which may
 	// be nil), keeping each event's sequence number, type and time, and
 	// returns how many it changed. It serves erasure of personal data; it
-	// reads the whole outbox once, so it is not for frequent use.
+	// reads the whole outbox once, so it is not for frequent use. On
+	// PostgreSQL an event committed but not yet numbered when the
+	// transaction began may be numbered meanwhile, which fails the
+	// transaction with ErrConflict: run it again.
 	RedactEvents(ctx context.Context, collection string, ids []string, body []byte) (int, error)
 }
 

@@ -26,16 +26,28 @@ import (
 
 // benchStore opens a store in a schema of its own for a benchmark, with
 // a pool for raw SQL on the same server.
-func benchStore(b *testing.B) (*postgres.Store, *pgxpool.Pool) {
+func benchStore(b *testing.B) (*postgres.Store, *pgxpool.Pool) { return benchStoreConns(b, 0) }
+
+// benchStoreConns is benchStore with pools of conns connections each (0:
+// pgxpool's default, the larger of 4 and the number of CPUs).
+func benchStoreConns(b *testing.B, conns int) (*postgres.Store, *pgxpool.Pool) {
 	b.Helper()
 	pgtest.Need(b, startErr)
 	ctx := context.Background()
 	schema := pgtest.Schema(b)
-	st, err := postgres.Open(ctx, server.URL, &postgres.Options{Schema: schema})
+	url := server.URL
+	if conns > 0 {
+		sep := "?"
+		if strings.Contains(url, "?") {
+			sep = "&"
+		}
+		url += fmt.Sprintf("%spool_max_conns=%d", sep, conns)
+	}
+	st, err := postgres.Open(ctx, url, &postgres.Options{Schema: schema})
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg, err := pgxpool.ParseConfig(server.URL)
+	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -55,11 +67,11 @@ func benchStore(b *testing.B) (*postgres.Store, *pgxpool.Pool) {
 	return st, pool
 }
 
-// benchEngine opens an engine on a store of its own (benchStore), closed
-// when the benchmark ends.
-func benchEngine(b *testing.B) *crm.Engine {
+// benchEngine opens an engine on a store of its own (benchStoreConns),
+// closed when the benchmark ends.
+func benchEngine(b *testing.B, conns int) *crm.Engine {
 	b.Helper()
-	st, _ := benchStore(b)
+	st, _ := benchStoreConns(b, conns)
 	e, err := crm.Open(context.Background(), crm.Options{Store: st})
 	if err != nil {
 		b.Fatal(err)
@@ -137,7 +149,7 @@ func BenchmarkWrite(b *testing.B) {
 		b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "records/s")
 	})
 	b.Run("insert/engine", func(b *testing.B) {
-		e := benchEngine(b)
+		e := benchEngine(b, 0)
 		i := 0
 		for b.Loop() {
 			if _, err := e.Contacts().Create(ctx, benchContact(i)); err != nil {
@@ -148,9 +160,12 @@ func BenchmarkWrite(b *testing.B) {
 		b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "records/s")
 	})
 	// The same with eight clients at once, as a server sees them: the
-	// commits share the disk flushes (group commit).
+	// commits share the disk flushes (group commit). The pools have a
+	// connection for each client, and the engine's some more for its
+	// consumers and outbox listener.
+	const clientConns = 12
 	b.Run("insert/raw-pgx-8", func(b *testing.B) {
-		_, pool := benchStore(b)
+		_, pool := benchStoreConns(b, clientConns)
 		var next atomic.Int64
 		b.SetParallelism(8 / runtime.GOMAXPROCS(0))
 		b.RunParallel(func(pb *testing.PB) {
@@ -165,7 +180,7 @@ func BenchmarkWrite(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	})
 	b.Run("insert/engine-8", func(b *testing.B) {
-		e := benchEngine(b)
+		e := benchEngine(b, clientConns)
 		var next atomic.Int64
 		b.SetParallelism(8 / runtime.GOMAXPROCS(0))
 		b.RunParallel(func(pb *testing.PB) {
@@ -201,7 +216,7 @@ func BenchmarkWrite(b *testing.B) {
 		b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "records/s")
 	})
 	b.Run("update/engine", func(b *testing.B) {
-		e := benchEngine(b)
+		e := benchEngine(b, 0)
 		cs := make([]crm.Contact, 1000)
 		var err error
 		for i := range cs {
@@ -351,7 +366,7 @@ func BenchmarkWrite(b *testing.B) {
 		},
 	} {
 		b.Run(name, func(b *testing.B) {
-			e := benchEngine(b)
+			e := benchEngine(b, 0)
 			next := 0
 			for b.Loop() {
 				cs := make([]crm.Contact, batch)

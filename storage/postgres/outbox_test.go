@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -58,4 +59,86 @@ func TestOutboxNumberingTakesTurns(t *testing.T) {
 	assert.Equal(t, "x.first", evs[0].Type)
 	assert.Equal(t, "x.second", evs[1].Type)
 	assert.Equal(t, evs[0].Seq+1, evs[1].Seq)
+}
+
+// Events not numbered yet do not count as the end of the outbox: with
+// only pending events, acknowledging 0 is a no-op, beyond it is refused,
+// and the head is 0 until a reader numbers them.
+func TestOutboxPendingIsNotTheEnd(t *testing.T) {
+	ctx := context.Background()
+	st := open(t)
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error { return tx.Append(ctx, storage.Event{Type: "x.pending"}) }))
+	require.NoError(t, st.AckOutbox(ctx, "c", 0))
+	require.ErrorIs(t, st.AckOutbox(ctx, "c", 5), storage.ErrInvalid)
+	head, err := st.OutboxHead(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), head, "numbered by the call")
+}
+
+// A redacted event keeps its place: events are numbered in the order
+// their transactions wrote them, whoever changed them since.
+func TestOutboxOrderAfterRedaction(t *testing.T) {
+	ctx := context.Background()
+	st := open(t)
+	require.NoError(t, st.Declare(ctx, storage.Collection{Name: "things"}))
+	write := func(typ, id string, redact ...string) {
+		t.Helper()
+		require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+			if len(redact) > 0 {
+				if _, err := tx.RedactEvents(ctx, "things", redact, nil); err != nil {
+					return err
+				}
+			}
+			return tx.Append(ctx, storage.Event{Type: typ, Collection: "things", RecordID: id, Body: []byte(`{"secret":1}`)})
+		}))
+	}
+	write("a.first", "x")
+	write("b.second", "y")
+	write("c.third", "z", "x") // redacts x's pending event
+	evs, err := st.ReadOutbox(ctx, "c", 10)
+	require.NoError(t, err)
+	require.Len(t, evs, 3)
+	for i, typ := range []string{"a.first", "b.second", "c.third"} {
+		assert.Equal(t, typ, evs[i].Type)
+		assert.Equal(t, uint64(i+1), evs[i].Seq)
+	}
+	assert.Empty(t, evs[0].Body, "redacted")
+	assert.JSONEq(t, `{"secret":1}`, string(evs[1].Body))
+}
+
+// A transaction that redacts an event another reader numbered after the
+// transaction began fails with ErrConflict (it would not see the
+// numbered event), and redacts it when run again.
+func TestRedactEventsNumberedMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	st := open(t)
+	require.NoError(t, st.Declare(ctx, storage.Collection{Name: "things"}))
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+		return tx.Append(ctx, storage.Event{Type: "x.made", Collection: "things", RecordID: "x", Body: []byte(`{"secret":1}`)})
+	}))
+	redact := func(meanwhile func()) (int, error) {
+		n := 0
+		err := st.Update(ctx, "t", func(tx storage.Tx) error {
+			if _, err := tx.Get(ctx, "things", "other"); !errors.Is(err, storage.ErrNotFound) { // takes the snapshot
+				return err
+			}
+			meanwhile()
+			var err error
+			n, err = tx.RedactEvents(ctx, "things", []string{"x"}, nil)
+			return err
+		})
+		return n, err
+	}
+	_, err := redact(func() {
+		_, err := st.OutboxHead(ctx) // numbers the event
+		require.NoError(t, err)
+	})
+	require.ErrorIs(t, err, storage.ErrConflict)
+	n, err := redact(func() {})
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	evs, err := st.ReadOutbox(ctx, "c", 10)
+	require.NoError(t, err)
+	require.Len(t, evs, 1)
+	assert.Empty(t, evs[0].Body)
 }

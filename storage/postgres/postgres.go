@@ -828,7 +828,8 @@ func (s *Store) OutboxHead(ctx context.Context) (uint64, error) {
 	var head int64
 	b := &pgx.Batch{}
 	queueSequencing(b, s.lock(lockOutbox))
-	b.Queue("SELECT coalesce(max(seq), 0) FROM outbox").QueryRow(func(row pgx.Row) error { return row.Scan(&head) })
+	// Events committed since the numbering are still pending (negative).
+	b.Queue("SELECT coalesce(max(seq), 0) FROM outbox WHERE seq > 0").QueryRow(func(row pgx.Row) error { return row.Scan(&head) })
 	if err := s.sendAlone(ctx, b); err != nil {
 		return 0, fmt.Errorf("postgres: outbox head: %w", err)
 	}
@@ -837,12 +838,10 @@ func (s *Store) OutboxHead(ctx context.Context) (uint64, error) {
 
 // queueSequencing queues a transaction that numbers the pending events
 // (those with a negative sequence number, see tx.queueEvents) committed
-// when it takes the outbox lock (lock): a transaction's events together,
-// in the order appended, and transactions in the order they began to
-// write them (the events of transactions that commit at the same moment
-// are drawn interleaved, and each transaction's rows share their xmin,
-// the inserting transaction's ID; a pending event redacted meanwhile has
-// the redacting one's, and so is numbered on its own).
+// when it takes the outbox lock (lock), in the order of their pending
+// numbers: a transaction's events together, in the order appended, after
+// those of every transaction that committed before it drew its pending
+// number.
 // Readers run it before they read, in the same round trip: so an event is
 // read once numbered, every event committed before a read is numbered,
 // and, the numbering transactions taking turns, each commits (on disk)
@@ -853,10 +852,10 @@ func queueSequencing(b *pgx.Batch, lock int64) {
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
 	b.Queue("SELECT pg_advisory_xact_lock($1)", lock)
 	// READ COMMITTED: the statement's snapshot is taken once the lock is held.
-	b.Queue(`WITH pending AS (DELETE FROM outbox WHERE seq < 0 RETURNING *, xmin::text::bigint AS writer)
+	b.Queue(`WITH pending AS (DELETE FROM outbox WHERE seq < 0 RETURNING *)
 		INSERT INTO outbox (seq, tenant, type, coll, record_id, time, body)
 		SELECT nextval('outbox_seq'), p.tenant, p.type, p.coll, p.record_id, p.time, p.body
-		FROM (SELECT *, max(seq) OVER (PARTITION BY writer) AS first FROM pending ORDER BY first DESC, seq DESC) p`)
+		FROM (SELECT * FROM pending ORDER BY seq DESC) p`)
 	b.Queue("COMMIT")
 }
 
@@ -969,9 +968,9 @@ func (s *Store) AckOutbox(ctx context.Context, consumer string, seq uint64) erro
 	// asyncCommit).
 	var last, moved int64
 	b := asyncCommit()
-	b.Queue("SELECT coalesce(max(seq), 0) FROM outbox").QueryRow(func(row pgx.Row) error { return row.Scan(&last) })
+	b.Queue("SELECT coalesce(max(seq), 0) FROM outbox WHERE seq > 0").QueryRow(func(row pgx.Row) error { return row.Scan(&last) })
 	b.Queue(`INSERT INTO consumers AS k (name, acked, owner, lease_until)
-		SELECT $1, $2, $3, now() + $4 * interval '1 microsecond' WHERE $2 <= (SELECT coalesce(max(seq), 0) FROM outbox)
+		SELECT $1, $2, $3, now() + $4 * interval '1 microsecond' WHERE $2 <= (SELECT coalesce(max(seq), 0) FROM outbox WHERE seq > 0)
 		ON CONFLICT (name) DO UPDATE SET acked = greatest(k.acked, EXCLUDED.acked), owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
 			WHERE k.owner IS NULL OR k.owner = EXCLUDED.owner OR k.lease_until < now()`,
 		[]byte(consumer), int64(seq), s.instance, s.lease.Microseconds()).Exec(func(ct pgconn.CommandTag) error {

@@ -852,18 +852,31 @@ func (t *tx) Append(ctx context.Context, events ...storage.Event) error {
 }
 
 // queueEvents queues the appended events' inserts, pending: with
-// negative sequence numbers in the order appended (from a sequence of
-// their own), which readers replace with their numbers once committed
-// (see queueSequencing). No lock is
-// taken, so that commits of events share disk flushes.
+// negative sequence numbers, which readers replace with their numbers once
+// committed (see queueSequencing). No lock is taken, so that commits of
+// events share disk flushes. A pending number is -(g·2^20 + i): g is
+// drawn once per statement from outbox_pending_seq and i is the event's
+// position, so numbering in order of pending numbers keeps a
+// transaction's events together and in order (a transaction of more than
+// 2^20 events draws once per 2^20), and puts a transaction after every
+// one that committed before it drew.
 func (t *tx) queueEvents(b *pgx.Batch) error {
-	if len(t.events) == 0 {
-		return nil
+	for from := 0; from < len(t.events); from += pendingGroup {
+		if err := t.queueEventGroup(b, t.events[from:min(from+pendingGroup, len(t.events))]); err != nil {
+			return err
+		}
 	}
-	n := len(t.events)
+	return nil
+}
+
+// pendingGroup is how many events share a draw of a pending number.
+const pendingGroup = 1 << 20
+
+func (t *tx) queueEventGroup(b *pgx.Batch, events []storage.Event) error {
+	n := len(events)
 	tenants, types, colls, ids, bodies := make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
 	times := make([]string, n)
-	for i, ev := range t.events {
+	for i, ev := range events {
 		at, err := json.Marshal(ev.Time)
 		if err != nil {
 			return fmt.Errorf("%w: event %s: time: %v", storage.ErrInvalid, ev.Type, err)
@@ -874,12 +887,12 @@ func (t *tx) queueEvents(b *pgx.Batch) error {
 			bodies[i] = ev.Body
 		}
 	}
-	// One statement for all the events, numbered in the order appended.
 	b.Queue(`INSERT INTO outbox (seq, tenant, type, coll, record_id, time, body)
-		SELECT -nextval('outbox_pending_seq'), e.tenant, e.type, e.coll, e.record_id, e.time, e.body
-		FROM (SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[], $6::bytea[])
-			WITH ORDINALITY AS u(tenant, type, coll, record_id, time, body, n) ORDER BY n) e`,
-		tenants, types, colls, ids, times, bodies)
+		SELECT -(g.v * $7 + u.n - 1), u.tenant, u.type, u.coll, u.record_id, u.time, u.body
+		FROM (SELECT nextval('outbox_pending_seq') AS v) g,
+			unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[], $6::bytea[])
+			WITH ORDINALITY AS u(tenant, type, coll, record_id, time, body, n)`,
+		tenants, types, colls, ids, times, bodies, int64(pendingGroup))
 	return nil
 }
 
