@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -141,4 +142,27 @@ func TestRedactEventsNumberedMeanwhile(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, evs, 1)
 	assert.Empty(t, evs[0].Body)
+}
+
+// A transaction of more events than share a draw of a pending number
+// (2^20; 3 here) keeps its events in order.
+func TestOutboxLargeTransaction(t *testing.T) {
+	ctx := context.Background()
+	st := open(t)
+	st.SetPendingGroup(3)
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+		for i := range 7 {
+			if err := tx.Append(ctx, storage.Event{Type: "x.made", RecordID: strconv.Itoa(i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	evs, err := st.ReadOutbox(ctx, "c", 10)
+	require.NoError(t, err)
+	require.Len(t, evs, 7)
+	for i, ev := range evs {
+		assert.Equal(t, strconv.Itoa(i), ev.RecordID)
+		assert.Equal(t, uint64(i+1), ev.Seq)
+	}
 }

@@ -145,6 +145,9 @@ type Store struct {
 	// pids are the backend process IDs of the pool's connections: the
 	// listener ignores the NOTIFYs they send.
 	pids sync.Map // uint32 → struct{}
+	// pendingGroup is how many events of a transaction share a draw of
+	// a pending number (see tx.queueEvents): pendingGroup, but for tests.
+	pendingGroup int
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -181,7 +184,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	h := fnv.New64a()
 	h.Write([]byte("rapport\x00" + o.Schema))
 	s := &Store{schema: o.Schema, log: o.Logger, lease: o.Lease, rls: o.RowLevelSecurity, instance: []byte(rand.Text()),
-		lockKey: int64(h.Sum64() >> 1), colls: map[string]storage.Collection{}, gen: 1, poke: make(chan struct{}, 1)}
+		lockKey: int64(h.Sum64() >> 1), colls: map[string]storage.Collection{}, gen: 1, poke: make(chan struct{}, 1), pendingGroup: pendingGroup}
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		s.pids.Store(c.PgConn().PID(), struct{}{})
 		return nil

@@ -861,8 +861,9 @@ func (t *tx) Append(ctx context.Context, events ...storage.Event) error {
 // 2^20 events draws once per 2^20), and puts a transaction after every
 // one that committed before it drew.
 func (t *tx) queueEvents(b *pgx.Batch) error {
-	for from := 0; from < len(t.events); from += pendingGroup {
-		if err := t.queueEventGroup(b, t.events[from:min(from+pendingGroup, len(t.events))]); err != nil {
+	group := t.s.pendingGroup
+	for from := 0; from < len(t.events); from += group {
+		if err := t.queueEventGroup(b, t.events[from:min(from+group, len(t.events))], group); err != nil {
 			return err
 		}
 	}
@@ -872,7 +873,7 @@ func (t *tx) queueEvents(b *pgx.Batch) error {
 // pendingGroup is how many events share a draw of a pending number.
 const pendingGroup = 1 << 20
 
-func (t *tx) queueEventGroup(b *pgx.Batch, events []storage.Event) error {
+func (t *tx) queueEventGroup(b *pgx.Batch, events []storage.Event, group int) error {
 	n := len(events)
 	tenants, types, colls, ids, bodies := make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
 	times := make([]string, n)
@@ -892,7 +893,7 @@ func (t *tx) queueEventGroup(b *pgx.Batch, events []storage.Event) error {
 		FROM (SELECT nextval('outbox_pending_seq') AS v) g,
 			unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[], $6::bytea[])
 			WITH ORDINALITY AS u(tenant, type, coll, record_id, time, body, n)`,
-		tenants, types, colls, ids, times, bodies, int64(pendingGroup))
+		tenants, types, colls, ids, times, bodies, int64(group))
 	return nil
 }
 
