@@ -844,13 +844,13 @@ func (s *Store) OutboxHead(ctx context.Context) (uint64, error) {
 // when it takes the outbox lock (lock), in the order of their pending
 // numbers: a transaction's events together, in the order appended, after
 // those of every transaction that committed before it drew its pending
-// number.
+// number (which it does as it commits).
+//
 // Readers run it before they read, in the same round trip: so an event is
 // read once numbered, every event committed before a read is numbered,
 // and, the numbering transactions taking turns, each commits (on disk)
 // before the next numbers anything, so no reader sees an event before one
-// numbered lower. An event is numbered after the events of every
-// transaction that had committed when its own began to commit.
+// numbered lower.
 func queueSequencing(b *pgx.Batch, lock int64) {
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
 	b.Queue("SELECT pg_advisory_xact_lock($1)", lock)
