@@ -30,12 +30,7 @@ func TestOutboxNumberingTakesTurns(t *testing.T) {
 
 	// Another process's reader numbers the first event and has not
 	// committed yet.
-	cfg, err := pgx.ParseConfig(server.URL)
-	require.NoError(t, err)
-	cfg.RuntimeParams["search_path"] = st.Schema()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
+	conn := rawConn(t, st.Schema())
 	b := &pgx.Batch{}
 	st.QueueSequencing(b)
 	b.QueuedQueries = b.QueuedQueries[:len(b.QueuedQueries)-1] // all but COMMIT
@@ -53,7 +48,7 @@ func TestOutboxNumberingTakesTurns(t *testing.T) {
 		t.Fatalf("read while another numbering was uncommitted: %v", evs)
 	case <-time.After(300 * time.Millisecond):
 	}
-	_, err = conn.Exec(ctx, "COMMIT")
+	_, err := conn.Exec(ctx, "COMMIT")
 	require.NoError(t, err)
 	evs := <-read
 	require.Len(t, evs, 2)
@@ -63,8 +58,8 @@ func TestOutboxNumberingTakesTurns(t *testing.T) {
 }
 
 // Events not numbered yet do not count as the end of the outbox: with
-// only pending events, acknowledging 0 is a no-op, beyond it is refused,
-// and the head is 0 until a reader numbers them.
+// only pending events, acknowledging 0 is a no-op and beyond it is
+// refused. (OutboxHead numbers them first.)
 func TestOutboxPendingIsNotTheEnd(t *testing.T) {
 	ctx := context.Background()
 	st := open(t)
@@ -165,4 +160,75 @@ func TestOutboxLargeTransaction(t *testing.T) {
 		assert.Equal(t, strconv.Itoa(i), ev.RecordID)
 		assert.Equal(t, uint64(i+1), ev.Seq)
 	}
+}
+
+// A transaction that redacts pending events of several collections and a
+// reader that numbers them meanwhile do not deadlock: the numbering locks
+// pending rows in an order of its own (here the one with the lower
+// pending number, of the second collection, first), so the redaction
+// takes the outbox lock before it locks any.
+func TestRedactEventsWhileNumbering(t *testing.T) {
+	ctx := context.Background()
+	st := open(t)
+	for _, c := range []string{"a", "b"} {
+		require.NoError(t, st.Declare(ctx, storage.Collection{Name: c}))
+	}
+	// Enough numbered events that numbering scans the primary key.
+	for range 20 {
+		require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+			for range 500 {
+				if err := tx.Append(ctx, storage.Event{Type: "z.filler"}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
+	_, err := st.OutboxHead(ctx)
+	require.NoError(t, err)
+	conn := rawConn(t, st.Schema())
+	_, err = conn.Exec(ctx, "ANALYZE outbox")
+	require.NoError(t, err)
+	for _, c := range []string{"b", "a"} {
+		require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+			return tx.Append(ctx, storage.Event{Type: c + ".made", Collection: c, RecordID: "r", Body: []byte(`{"secret":1}`)})
+		}))
+	}
+
+	numbered := make(chan error, 1)
+	err = st.Update(ctx, "t", func(tx storage.Tx) error {
+		if _, err := tx.RedactEvents(ctx, "b", []string{"r"}, nil); err != nil {
+			return err
+		}
+		go func() {
+			b := &pgx.Batch{}
+			st.QueueSequencing(b)
+			numbered <- conn.SendBatch(ctx, b).Close()
+		}()
+		time.Sleep(200 * time.Millisecond) // the numbering waits
+		_, err := tx.RedactEvents(ctx, "a", []string{"r"}, nil)
+		return err
+	})
+	require.NoError(t, err)
+	require.NoError(t, <-numbered)
+	evs, err := st.ReadOutbox(ctx, "c", storage.MaxScanLimit)
+	require.NoError(t, err)
+	for _, ev := range evs {
+		if ev.Collection != "" {
+			assert.Empty(t, ev.Body, "%s redacted", ev.Type)
+		}
+	}
+}
+
+// rawConn is a connection of its own to the server, in schema.
+func rawConn(t *testing.T, schema string) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := pgx.ParseConfig(server.URL)
+	require.NoError(t, err)
+	cfg.RuntimeParams["search_path"] = schema
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(ctx) })
+	return conn
 }

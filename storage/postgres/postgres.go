@@ -842,9 +842,9 @@ func (s *Store) OutboxHead(ctx context.Context) (uint64, error) {
 // queueSequencing queues a transaction that numbers the pending events
 // (those with a negative sequence number, see tx.queueEvents) committed
 // when it takes the outbox lock (lock), in the order of their pending
-// numbers: a transaction's events together, in the order appended, after
-// those of every transaction that committed before it drew its pending
-// number (which it does as it commits).
+// numbers: a transaction's events in the order appended, together (up to
+// 2^20 of them), after those of every transaction that committed before
+// it drew its pending number (which it does as it commits).
 //
 // Readers run it before they read, in the same round trip: so an event is
 // read once numbered, every event committed before a read is numbered,

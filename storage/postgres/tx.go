@@ -72,6 +72,9 @@ type tx struct {
 	createdIDs map[[2]string]bool // collection, ID
 	claimed    map[claimKey]string
 	written    map[string]bool
+	// outboxLocked is set once the transaction has queued the outbox
+	// lock (RedactEvents).
+	outboxLocked bool
 	// expects are the Expect checks, in order; a failed one names its
 	// position.
 	expects []storage.ExpectError
@@ -857,9 +860,10 @@ func (t *tx) Append(ctx context.Context, events ...storage.Event) error {
 // events share disk flushes. A pending number is -(g·2^20 + i): g is
 // drawn once per statement from outbox_pending_seq and i is the event's
 // position, so numbering in order of pending numbers keeps a
-// transaction's events together and in order (a transaction of more than
-// 2^20 events draws once per 2^20), and puts a transaction after every
-// one that committed before it drew.
+// transaction's events in order, and together, and puts a transaction
+// after every one that committed before it drew. A transaction of more
+// than 2^20 events draws once per 2^20: its events stay in order, but
+// those of a transaction that drew in between may come among them.
 func (t *tx) queueEvents(b *pgx.Batch) error {
 	group := t.s.pendingGroup
 	for from := 0; from < len(t.events); from += group {
@@ -888,10 +892,11 @@ func (t *tx) queueEventGroup(b *pgx.Batch, events []storage.Event, group int) er
 			bodies[i] = ev.Body
 		}
 	}
-	b.Queue(`INSERT INTO outbox (seq, tenant, type, coll, record_id, time, body)
+	// A WITH query that calls a volatile function runs once.
+	b.Queue(`WITH g AS (SELECT nextval('outbox_pending_seq') AS v)
+		INSERT INTO outbox (seq, tenant, type, coll, record_id, time, body)
 		SELECT -(g.v * $7 + u.n - 1), u.tenant, u.type, u.coll, u.record_id, u.time, u.body
-		FROM (SELECT nextval('outbox_pending_seq') AS v) g,
-			unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[], $6::bytea[])
+		FROM g, unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[], $6::bytea[])
 			WITH ORDINALITY AS u(tenant, type, coll, record_id, time, body, n)`,
 		tenants, types, colls, ids, times, bodies, int64(group))
 	return nil
@@ -927,7 +932,17 @@ func (t *tx) RedactEvents(ctx context.Context, collection string, ids []string, 
 	if len(keys) == 0 {
 		return n, nil
 	}
-	t.queue().Queue("UPDATE outbox SET body = $4 WHERE tenant = $1 AND coll = $2 AND record_id = ANY($3)",
+	b := t.queue()
+	if !t.outboxLocked {
+		// Pending events are numbered (moved) under the outbox lock, and
+		// a numbering locks their rows in an order of its own: taking the
+		// lock first, a redaction does not lock some of them and wait for
+		// a numbering that waits for those (a deadlock). Numberings wait
+		// for the transaction to end; erasures are rare.
+		b.Queue("SELECT pg_advisory_xact_lock($1)", t.s.lock(lockOutbox))
+		t.outboxLocked = true
+	}
+	b.Queue("UPDATE outbox SET body = $4 WHERE tenant = $1 AND coll = $2 AND record_id = ANY($3)",
 		[]byte(t.tenant), []byte(collection), keys, body).Exec(func(ct pgconn.CommandTag) error {
 		n += int(ct.RowsAffected())
 		return nil

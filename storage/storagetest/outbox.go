@@ -344,6 +344,7 @@ func (s *suite) testOutboxConcurrent(t *testing.T) {
 		readers.Go(func() { results[c] = consume(fmt.Sprintf("concurrent-%d", c)) })
 	}
 	readers.Wait()
+	<-writing // so that no writer reports after the test
 	for c, got := range results {
 		require.Len(t, got, total, "consumer %d: every event once", c)
 		next := make([]int, writers) // each writer's next transaction
