@@ -538,3 +538,80 @@ func TestDeferredReplace(t *testing.T) {
 		return nil
 	}))
 }
+
+// In a collection without unique indexes, a deferred Replace leaves later
+// creates and replaces there unchecked too (where values could be
+// released and taken again, they check as Put does): a record changed by
+// another transaction meanwhile fails the commit, and was not locked.
+func TestDeferredReplacesWithoutUniqueIndex(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	st := open(t)
+	require.NoError(t, st.Declare(ctx, storage.Collection{Name: "things", Indexes: []storage.Index{{Name: "tag", Field: "tag"}}}))
+	thing := func(id, tag string) storage.Record {
+		return storage.Record{ID: id, Body: []byte(fmt.Sprintf(`{"tag":%q}`, tag))}
+	}
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+		for _, id := range []string{"a", "c"} {
+			if _, err := tx.Put(ctx, "things", thing(id, "old")); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	tagged := func(tag string) []string {
+		var ids []string
+		require.NoError(t, st.View(ctx, "t", func(tx storage.ReadTx) error {
+			pg, err := tx.Scan(ctx, "things", storage.Query{Index: "tag", Equal: tag})
+			for _, r := range pg.Records {
+				ids = append(ids, r.ID)
+			}
+			return err
+		}))
+		return ids
+	}
+	write := func(meanwhile func()) error {
+		return st.Update(ctx, "t", func(tx storage.Tx) error {
+			d := tx.(storage.Deferrer)
+			got, err := tx.(storage.MultiGetter).GetMany(ctx, "things", []string{"a", "c"})
+			if err != nil {
+				return err
+			}
+			a, c := got[0], got[1]
+			a.Body, c.Body = thing("a", "new").Body, thing("c", "new").Body
+			if _, err := d.Replace(ctx, "things", a); err != nil {
+				return err
+			}
+			if _, err := d.Create(ctx, "things", thing("b", "new")); err != nil {
+				return err
+			}
+			if _, err := d.Replace(ctx, "things", c); err != nil {
+				return err
+			}
+			meanwhile()
+			return nil
+		})
+	}
+	// Another transaction changes c before this one commits. (A Replace
+	// that locked c would make it wait.)
+	err := write(func() {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		require.NoError(t, st.Update(wctx, "t", func(tx storage.Tx) error {
+			cur, err := tx.Get(wctx, "things", "c")
+			if err != nil {
+				return err
+			}
+			_, err = tx.Put(wctx, "things", storage.Record{ID: "c", Version: cur.Version, Body: thing("c", "other").Body})
+			return err
+		}))
+	})
+	require.ErrorIs(t, err, storage.ErrConflict)
+	assert.Equal(t, []string{"a"}, tagged("old"), "nothing of the failed transaction is written")
+	assert.Equal(t, []string{"c"}, tagged("other"))
+
+	require.NoError(t, write(func() {}))
+	assert.Equal(t, []string{"a", "b", "c"}, tagged("new"))
+	assert.Empty(t, tagged("old"))
+	assert.Empty(t, tagged("other"))
+}

@@ -67,7 +67,8 @@ type tx struct {
 	// deferred are the writes of Create and Replace, by which a failed
 	// send or commit is explained (see explain); claimed maps the unique
 	// values of the creates to their IDs. written holds the collections
-	// written otherwise, where Create and Replace check at once (as Put).
+	// written otherwise (by Put, Delete, CreateMany, or Replace where an
+	// index is unique), where Create and Replace check at once (as Put).
 	deferred   []deferredWrite
 	createdIDs map[[2]string]bool // collection, ID
 	claimed    map[claimKey]string
@@ -689,8 +690,9 @@ func (t *tx) Create(ctx context.Context, collection string, rec storage.Record) 
 }
 
 // Replace implements storage.Deferrer. A record this transaction read
-// at rec.Version, before writing anything else to its collection, is
-// updated without a round trip of checks: its old index values are
+// at rec.Version, before writing anything else to its collection (but
+// deferred creates, and in a collection without unique indexes deferred
+// replaces), is updated without a round trip of checks: its old index values are
 // known, a concurrent change or delete since the transaction's snapshot
 // makes the UPDATE a serialization failure (ErrConflict), and a unique
 // value it takes is refused by the database and explained as for Create.
@@ -737,8 +739,24 @@ func (t *tx) Replace(ctx context.Context, collection string, rec storage.Record)
 	}
 	t.expects = append(t.expects, storage.ExpectError{Collection: collection, ID: rec.ID, Version: rec.Version})
 	t.deferred = append(t.deferred, d)
-	t.wrote(collection) // later writes there check as Put does
+	if hasUnique(c) {
+		// The values it releases could be taken by a later write there,
+		// which explain could not tell from the rolled-back data: later
+		// writes there check as Put does. Without unique indexes, only
+		// IDs can clash, and the stored data says which are taken.
+		t.wrote(collection)
+	}
 	return storage.Record{ID: rec.ID, Version: uint64(ver), Body: bytes.Clone(rec.Body)}, nil
+}
+
+// hasUnique reports whether c has a unique index.
+func hasUnique(c storage.Collection) bool {
+	for _, ix := range c.Indexes {
+		if ix.Unique {
+			return true
+		}
+	}
+	return false
 }
 
 // Expect implements storage.Deferrer: the check goes with the
