@@ -71,10 +71,8 @@ func (t *tx) CreateMany(ctx context.Context, collection string, recs []storage.R
 	}
 
 	// One round trip: the IDs taken and the unique values held, each
-	// probed in the primary key with = ANY (a join of the values against
-	// the table lets the planner, with statistics from when the table
-	// was small, compare every pair). The first record in recs that
-	// clashes is reported.
+	// probed in the primary key (see keyed.go). The first record in recs
+	// that clashes is reported.
 	b := t.queue()
 	first := -1
 	var firstErr error
@@ -83,7 +81,7 @@ func (t *tx) CreateMany(ctx context.Context, collection string, recs []storage.R
 			first, firstErr = i, err
 		}
 	}
-	b.Queue("SELECT id FROM records WHERE tenant = $1 AND coll = $2 AND id = ANY($3)", tenant, collection, ids).Query(func(rows pgx.Rows) error {
+	b.Queue(sqlTakenIDs, tenant, collection, ids).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var id []byte
 			if err := rows.Scan(&id); err != nil {
@@ -95,7 +93,7 @@ func (t *tx) CreateMany(ctx context.Context, collection string, recs []storage.R
 		return rows.Err()
 	})
 	for name, values := range byIndex {
-		b.Queue("SELECT value, id FROM uniques WHERE tenant = $1 AND coll = $2 AND idx = $3 AND value = ANY($4)",
+		b.Queue(sqlHeldUniques,
 			tenant, collection, name, values).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var value, holder []byte

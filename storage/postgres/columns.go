@@ -71,7 +71,7 @@ func columnRows(ix storage.Index, tenant, id []byte, values [][]byte) ([][]any, 
 func queueColumns(w *pgx.Batch, coll string, ix storage.Index, tenant, id []byte, gone, added [][]byte) error {
 	table := columnsTable(coll, ix.Name)
 	if len(gone) > 0 {
-		w.Queue("DELETE FROM "+table+" WHERE tenant = $1 AND id = $2 AND value = ANY($3)", tenant, id, gone)
+		w.Queue(sqlDeleteColumns(table), tenant, id, gone)
 	}
 	if len(added) == 0 {
 		return nil

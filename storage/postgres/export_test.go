@@ -29,3 +29,16 @@ func (s *Store) QueueSequencing(b *pgx.Batch) { queueSequencing(b, s.lock(lockOu
 // SetPendingGroup makes n events of a transaction share a draw of a
 // pending number, so that tests need not write a million.
 func (s *Store) SetPendingGroup(n int) { s.pendingGroup = n }
+
+// The statements of keyed.go, for the test of their plans.
+var (
+	SQLGetMany       = sqlGetMany
+	SQLTakenIDs      = sqlTakenIDs
+	SQLHeldUniques   = sqlHeldUniques
+	SQLTakenKeys     = sqlTakenKeys
+	SQLHeldKeys      = sqlHeldKeys
+	SQLDeleteEntries = sqlDeleteEntries
+	SQLDeleteUniques = sqlDeleteUniques
+	SQLDeleteColumns = sqlDeleteColumns
+	SQLRedactEvents  = sqlRedactEvents
+)

@@ -280,8 +280,7 @@ func (t *tx) explain(ctx context.Context, err error) error {
 			}
 		}
 		taken := map[[2]string]bool{}
-		rows, qerr := ptx.Query(rctx, "SELECT r.coll, r.id FROM records r JOIN unnest($2::text[], $3::bytea[]) AS w(coll, id) ON r.tenant = $1 AND r.coll = w.coll AND r.id = w.id",
-			tenant, colls, ids)
+		rows, qerr := ptx.Query(rctx, sqlTakenKeys, tenant, colls, ids)
 		if qerr != nil {
 			return mapErr(err)
 		}
@@ -308,9 +307,7 @@ func (t *tx) explain(ctx context.Context, err error) error {
 		}
 	}
 	holders := map[claimKey]string{}
-	rows, qerr := ptx.Query(rctx, `SELECT u.coll, u.idx, u.value, u.id FROM uniques u
-		JOIN unnest($2::text[], $3::text[], $4::bytea[]) AS w(coll, idx, value)
-		ON u.tenant = $1 AND u.coll = w.coll AND u.idx = w.idx AND u.value = w.value`, tenant, colls, idxs, vals)
+	rows, qerr := ptx.Query(rctx, sqlHeldKeys, tenant, colls, idxs, vals)
 	if qerr != nil {
 		return mapErr(err)
 	}
@@ -405,7 +402,7 @@ func (t *tx) GetMany(ctx context.Context, collection string, ids []string) ([]st
 		return nil, nil
 	}
 	found := make(map[string]storage.Record, len(ids))
-	t.queue().Queue("SELECT id, version, body FROM records WHERE tenant = $1 AND coll = $2 AND id = ANY($3)",
+	t.queue().Queue(sqlGetMany,
 		[]byte(t.tenant), collection, keys).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var id, body []byte
@@ -599,10 +596,10 @@ func (t *tx) queueWrite(c storage.Collection, rec storage.Record, found bool, ve
 			}
 		}
 		if len(gone) > 0 {
-			w.Queue("DELETE FROM entries WHERE tenant = $1 AND coll = $2 AND idx = $3 AND id = $4 AND value = ANY($5)",
+			w.Queue(sqlDeleteEntries,
 				tenant, collection, ix.Name, id, gone)
 			if ix.Unique {
-				w.Queue("DELETE FROM uniques WHERE tenant = $1 AND coll = $2 AND idx = $3 AND id = $4 AND value = ANY($5)",
+				w.Queue(sqlDeleteUniques,
 					tenant, collection, ix.Name, id, gone)
 			}
 		}
@@ -839,10 +836,10 @@ func (t *tx) Delete(ctx context.Context, collection, id string, version uint64) 
 				return err
 			}
 		}
-		b.Queue("DELETE FROM entries WHERE tenant = $1 AND coll = $2 AND idx = $3 AND id = $4 AND value = ANY($5)",
+		b.Queue(sqlDeleteEntries,
 			tenant, collection, ix.Name, []byte(id), gone)
 		if ix.Unique {
-			b.Queue("DELETE FROM uniques WHERE tenant = $1 AND coll = $2 AND idx = $3 AND id = $4 AND value = ANY($5)",
+			b.Queue(sqlDeleteUniques,
 				tenant, collection, ix.Name, []byte(id), gone)
 		}
 	}
@@ -931,7 +928,9 @@ func (t *tx) RedactEvents(ctx context.Context, collection string, ids []string, 
 		if err := storage.ValidateID("record ID", id); err != nil {
 			return 0, err
 		}
-		keys, set[id] = append(keys, []byte(id)), true
+		if !set[id] {
+			keys, set[id] = append(keys, []byte(id)), true
+		}
 	}
 	if len(body) > 0 {
 		if err := storage.ValidateBody(body); err != nil {
@@ -960,7 +959,7 @@ func (t *tx) RedactEvents(ctx context.Context, collection string, ids []string, 
 		b.Queue("SELECT pg_advisory_xact_lock($1)", t.s.lock(lockOutbox))
 		t.outboxLocked = true
 	}
-	b.Queue("UPDATE outbox SET body = $4 WHERE tenant = $1 AND coll = $2 AND record_id = ANY($3)",
+	b.Queue(sqlRedactEvents,
 		[]byte(t.tenant), []byte(collection), keys, body).Exec(func(ct pgconn.CommandTag) error {
 		n += int(ct.RowsAffected())
 		return nil
