@@ -23,9 +23,10 @@ import (
 // were loaded and never analysed, so that the planner takes the tenant's
 // collection for a few rows, each statement runs under EXPLAIN ANALYZE,
 // with the plan made for its arguments and with the generic plan of a
-// prepared statement, and its scans may read no more than a few rows per
-// key. The "= ANY" forms they replace read the whole collection (or the
-// whole index) there.
+// prepared statement, and its scans may read no more than a few rows and
+// pages per key. Most of the forms they replace ("= ANY", or a join for
+// the two that explain a failed commit) read the whole collection or
+// index there, with one plan or both.
 func TestKeyedStatementsProbeTheKey(t *testing.T) {
 	ctx := context.Background()
 	st := open(t)
