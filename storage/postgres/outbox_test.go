@@ -236,9 +236,11 @@ func rawConn(t *testing.T, schema string) *pgx.Conn {
 
 // TestNumberingFindsPendingByKey checks that the numbering that readers
 // run finds the pending events through the primary key, whatever the
-// statistics say: on an outbox of 20,000 numbered events that was
-// vacuumed but never analysed, the planner, taking a third of the rows
-// for pending, scanned the whole outbox on every read.
+// statistics say, on an outbox of 20,000 events numbered and never
+// analysed: before a vacuum, when the entries of the rows the last
+// numbering moved are still in the key (a bitmap scan visited those rows
+// again on every read), and after one that did not analyse (the planner,
+// taking a third of the rows for pending, scanned the whole outbox).
 func TestNumberingFindsPendingByKey(t *testing.T) {
 	ctx := context.Background()
 	st := open(t)
@@ -254,36 +256,51 @@ func TestNumberingFindsPendingByKey(t *testing.T) {
 			return tx.Append(ctx, evs...)
 		}))
 	}
+	// explain runs the numbering's statements as a reader sends them,
+	// the numbering explained, in a transaction rolled back, and returns
+	// the rows and pages it read.
+	explain := func() (read, pages int) {
+		b := &pgx.Batch{}
+		st.QueueSequencing(b)
+		var plan []byte
+		for _, q := range b.QueuedQueries {
+			var err error
+			switch {
+			case q.SQL == "COMMIT":
+				_, err = conn.Exec(ctx, "ROLLBACK")
+			case strings.Contains(q.SQL, "DELETE FROM outbox"):
+				err = conn.QueryRow(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+q.SQL, q.Arguments...).Scan(&plan)
+			default:
+				_, err = conn.Exec(ctx, q.SQL, q.Arguments...)
+			}
+			require.NoError(t, err, q.SQL)
+		}
+		require.NotNil(t, plan, "no numbering statement in %v", b.QueuedQueries)
+		read, pages, _ = planRows(plan)
+		t.Logf("10 pending events: %d rows, %d pages read\n%s", read, pages, plan)
+		return read, pages
+	}
 	appendEvents(20_000)
 	head, err := st.OutboxHead(ctx) // numbers them
 	require.NoError(t, err)
 	require.Equal(t, uint64(20_000), head)
-	_, err = conn.Exec(ctx, "VACUUM outbox")
-	require.NoError(t, err)
 	var stats int
 	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'outbox'").Scan(&stats))
 	require.Zero(t, stats, "the outbox is to have no statistics")
-	appendEvents(10)
 
-	// The numbering's statements as a reader sends them, the numbering
-	// explained, in a transaction rolled back.
-	b := &pgx.Batch{}
-	st.QueueSequencing(b)
-	var plan []byte
-	for _, q := range b.QueuedQueries {
-		switch {
-		case q.SQL == "COMMIT":
-			_, err = conn.Exec(ctx, "ROLLBACK")
-		case strings.Contains(q.SQL, "DELETE FROM outbox"):
-			err = conn.QueryRow(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+q.SQL, q.Arguments...).Scan(&plan)
-		default:
-			_, err = conn.Exec(ctx, q.SQL, q.Arguments...)
-		}
-		require.NoError(t, err, q.SQL)
-	}
-	require.NotNil(t, plan, "no numbering statement in %v", b.QueuedQueries)
-	read, pages, _ := planRows(plan)
-	t.Logf("10 pending events: %d rows, %d pages read", read, pages)
-	assert.LessOrEqual(t, read, 40, "rows read:\n%s", plan)
-	assert.LessOrEqual(t, pages, 50, "pages read:\n%s", plan)
+	// Not vacuumed: the first numbering after the move visits the moved
+	// rows once; the next ones skip their entries.
+	appendEvents(10)
+	_, err = st.OutboxHead(ctx)
+	require.NoError(t, err)
+	appendEvents(10)
+	read, pages := explain()
+	assert.LessOrEqual(t, read, 40, "rows read")
+	assert.LessOrEqual(t, pages, 200, "pages read")
+
+	_, err = conn.Exec(ctx, "VACUUM outbox")
+	require.NoError(t, err)
+	read, pages = explain()
+	assert.LessOrEqual(t, read, 40, "rows read")
+	assert.LessOrEqual(t, pages, 50, "pages read")
 }
