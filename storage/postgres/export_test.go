@@ -1,6 +1,10 @@
 package postgres
 
-import "github.com/jackc/pgx/v5"
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+)
 
 // The SQL of the pushdown, for benchmarks that run it raw.
 var (
@@ -42,3 +46,14 @@ var (
 	SQLDeleteColumns = sqlDeleteColumns
 	SQLRedactEvents  = sqlRedactEvents
 )
+
+// PreparedStatements returns the statements prepared on a connection of
+// the store's pool (with a pool of one free connection, the one every
+// call uses).
+func (s *Store) PreparedStatements(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, "SELECT statement FROM pg_prepared_statements")
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}

@@ -267,7 +267,14 @@ func (s *Store) snapshot(ctx context.Context, report, tenant string, fn func(eac
 		return err
 	}
 	return fn(func(sql string, args []any, row func(pgx.Rows) error) error {
-		rows, err := tx.Query(ctx, sql, args...)
+		// Unnamed, not a statement prepared once per connection: after
+		// five runs PostgreSQL may keep a prepared statement's generic
+		// plan, which does not know the tenant, and it scanned the
+		// whole typed table (every tenant's rows) for a small tenant
+		// once a large one had run the report on that connection. A
+		// report is planned for its own arguments every time, at the
+		// price of one more round trip.
+		rows, err := tx.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
 		if err != nil {
 			return fmt.Errorf("postgres: %s: %w", report, mapErr(err))
 		}

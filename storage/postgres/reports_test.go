@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/rapportcrm/rapport/pipeline"
 	"github.com/rapportcrm/rapport/storage"
 	"github.com/rapportcrm/rapport/storage/postgres"
+	"github.com/rapportcrm/rapport/storage/postgres/pgtest"
 )
 
 // streaming hides the store's aggregators: reports on it take the
@@ -246,4 +248,56 @@ func TestEngineCreateEach(t *testing.T) {
 	after, err := st.OutboxHead(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, head+16, after, "one event per created contact")
+}
+
+// TestReportsPlannedForTheirTenant checks that the report queries are
+// not statements prepared once per connection: PostgreSQL may keep such
+// a statement's generic plan after five runs, and that plan, which does
+// not know the tenant, scanned every tenant's rows of the typed table.
+// The store has one connection for its calls (and one for LISTEN), so
+// every report runs on it.
+func TestReportsPlannedForTheirTenant(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	schema := pgtest.Schema(t)
+	url := server.URL
+	if strings.Contains(url, "?") {
+		url += "&pool_max_conns=2"
+	} else {
+		url += "?pool_max_conns=2"
+	}
+	st, err := postgres.Open(ctx, url, &postgres.Options{Schema: schema})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = st.Close()
+		dropSchema(t, schema)
+	})
+	e, err := crm.Open(ctx, crm.Options{Store: st})
+	require.NoError(t, err)
+	defer e.Close()
+	def, err := pipeline.Builtin("b2b-deal")
+	require.NoError(t, err)
+	var stages []string
+	for _, s := range def.Stages {
+		stages = append(stages, s.Key)
+	}
+	facts := analytics.FactsQuery{Tenant: "default", Kind: pipeline.KindDeal, Records: "deals", Timeline: "timeline", Pipeline: "b2b-deal", Stages: stages}
+	for range 7 {
+		_, err := st.AggregateFunnel(ctx, analytics.FunnelAggregate{FactsQuery: facts, PathRank: make([]int, len(stages))})
+		require.NoError(t, err)
+		_, err = st.AggregateStages(ctx, analytics.StageAggregate{FactsQuery: facts, At: time.Now()})
+		require.NoError(t, err)
+		_, err = st.AggregateRFM(ctx, analytics.RFMAggregate{Tenant: "default", Orders: "orders", Currency: "EUR"})
+		require.NoError(t, err)
+	}
+	prepared, err := st.PreparedStatements(ctx)
+	require.NoError(t, err)
+	require.NotEmpty(t, prepared, "the store's other statements are prepared on its connection")
+	for _, sql := range prepared {
+		// (pgx's COPY prepares a query of a typed table's columns, with
+		// no parameters.)
+		if strings.Contains(sql, "cols_") && strings.Contains(sql, "$1") {
+			t.Errorf("a report statement is prepared: %s", sql)
+		}
+	}
 }
