@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/rapportcrm/rapport/storage"
 )
 
 // The SQL of the pushdown, for benchmarks that run it raw.
@@ -56,4 +58,15 @@ func (s *Store) PreparedStatements(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// ScanSQL returns the statement and arguments by which a transaction of
+// tenant scans collection with q.
+func (s *Store) ScanSQL(tenant, collection string, q storage.Query) (string, []any, error) {
+	t := &tx{s: s, tenant: tenant}
+	b := &pgx.Batch{}
+	if err := t.queueScan(b, collection, q, &storage.Page{}); err != nil {
+		return "", nil, err
+	}
+	return b.QueuedQueries[0].SQL, b.QueuedQueries[0].Arguments, nil
 }

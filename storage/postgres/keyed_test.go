@@ -138,6 +138,8 @@ func literal(t *testing.T, a any) string {
 	switch v := a.(type) {
 	case string:
 		return "'" + strings.ReplaceAll(v, "'", "''") + "'::text"
+	case int:
+		return fmt.Sprint(v)
 	case []byte:
 		return `'\x` + hex.EncodeToString(v) + "'::bytea"
 	case []string:
@@ -201,4 +203,56 @@ func planRows(plan []byte) (read, pages, found int) {
 		}
 	}
 	return read, pages, found
+}
+
+// TestScanFirstPageReadsOnlyIt checks that a scan by ID with no lower
+// bound (the first page of a listing) reads that page in the primary
+// key's order, whatever the statistics say: on a table never analysed,
+// and on one vacuumed but not analysed, the planner took the tenant's
+// collection for a few rows and read all of it to sort it.
+func TestScanFirstPageReadsOnlyIt(t *testing.T) {
+	ctx := context.Background()
+	st := open(t)
+	raw := rawConn(t, st.Schema())
+	require.NoError(t, st.Declare(ctx, storagetest.Collections()...))
+	_, err := raw.Exec(ctx, "ALTER TABLE records SET (autovacuum_enabled = off)")
+	require.NoError(t, err)
+	const n, limit = 20_000, 50
+	for _, tenant := range []string{"t", "other"} {
+		recs := make([]storage.Record, n)
+		for i := range recs {
+			recs[i] = storagetest.BenchRecord(i)
+		}
+		require.NoError(t, st.Update(ctx, tenant, func(tx storage.Tx) error {
+			_, err := tx.(storage.BulkCreator).CreateMany(ctx, "people", recs)
+			return err
+		}))
+	}
+	queries := map[string]storage.Query{
+		"first":          {Limit: limit},
+		"last":           {Limit: limit, Reverse: true},
+		"keys":           {Limit: limit, KeysOnly: true},
+		"keys-last":      {Limit: limit, KeysOnly: true, Reverse: true},
+		"before-the-end": {Limit: limit, End: storagetest.BenchID(n - 10)},
+	}
+	for _, vacuumed := range []bool{false, true} {
+		if vacuumed {
+			_, err := raw.Exec(ctx, "VACUUM records")
+			require.NoError(t, err)
+		}
+		for name, q := range queries {
+			sql, args, err := st.ScanSQL("t", "people", q)
+			require.NoError(t, err)
+			for _, generic := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/vacuumed=%v/generic=%v", name, vacuumed, generic), func(t *testing.T) {
+					plan := explain(t, raw, sql, args, generic)
+					read, pages, found := planRows(plan)
+					t.Logf("%d rows, %d pages read", read, pages)
+					assert.Equal(t, limit+1, found, "rows returned")
+					assert.LessOrEqual(t, read, 2*(limit+1), "rows read:\n%s", plan)
+					assert.LessOrEqual(t, pages, limit+20, "pages read:\n%s", plan)
+				})
+			}
+		}
+	}
 }
