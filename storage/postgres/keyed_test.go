@@ -208,8 +208,9 @@ func planRows(plan []byte) (read, pages, found int) {
 // TestScanFirstPageReadsOnlyIt checks that a scan by ID with no lower
 // bound (the first page of a listing) reads that page in the primary
 // key's order, whatever the statistics say: on a table never analysed,
-// and on one vacuumed but not analysed, the planner took the tenant's
-// collection for a few rows and read all of it to sort it.
+// the planner took the tenant's collection for a few rows and read all
+// of it to sort it (the plans made for the arguments; the test also
+// runs the generic plans, and after a vacuum that did not analyse).
 func TestScanFirstPageReadsOnlyIt(t *testing.T) {
 	ctx := context.Background()
 	st := open(t)

@@ -1065,10 +1065,9 @@ func (t *tx) queueScan(w *pgx.Batch, collection string, q storage.Query, page *s
 	if q.Index == "" && q.Equal == "" && q.Prefix == "" && q.Start == "" {
 		// A bound on the ID, though every ID meets it, keeps the scan in
 		// the primary key's order whatever the statistics say: without
-		// one, on a table never analysed (or vacuumed but not analysed),
-		// the planner took the tenant's collection for a few rows and
-		// read all of it, to sort it, for the first page of a listing
-		// (TestScanFirstPageReadsOnlyIt).
+		// one, on a table never analysed, the planner took the tenant's
+		// collection for a few rows and read all of it, to sort it, for
+		// the first page of a listing (TestScanFirstPageReadsOnlyIt).
 		sql.WriteString(" AND r.id >= ''::bytea")
 	}
 	cmp, dir := ">", "ASC"
