@@ -287,6 +287,7 @@ func TestKillMidDelivery(t *testing.T) {
 	pgtest.Need(t, startErr)
 	ctx := context.Background()
 	schema := pgtest.Schema(t)
+	t.Cleanup(func() { dropSchema(t, schema) }) // after the child is gone and the store closed
 	st, err := postgres.Open(ctx, server.URL, &postgres.Options{Schema: schema, Lease: killLease})
 	require.NoError(t, err)
 	defer st.Close()
