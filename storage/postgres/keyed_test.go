@@ -163,16 +163,15 @@ func literal(t *testing.T, a any) string {
 // after the first without an equality inside the index, unseen by the
 // row counts), and the rows its top node returned or changed.
 func planRows(plan []byte) (read, pages, found int) {
-	var out []struct{ Plan map[string]any }
-	if err := json.Unmarshal(plan, &out); err != nil || len(out) != 1 {
+	nodes, err := planNodes(plan)
+	if err != nil {
 		return -1, -1, -1
 	}
 	num := func(node map[string]any, key string) int {
 		f, _ := node[key].(float64)
 		return int(f)
 	}
-	var walk func(node map[string]any)
-	walk = func(node map[string]any) {
+	for _, node := range nodes {
 		_, rel := node["Relation Name"]
 		_, idx := node["Index Name"]
 		if (rel || idx) && node["Node Type"] != "ModifyTable" {
@@ -182,27 +181,53 @@ func planRows(plan []byte) (read, pages, found int) {
 			// A scan's pages include those of the scans under it.
 			pages += num(node, "Shared Hit Blocks") + num(node, "Shared Read Blocks")
 		}
-		children, _ := node["Plans"].([]any)
-		for _, c := range children {
-			if m, ok := c.(map[string]any); ok {
-				walk(m)
-			}
-		}
 	}
-	walk(out[0].Plan)
-	top := out[0].Plan
+	top := nodes[0]
 	found = num(top, "Actual Rows")
 	if top["Node Type"] == "ModifyTable" {
 		// A DELETE or UPDATE returns nothing: what it changed is the
 		// rows its scan passed up.
-		children, _ := top["Plans"].([]any)
-		for _, c := range children {
-			if m, ok := c.(map[string]any); ok && m["Parent Relationship"] == "Outer" {
+		for _, m := range children(top) {
+			if m["Parent Relationship"] == "Outer" {
 				found = num(m, "Actual Rows")
 			}
 		}
 	}
 	return read, pages, found
+}
+
+// planNodes returns the nodes of a plan in JSON (EXPLAIN (FORMAT JSON)),
+// the top one first, each before those under it.
+func planNodes(plan []byte) ([]map[string]any, error) {
+	var out []struct{ Plan map[string]any }
+	if err := json.Unmarshal(plan, &out); err != nil {
+		return nil, err
+	}
+	if len(out) != 1 || out[0].Plan == nil {
+		return nil, fmt.Errorf("%d plans", len(out))
+	}
+	var nodes []map[string]any
+	var walk func(node map[string]any)
+	walk = func(node map[string]any) {
+		nodes = append(nodes, node)
+		for _, c := range children(node) {
+			walk(c)
+		}
+	}
+	walk(out[0].Plan)
+	return nodes, nil
+}
+
+// children returns the nodes right under node.
+func children(node map[string]any) []map[string]any {
+	list, _ := node["Plans"].([]any)
+	var out []map[string]any
+	for _, c := range list {
+		if m, ok := c.(map[string]any); ok {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // TestScanFirstPageReadsOnlyIt checks that a scan by ID with no lower

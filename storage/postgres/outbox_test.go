@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -282,25 +281,16 @@ func TestNumberingFindsPendingByKey(t *testing.T) {
 			require.NoError(t, err, q.SQL)
 		}
 		require.NotNil(t, plan, "no numbering statement in %v", b.QueuedQueries)
-		var out []struct{ Plan map[string]any }
-		require.NoError(t, json.Unmarshal(plan, &out))
-		require.Len(t, out, 1)
+		nodes, err := planNodes(plan)
+		require.NoError(t, err)
 		var found []string
-		var walk func(node map[string]any)
-		walk = func(node map[string]any) {
+		for _, node := range nodes {
 			if name, ok := node["Index Name"].(string); ok {
 				found = append(found, fmt.Sprint(node["Node Type"], " ", name))
 			} else if rel, ok := node["Relation Name"].(string); ok && node["Node Type"] != "ModifyTable" {
 				found = append(found, fmt.Sprint(node["Node Type"], " ", rel))
 			}
-			children, _ := node["Plans"].([]any)
-			for _, c := range children {
-				if m, ok := c.(map[string]any); ok {
-					walk(m)
-				}
-			}
 		}
-		walk(out[0].Plan)
 		return found
 	}
 	appendEvents(20_000)
