@@ -38,11 +38,7 @@ func benchStoreConns(b *testing.B, conns int) (*postgres.Store, *pgxpool.Pool) {
 	schema := pgtest.Schema(b)
 	url := server.URL
 	if conns > 0 {
-		sep := "?"
-		if strings.Contains(url, "?") {
-			sep = "&"
-		}
-		url += fmt.Sprintf("%spool_max_conns=%d", sep, conns)
+		url = poolSize(url, conns)
 	}
 	st, err := postgres.Open(ctx, url, &postgres.Options{Schema: schema})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -76,4 +77,13 @@ func TestConformance(t *testing.T) {
 			return re
 		}),
 	)
+}
+
+// poolSize returns url with its pool limited to conns connections.
+func poolSize(url string, conns int) string {
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	return fmt.Sprintf("%s%spool_max_conns=%d", url, sep, conns)
 }

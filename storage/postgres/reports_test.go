@@ -260,13 +260,7 @@ func TestReportsPlannedForTheirTenant(t *testing.T) {
 	pgtest.Need(t, startErr)
 	ctx := context.Background()
 	schema := pgtest.Schema(t)
-	url := server.URL
-	if strings.Contains(url, "?") {
-		url += "&pool_max_conns=2"
-	} else {
-		url += "?pool_max_conns=2"
-	}
-	st, err := postgres.Open(ctx, url, &postgres.Options{Schema: schema})
+	st, err := postgres.Open(ctx, poolSize(server.URL, 2), &postgres.Options{Schema: schema})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = st.Close()
