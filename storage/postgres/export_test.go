@@ -30,7 +30,7 @@ func SetSeenVersion(wtx any, collection, id string, version uint64) {
 
 // QueueSequencing queues on b the transaction by which readers number
 // pending events, for tests that hold one open.
-func (s *Store) QueueSequencing(b *pgx.Batch) { queueSequencing(b, s.lock(lockOutbox)) }
+func (s *Store) QueueSequencing(b *pgx.Batch) { queueSequencing(b, s.lock(lockOutbox), nil, nil) }
 
 // SetPendingGroup makes n events of a transaction share a draw of a
 // pending number, so that tests need not write a million.

@@ -830,7 +830,7 @@ func (s *Store) OutboxHead(ctx context.Context) (uint64, error) {
 	defer s.leave()
 	var head int64
 	b := &pgx.Batch{}
-	queueSequencing(b, s.lock(lockOutbox))
+	queueSequencing(b, s.lock(lockOutbox), nil, nil)
 	// Events committed since the numbering are still pending (negative).
 	b.Queue("SELECT coalesce(max(seq), 0) FROM outbox WHERE seq > 0").QueryRow(func(row pgx.Row) error { return row.Scan(&head) })
 	if err := s.sendAlone(ctx, b); err != nil {
@@ -851,7 +851,16 @@ func (s *Store) OutboxHead(ctx context.Context) (uint64, error) {
 // and, the numbering transactions taking turns, each commits (on disk)
 // before the next numbers anything, so no reader sees an event before one
 // numbered lower.
-func queueSequencing(b *pgx.Batch, lock int64) {
+//
+// With a consumer (and the instance reading for it), the transaction
+// numbers only if no other instance holds the consumer's lease, and
+// leaves the decision in the session setting rapport.numbered ('1' or
+// '0') for the lease statement that follows: a reader whose lease is held
+// elsewhere reads nothing, and so it neither waits for the lock, nor
+// writes, nor waits for the disk. Engines that stand by on the same
+// store, waking on every commit, would otherwise number in turn with the
+// holder, each numbering a transaction committed on disk.
+func queueSequencing(b *pgx.Batch, lock int64, consumer, instance []byte) {
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
 	// The pending events are found by a plain scan of the primary key
 	// (the range below 0) whatever the statistics say: on an outbox
@@ -862,9 +871,18 @@ func queueSequencing(b *pgx.Batch, lock int64) {
 	// time (TestNumberingFindsPendingByKey).
 	b.Queue("SET LOCAL enable_seqscan = off")
 	b.Queue("SET LOCAL enable_bitmapscan = off")
-	b.Queue("SELECT pg_advisory_xact_lock($1)", lock)
-	// READ COMMITTED: the statement's snapshot is taken once the lock is held.
-	b.Queue(`WITH pending AS (DELETE FROM outbox WHERE seq < 0 RETURNING *)
+	if consumer == nil {
+		b.Queue("SELECT pg_advisory_xact_lock($1)", lock)
+		b.Queue("SELECT set_config('rapport.numbered', '1', false)")
+	} else {
+		b.Queue("SELECT set_config('rapport.numbered', '0', false)")
+		b.Queue(`SELECT pg_advisory_xact_lock($1), set_config('rapport.numbered', '1', false)
+			WHERE NOT EXISTS (SELECT FROM consumers WHERE name = $2 AND owner <> $3 AND lease_until >= now())`, lock, consumer, instance)
+	}
+	// READ COMMITTED: the statement's snapshot is taken once the lock is
+	// held. Without the lock, the condition (evaluated once, before the
+	// scan) leaves the outbox alone.
+	b.Queue(`WITH pending AS (DELETE FROM outbox WHERE seq < 0 AND current_setting('rapport.numbered') = '1' RETURNING *)
 		INSERT INTO outbox (seq, tenant, type, coll, record_id, time, body)
 		SELECT nextval('outbox_seq'), p.tenant, p.type, p.coll, p.record_id, p.time, p.body
 		FROM (SELECT * FROM pending ORDER BY seq DESC) p`)
@@ -889,12 +907,17 @@ func (s *Store) ReadOutbox(ctx context.Context, consumer string, limit int) ([]s
 	// Take or renew the lease in the same statement; while another
 	// process holds it, c is empty and so is the result. The lease is a
 	// write, committed without waiting for the disk (see asyncCommit).
+	// Only a reader that numbered (rapport.numbered, see queueSequencing)
+	// tries: one whose lease was held elsewhere then inserts nothing, so
+	// it locks no row, and writes nothing, and if that lease expired
+	// since, it takes it over on its next read.
 	var out []storage.Event
 	b := &pgx.Batch{}
-	queueSequencing(b, s.lock(lockOutbox))
+	queueSequencing(b, s.lock(lockOutbox), []byte(consumer), s.instance)
 	b.QueuedQueries = append(b.QueuedQueries, asyncCommit().QueuedQueries...)
 	b.Queue(`WITH c AS (
-			INSERT INTO consumers AS k (name, acked, owner, lease_until) VALUES ($1, 0, $3, now() + $4 * interval '1 microsecond')
+			INSERT INTO consumers AS k (name, acked, owner, lease_until)
+			SELECT $1, 0, $3, now() + $4 * interval '1 microsecond' WHERE current_setting('rapport.numbered') = '1'
 			ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
 				WHERE k.owner IS NULL OR k.owner = EXCLUDED.owner OR k.lease_until < now()
 			RETURNING acked)

@@ -126,6 +126,63 @@ func TestConsumerLease(t *testing.T) {
 	assert.Equal(t, evs[1].Seq, other[0].Seq)
 }
 
+// TestConsumerLeaseStandby checks that a process reading a consumer
+// leased to another, as every engine standing by on the store does on
+// each commit, neither waits for the numbering of the outbox nor locks
+// the consumer's row: it reads nothing at once and leaves the row as it
+// was (a lock would mark it with the reader's transaction).
+func TestConsumerLeaseStandby(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	a := open(t)
+	require.NoError(t, a.Declare(ctx, storagetest.Collections()...))
+	b, err := postgres.Open(ctx, server.URL, &postgres.Options{Schema: a.Schema()})
+	require.NoError(t, err)
+	defer b.Close()
+	appendOne := func(typ string) {
+		t.Helper()
+		require.NoError(t, a.Update(ctx, "t", func(tx storage.Tx) error { return tx.Append(ctx, storage.Event{Type: typ}) }))
+	}
+	appendOne("x.one")
+	evs, err := a.ReadOutbox(ctx, "group", 10)
+	require.NoError(t, err)
+	require.Len(t, evs, 1)
+	appendOne("x.two")
+
+	// Another reader numbers x.two and has not committed yet.
+	conn := rawConn(t, a.Schema())
+	batch := &pgx.Batch{}
+	a.QueueSequencing(batch)
+	batch.QueuedQueries = batch.QueuedQueries[:len(batch.QueuedQueries)-1] // all but COMMIT
+	require.NoError(t, conn.SendBatch(ctx, batch).Close())
+
+	row := func() (xmax, lease string) {
+		t.Helper()
+		require.NoError(t, conn.QueryRow(ctx, "SELECT xmax::text, lease_until::text FROM consumers WHERE name = 'group'").Scan(&xmax, &lease))
+		return xmax, lease
+	}
+	xmax, lease := row()
+	quick, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	other, err := b.ReadOutbox(quick, "group", 10)
+	require.NoError(t, err, "the standby waited for the numbering")
+	assert.Empty(t, other, "the consumer is leased to a")
+	x, l := row()
+	assert.Equal(t, xmax, x, "the standby locked the consumer's row")
+	assert.Equal(t, lease, l)
+
+	_, err = conn.Exec(ctx, "COMMIT")
+	require.NoError(t, err)
+	evs, err = a.ReadOutbox(ctx, "group", 10)
+	require.NoError(t, err)
+	require.Len(t, evs, 2, "the holder reads on")
+	assert.Equal(t, "x.two", evs[1].Type)
+	require.NoError(t, a.Close())
+	other, err = b.ReadOutbox(ctx, "group", 10)
+	require.NoError(t, err)
+	assert.Len(t, other, 2, "the standby takes over as soon as the holder closes")
+}
+
 // TestConsumerLeaseExpires checks that a lease left by a process that did
 // not close (it crashed) runs out.
 func TestConsumerLeaseExpires(t *testing.T) {
