@@ -32,6 +32,10 @@ func SetSeenVersion(wtx any, collection, id string, version uint64) {
 // pending events, for tests that hold one open.
 func (s *Store) QueueSequencing(b *pgx.Batch) { queueSequencing(b, s.lock(lockOutbox), nil, nil) }
 
+// CopyEventsMin is the least number of events a transaction writes with
+// COPY.
+const CopyEventsMin = copyEventsMin
+
 // SetPendingGroup makes n events of a transaction share a draw of a
 // pending number, so that tests need not write a million.
 func (s *Store) SetPendingGroup(n int) { s.pendingGroup = n }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rapportcrm/rapport/storage"
+	"github.com/rapportcrm/rapport/storage/postgres"
 )
 
 // Events are written pending and numbered by readers, one numbering
@@ -312,4 +313,145 @@ func TestNumberingFindsPendingByKey(t *testing.T) {
 	_, err = conn.Exec(ctx, "VACUUM outbox")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"Index Scan outbox_pkey"}, scans(), "after a vacuum")
+}
+
+// readAll reads every event of the outbox for consumer c, acknowledging
+// as it goes.
+func readAll(t *testing.T, st storage.Store, c string) []storage.Event {
+	t.Helper()
+	ctx := context.Background()
+	var all []storage.Event
+	for {
+		evs, err := st.ReadOutbox(ctx, c, 1000)
+		require.NoError(t, err)
+		if len(evs) == 0 {
+			return all
+		}
+		all = append(all, evs...)
+		require.NoError(t, st.AckOutbox(ctx, c, evs[len(evs)-1].Seq))
+	}
+}
+
+// A transaction of many events (CopyEventsMin or more) writes them with
+// COPY, and a store under row-level security with an INSERT, as it
+// writes fewer: either way they read back as appended, in order, each
+// field intact, after the events of a transaction committed before and
+// before those of one committed after, across draws of pending numbers.
+func TestOutboxManyEvents(t *testing.T) {
+	ctx := context.Background()
+	zone := time.FixedZone("UTC+5:30", 5*3600+1800)
+	base := time.Date(2026, 12, 4, 8, 0, 0, 123456789, zone)
+	for _, tc := range []struct {
+		name  string
+		n     int
+		group int // events per draw of a pending number, 0: the store's
+		rls   bool
+	}{
+		{"insert", postgres.CopyEventsMin - 1, 0, false},
+		{"copy", postgres.CopyEventsMin, 0, false},
+		{"copy-three-draws", 2*postgres.CopyEventsMin + 7, postgres.CopyEventsMin, false},
+		{"row-level-security", postgres.CopyEventsMin + 1, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var st *postgres.Store
+			if tc.rls {
+				st, _ = rlsStore(t)
+			} else {
+				st = open(t)
+			}
+			if tc.group > 0 {
+				st.SetPendingGroup(tc.group)
+			}
+			one := func(id string) {
+				require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+					return tx.Append(ctx, storage.Event{Type: "x.single", RecordID: id, Time: base})
+				}))
+			}
+			one("before")
+			want := make([]storage.Event, tc.n)
+			for i := range want {
+				want[i] = storage.Event{Tenant: "t", Type: "x.made", Collection: "things", RecordID: "r" + strconv.Itoa(i),
+					Time: base.Add(time.Duration(i) * time.Nanosecond)}
+				if i%7 != 0 {
+					want[i].Body = []byte(`{"i":` + strconv.Itoa(i) + `}`)
+				}
+			}
+			require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error { return tx.Append(ctx, want...) }))
+			one("after")
+
+			got := readAll(t, st, "c")
+			require.Len(t, got, tc.n+2)
+			assert.Equal(t, "before", got[0].RecordID)
+			assert.Equal(t, "after", got[tc.n+1].RecordID)
+			for i, ev := range got {
+				require.Equal(t, uint64(i+1), ev.Seq, "event %d", i)
+			}
+			for i, w := range want {
+				ev := got[i+1]
+				require.Equal(t, w.RecordID, ev.RecordID, "event %d", i)
+				assert.Equal(t, w.Tenant, ev.Tenant)
+				assert.Equal(t, w.Type, ev.Type)
+				assert.Equal(t, w.Collection, ev.Collection)
+				assert.True(t, w.Time.Equal(ev.Time), "event %d: time %v, want %v", i, ev.Time, w.Time)
+				_, off := ev.Time.Zone()
+				assert.Equal(t, 5*3600+1800, off, "event %d keeps its offset", i)
+				if w.Body == nil {
+					assert.Empty(t, ev.Body, "event %d", i)
+				} else {
+					assert.JSONEq(t, string(w.Body), string(ev.Body), "event %d", i)
+				}
+			}
+		})
+	}
+}
+
+// A transaction of many events that fails, at the send before the COPY
+// (a deferred create of a taken ID) or before anything is sent (an event
+// time JSON cannot carry), reports why and stores none of them.
+func TestOutboxManyEventsRefused(t *testing.T) {
+	ctx := context.Background()
+	st := open(t)
+	require.NoError(t, st.Declare(ctx, storage.Collection{Name: "things"}))
+	require.NoError(t, st.Update(ctx, "t", func(tx storage.Tx) error {
+		_, err := tx.Put(ctx, "things", storage.Record{ID: "a", Body: []byte(`{"n":1}`)})
+		return err
+	}))
+	many := func(last time.Time) []storage.Event {
+		evs := make([]storage.Event, postgres.CopyEventsMin+10)
+		for i := range evs {
+			evs[i] = storage.Event{Type: "x.made", RecordID: strconv.Itoa(i), Time: time.Now()}
+		}
+		evs[len(evs)-1].Time = last
+		return evs
+	}
+
+	err := st.Update(ctx, "t", func(tx storage.Tx) error {
+		if _, err := tx.(storage.Deferrer).Create(ctx, "things", storage.Record{ID: "a", Body: []byte(`{"n":2}`)}); err != nil {
+			return err
+		}
+		return tx.Append(ctx, many(time.Now())...)
+	})
+	require.ErrorIs(t, err, storage.ErrExists)
+
+	err = st.Update(ctx, "t", func(tx storage.Tx) error {
+		if _, err := tx.(storage.Deferrer).Create(ctx, "things", storage.Record{ID: "b", Body: []byte(`{"n":3}`)}); err != nil {
+			return err
+		}
+		return tx.Append(ctx, many(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))...)
+	})
+	require.ErrorIs(t, err, storage.ErrInvalid)
+
+	assert.Empty(t, readAll(t, st, "c"))
+	head, err := st.OutboxHead(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, head)
+	require.NoError(t, st.View(ctx, "t", func(tx storage.ReadTx) error {
+		a, err := tx.Get(ctx, "things", "a")
+		require.NoError(t, err)
+		assert.Equal(t, uint64(1), a.Version)
+		assert.JSONEq(t, `{"n":1}`, string(a.Body))
+		_, err = tx.Get(ctx, "things", "b")
+		assert.ErrorIs(t, err, storage.ErrNotFound)
+		return nil
+	}))
 }

@@ -214,14 +214,22 @@ func (t *tx) end(ctx context.Context) {
 // commit sends what is queued, the events and COMMIT, in one round trip.
 // A statement that fails there skips the rest, COMMIT included, and end
 // rolls the transaction back. A transaction that sent nothing and has no
-// events has nothing to commit.
+// events has nothing to commit. Many events (copyEventsMin) are written
+// with COPY first (see copyEvents).
 func (t *tx) commit(ctx context.Context) error {
 	if !t.begun && len(t.events) == 0 {
 		return nil
 	}
+	events := t.events
+	if len(events) >= copyEventsMin && !t.s.rls {
+		if err := t.copyEvents(ctx); err != nil {
+			return err
+		}
+		events = nil
+	}
 	b := t.queue()
 	t.next = nil
-	if err := t.queueEvents(b); err != nil {
+	if err := t.queueEvents(b, events); err != nil {
 		return err
 	}
 	b.Queue("COMMIT")
@@ -879,14 +887,67 @@ func (t *tx) Append(ctx context.Context, events ...storage.Event) error {
 // after every one that committed before it drew. A transaction of more
 // than 2^20 events draws once per 2^20: its events stay in order, but
 // those of a transaction that drew in between may come among them.
-func (t *tx) queueEvents(b *pgx.Batch) error {
+func (t *tx) queueEvents(b *pgx.Batch, events []storage.Event) error {
 	group := t.s.pendingGroup
-	for from := 0; from < len(t.events); from += group {
-		if err := t.queueEventGroup(b, t.events[from:min(from+group, len(t.events))], group); err != nil {
+	for from := 0; from < len(events); from += group {
+		if err := t.queueEventGroup(b, events[from:min(from+group, len(events))], group); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// copyEventsMin is the least number of events that a transaction writes
+// with COPY (copyEvents) rather than with one INSERT in its commit's
+// round trip. An INSERT of the events unnested from array parameters
+// took twice as long as COPY from a thousand events on (10,000: 0.09–0.3
+// s against 0.04 s); below a few hundred, COPY's two more round trips
+// cost as much as it saves.
+const copyEventsMin = 512
+
+// copyEvents writes the transaction's events pending, numbered as
+// queueEvents numbers them, with COPY: it sends what is queued with the
+// draws of their pending numbers, then copies the rows. Row-level
+// security refuses COPY FROM, so a store under it keeps the INSERT.
+func (t *tx) copyEvents(ctx context.Context) error {
+	group := t.s.pendingGroup
+	rows := make([][]any, len(t.events))
+	for i, ev := range t.events {
+		at, err := eventTime(ev)
+		if err != nil {
+			return err
+		}
+		var body []byte
+		if len(ev.Body) > 0 {
+			body = ev.Body
+		}
+		rows[i] = []any{int64(0), []byte(ev.Tenant), []byte(ev.Type), []byte(ev.Collection), []byte(ev.RecordID), at, body}
+	}
+	draws := make([]int64, (len(rows)+group-1)/group)
+	b := t.queue()
+	for k := range draws {
+		b.Queue("SELECT nextval('outbox_pending_seq')").QueryRow(func(row pgx.Row) error { return row.Scan(&draws[k]) })
+	}
+	if err := t.send(ctx); err != nil {
+		return err
+	}
+	for i := range rows {
+		rows[i][0] = -(draws[i/group]*int64(group) + int64(i%group))
+	}
+	if _, err := t.conn.CopyFrom(ctx, pgx.Identifier{"outbox"}, []string{"seq", "tenant", "type", "coll", "record_id", "time", "body"}, pgx.CopyFromRows(rows)); err != nil {
+		return t.fail(err)
+	}
+	return nil
+}
+
+// eventTime is ev's time as the outbox keeps it: RFC 3339 with
+// nanoseconds and the offset.
+func eventTime(ev storage.Event) (string, error) {
+	at, err := json.Marshal(ev.Time)
+	if err != nil {
+		return "", fmt.Errorf("%w: event %s: time: %v", storage.ErrInvalid, ev.Type, err)
+	}
+	return strings.Trim(string(at), `"`), nil
 }
 
 // pendingGroup is how many events share a draw of a pending number.
@@ -897,12 +958,12 @@ func (t *tx) queueEventGroup(b *pgx.Batch, events []storage.Event, group int) er
 	tenants, types, colls, ids, bodies := make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
 	times := make([]string, n)
 	for i, ev := range events {
-		at, err := json.Marshal(ev.Time)
+		at, err := eventTime(ev)
 		if err != nil {
-			return fmt.Errorf("%w: event %s: time: %v", storage.ErrInvalid, ev.Type, err)
+			return err
 		}
 		tenants[i], types[i], colls[i], ids[i] = []byte(ev.Tenant), []byte(ev.Type), []byte(ev.Collection), []byte(ev.RecordID)
-		times[i] = strings.Trim(string(at), `"`)
+		times[i] = at
 		if len(ev.Body) > 0 {
 			bodies[i] = ev.Body
 		}
