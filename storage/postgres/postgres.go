@@ -394,7 +394,9 @@ func (s *Store) begin(ctx context.Context, tenant string) error {
 	return s.enter()
 }
 
-// Close waits for running calls, stops the outbox listener and closes the
+// Close waits for running calls, stops the outbox listener, releases the
+// outbox consumers this store leased (waking the other processes on the
+// store, so that one of them takes each over at once) and closes the
 // connection pool. It is idempotent.
 func (s *Store) Close() error {
 	s.mu.Lock()
@@ -409,7 +411,12 @@ func (s *Store) Close() error {
 	s.listening.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := s.pool.Exec(ctx, "UPDATE consumers SET owner = NULL, lease_until = NULL WHERE owner = $1", s.instance)
+	// The NOTIFY wakes the processes standing by on the consumers it held,
+	// which take them over when they next read, instead of at their next
+	// poll; it is sent only if there was a lease to release.
+	_, err := s.pool.Exec(ctx, `WITH released AS (
+			UPDATE consumers SET owner = NULL, lease_until = NULL WHERE owner = $1 RETURNING name)
+		SELECT pg_notify($2, $3) WHERE EXISTS (SELECT FROM released)`, s.instance, notifyChannel, s.schema)
 	s.pool.Close()
 	if err != nil {
 		return fmt.Errorf("postgres: close: releasing outbox leases: %w", err)
@@ -860,6 +867,14 @@ func (s *Store) OutboxHead(ctx context.Context) (uint64, error) {
 // writes, nor waits for the disk. Engines that stand by on the same
 // store, waking on every commit, would otherwise number in turn with the
 // holder, each numbering a transaction committed on disk.
+//
+// The setting is a session's, so the two transactions must run in one
+// server session: they do, sent in one batch on one connection, unless a
+// transaction-mode pooler (PgBouncer's pool_mode=transaction) sits
+// between, which the store does not support (README). A lease that runs
+// out between the two transactions (each reads its own now()) is not
+// taken over by this read, which then returns nothing, but by the next
+// one, at the next signal or poll.
 func queueSequencing(b *pgx.Batch, lock int64, consumer, instance []byte) {
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
 	// The pending events are found by a plain scan of the primary key

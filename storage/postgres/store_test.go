@@ -183,6 +183,56 @@ func TestConsumerLeaseStandby(t *testing.T) {
 	assert.Len(t, other, 2, "the standby takes over as soon as the holder closes")
 }
 
+// TestConsumerLeaseCloseWakes checks that closing the process that holds
+// a consumer's lease wakes the others on the store (OutboxSignal), so a
+// standby takes the consumer over at once rather than at its next poll,
+// and that closing one that holds no lease wakes nobody.
+func TestConsumerLeaseCloseWakes(t *testing.T) {
+	pgtest.Need(t, startErr)
+	ctx := context.Background()
+	a := open(t)
+	require.NoError(t, a.Declare(ctx, storagetest.Collections()...))
+	b, err := postgres.Open(ctx, server.URL, &postgres.Options{Schema: a.Schema()})
+	require.NoError(t, err)
+	defer b.Close()
+	idle, err := postgres.Open(ctx, server.URL, &postgres.Options{Schema: a.Schema()})
+	require.NoError(t, err)
+	defer idle.Close()
+
+	woken := b.OutboxSignal()
+	require.NoError(t, a.Update(ctx, "t", func(tx storage.Tx) error { return tx.Append(ctx, storage.Event{Type: "x.one"}) }))
+	select {
+	case <-woken: // a's commit reached b
+	case <-time.After(10 * time.Second):
+		t.Fatal("b was not told of a's commit")
+	}
+	evs, err := a.ReadOutbox(ctx, "group", 10)
+	require.NoError(t, err)
+	require.Len(t, evs, 1)
+	other, err := b.ReadOutbox(ctx, "group", 10)
+	require.NoError(t, err)
+	require.Empty(t, other, "the consumer is leased to a")
+
+	// Reads and acknowledgements send no NOTIFY, nor does closing a
+	// store that holds no lease.
+	woken = b.OutboxSignal()
+	require.NoError(t, idle.Close())
+	select {
+	case <-woken:
+		t.Fatal("closing a store that holds no lease woke b")
+	case <-time.After(300 * time.Millisecond):
+	}
+	require.NoError(t, a.Close())
+	select {
+	case <-woken:
+	case <-time.After(10 * time.Second):
+		t.Fatal("closing the holder did not wake b")
+	}
+	other, err = b.ReadOutbox(ctx, "group", 10)
+	require.NoError(t, err)
+	assert.Len(t, other, 1, "b takes over")
+}
+
 // TestConsumerLeaseExpires checks that a lease left by a process that did
 // not close (it crashed) runs out.
 func TestConsumerLeaseExpires(t *testing.T) {
