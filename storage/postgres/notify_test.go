@@ -18,13 +18,7 @@ import (
 func TestOutboxSignalAcrossProcesses(t *testing.T) {
 	ctx := context.Background()
 	a := open(t)
-	openOther := func() *postgres.Store {
-		s, err := postgres.Open(ctx, server.URL, &postgres.Options{Schema: a.Schema()})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}
-	b := openOther()
+	b := openAlso(t, a.Schema())
 	appendEvent := func(s *postgres.Store) {
 		t.Helper()
 		require.NoError(t, s.Update(ctx, "t", func(tx storage.Tx) error { return tx.Append(ctx, storage.Event{Type: "x.one"}) }))
@@ -71,7 +65,7 @@ func TestOutboxSignalAcrossProcesses(t *testing.T) {
 	require.False(t, fired(again, 300*time.Millisecond), "the committing process was woken by its own NOTIFY")
 
 	// A store that closes right after a commit still tells the others.
-	c := openOther()
+	c := openAlso(t, a.Schema())
 	sigB = b.OutboxSignal()
 	appendEvent(c)
 	require.NoError(t, c.Close())

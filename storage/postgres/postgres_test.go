@@ -51,6 +51,16 @@ func openSchema(t *testing.T, schema string) *postgres.Store {
 	return s
 }
 
+// openAlso opens another store on schema, as another process would, and
+// closes it when the test ends; the schema is left to its first opener.
+func openAlso(t *testing.T, schema string) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), server.URL, &postgres.Options{Schema: schema})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 func dropSchema(t *testing.T, schema string) {
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, server.URL)
